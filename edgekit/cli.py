@@ -1,0 +1,273 @@
+"""The ``edgekit`` command: a thin argument layer over :mod:`edgekit.api`.
+
+Every :class:`~edgekit.errors.EdgekitError` is printed on one line and exits with status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import ConfigError, EdgekitError
+
+EXIT_USER_ERROR = 2
+
+
+def _shapes(values: Sequence[str] | None) -> dict[str, tuple[int, ...]] | None:
+    from edgekit.sources.base import parse_shape
+
+    if not values:
+        return None
+    out: dict[str, tuple[int, ...]] = {}
+    for v in values:
+        name, sep, dims = v.rpartition("=")
+        out[name if sep else "input"] = parse_shape(dims, where=f"--input-shape {v}")
+    return out
+
+
+def _preprocess(args: argparse.Namespace) -> dict[str, Any] | None:
+    pre: dict[str, Any] = {}
+    if getattr(args, "mean", None):
+        pre["mean"] = tuple(float(x) for x in args.mean.split(","))
+    if getattr(args, "std", None):
+        pre["std"] = tuple(float(x) for x in args.std.split(","))
+    return pre or None
+
+
+def _source(args: argparse.Namespace) -> Any:
+    from edgekit.api import load_source
+
+    return load_source(args.model, checkpoint=args.checkpoint, input_shapes=_shapes(args.input_shape),
+                       task=args.task, preprocess=_preprocess(args), max_length=args.max_length)
+
+
+def _csv(text: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip()) if text else ()
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from edgekit.bench import BenchOptions
+    from edgekit.pipeline import RunOptions
+    from edgekit.results import AccuracyBudget
+    from edgekit.types import Format, Precision
+
+    opts = RunOptions()
+    if getattr(args, "formats", None):
+        opts = replace(opts, formats=tuple(Format.parse(f, where="--formats") for f in _csv(args.formats)))
+    if getattr(args, "precisions", None):
+        opts = replace(opts, precisions=tuple(Precision.parse(p, where="--precisions")
+                                              for p in _csv(args.precisions)))
+    if getattr(args, "target", None):
+        opts = replace(opts, targets=tuple(args.target))
+    budget = AccuracyBudget(max_drop_points=getattr(args, "max_drop", 1.0),
+                            min_cosine=getattr(args, "min_cosine", 0.99))
+    bench = BenchOptions(min_runs=getattr(args, "min_runs", 50), min_seconds=getattr(args, "min_seconds", 3.0),
+                         warmup_runs=getattr(args, "warmup", 10), memory_pass=not getattr(args, "no_memory", False))
+    static = replace(opts.static_int8, calibration_limit=getattr(args, "calibration_limit", None))
+    if getattr(args, "exclude_nodes", None):
+        static = replace(static, nodes_to_exclude=_csv(args.exclude_nodes))
+    if getattr(args, "int8_preset", None):
+        static = replace(static, preset=args.int8_preset)
+    return replace(opts, budget=budget, bench=bench, threads=getattr(args, "threads", None),
+                   calibration_limit=getattr(args, "calibration_limit", None),
+                   eval_limit=getattr(args, "eval_limit", None), static_int8=static,
+                   opset=getattr(args, "opset", 17), dynamic_batch=not getattr(args, "static_batch", False))
+
+
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="file.py:factory, a Hugging Face directory, or an .onnx file")
+    p.add_argument("--checkpoint", help=".safetensors or .pt/.pth state_dict for a file.py:factory model")
+    p.add_argument("--input-shape", action="append", metavar="[NAME=]1,3,H,W", help="input shape (repeatable)")
+    p.add_argument("--task", help="image-classification | text-classification | feature-extraction | generic")
+    p.add_argument("--mean", help="image normalisation mean, 0..1 units, e.g. 0.485,0.456,0.406")
+    p.add_argument("--std", help="image normalisation std, 0..1 units")
+    p.add_argument("--max-length", type=int, default=64, help="token sequence length for text models")
+    p.add_argument("--calibration", required=True,
+                   help="bundled set name (digits, photos, sentences), folder of images, .npz or .txt")
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", action="append", help="target name or .toml path (repeatable); default local-cpu")
+    p.add_argument("--formats", help="comma list; default onnx")
+    p.add_argument("--precisions", help="comma list of fp32,fp16,int8,int8-dynamic; default depends on the task")
+    p.add_argument("--threads", type=int, help="threads for validation and benchmarks (default: the target's)")
+    p.add_argument("--max-drop", type=float, default=1.0, help="accuracy budget: max points lost (default 1.0)")
+    p.add_argument("--min-cosine", type=float, default=0.99, help="accuracy budget: min mean cosine (0.99)")
+    p.add_argument("--calibration-limit", type=int, help="use at most N calibration items")
+    p.add_argument("--eval-limit", type=int, help="validate on at most N held-out items")
+    p.add_argument("--min-runs", type=int, default=50)
+    p.add_argument("--min-seconds", type=float, default=3.0)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--no-memory", action="store_true", help="skip the separate peak-memory pass")
+    p.add_argument("--int8-preset", help="auto | avx2 | vnni | arm64 | generic | ort-default")
+    p.add_argument("--exclude-nodes", help="comma list of node names kept in float in static int8")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--static-batch", action="store_true", help="export with a fixed batch of 1")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edgekit.pipeline import run
+
+    result = run(_source(args), args.calibration, args.out, _options(args))
+    for rec in result.recommendations:
+        print(f"{rec.target}/{rec.runtime}: {rec.artifact or 'nothing'} - {rec.reason}")
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from edgekit.api import export
+
+    art = export(_source(args), args.out, calibration=args.calibration, options=_options(args))
+    print(art.path)
+    return 0
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from edgekit.api import export, quantize
+
+    src = _source(args)
+    opts = _options(args)
+    fp32 = export(src, args.out, calibration=args.calibration, options=opts)
+    target = args.target[0] if args.target else "local-cpu"
+    art = quantize(src, fp32, args.precision, calibration=args.calibration, out_dir=args.out, target=target,
+                   options=opts)
+    print(art.path)
+    for note in art.notes:
+        print(f"  {note}")
+    return 0
+
+
+def _artifact(path: str, source: Any) -> Any:
+    from edgekit.artifacts import Artifact, sha256_file, sidecar_path
+    from edgekit.sources.files import check_onnx_file
+    from edgekit.types import Format, Precision
+
+    p = Path(path)
+    side = sidecar_path(p)
+    if side.exists():
+        return Artifact.from_dict({**json.loads(side.read_text()), "path": str(p)})
+    if p.suffix != ".onnx":
+        raise ConfigError("unsupported artifact", where=str(p), expected="an .onnx file", got=p.suffix)
+    check_onnx_file(p)
+    return Artifact(p, Format.ONNX, Precision.FP32, source.io, sha256_file(p), notes=("precision not recorded",))
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from edgekit.api import validate
+
+    src = _source(args)
+    metrics = validate(src, _artifact(args.artifact, src), calibration=args.calibration, limit=args.eval_limit)
+    print(json.dumps(metrics.to_dict(), indent=2))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edgekit.api import benchmark
+
+    src = _source(args)
+    target = args.target[0] if args.target else "local-cpu"
+    res = benchmark(_artifact(args.artifact, src), target=target, source=src, calibration=args.calibration,
+                    options=_options(args))
+    s = res.stats
+    print(f"{Path(args.artifact).name} on {target}/{res.runtime} threads={res.threads}: n={s.n} "
+          f"p50={s.p50_ms:.3f} ms p90={s.p90_ms:.3f} ms p99={s.p99_ms:.3f} ms mean={s.mean_ms:.3f}±{s.stdev_ms:.3f} "
+          f"load={res.load_ms:.1f} ms first={res.first_inference_ms:.2f} ms peak_rss={res.peak_rss_mb} MB")
+    return 0
+
+
+def _cmd_targets(args: argparse.Namespace) -> int:
+    from edgekit.targets import list_targets, load_target
+
+    if args.action == "list":
+        for t in list_targets():
+            print(f"{t.name:24} {t.access:9} {t.arch:8} {', '.join(r.name for r in t.runtimes):28} {t.description}")
+        return 0
+    if not args.name:
+        raise ConfigError("which target?", where="edgekit targets show", expected="a target name")
+    t = load_target(args.name)
+    print(json.dumps({"name": t.name, "description": t.description, "access": t.access, "arch": t.arch,
+                      "isa": list(t.isa), "int8_preset": t.int8_preset, "memory_mb": t.memory_mb,
+                      "source": str(t.source),
+                      "runtimes": [{"name": r.name, "threads": r.threads, "providers": list(r.providers),
+                                    "device": r.device, "precisions": [p.value for p in r.precisions]}
+                                   for r in t.runtimes]}, indent=2))
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from edgekit.doctor import doctor_report
+
+    text, ok = doctor_report()
+    print(text)
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgekit", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="export, quantize, validate, benchmark and report")
+    _add_source_args(p)
+    _add_run_args(p)
+    p.add_argument("--out", required=True, help="run folder (re-running reuses complete artifacts)")
+    p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("export", help="export the fp32 ONNX model (numerically checked)")
+    _add_source_args(p)
+    _add_run_args(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_export)
+    p = sub.add_parser("quantize", help="export, then make one quantized variant")
+    _add_source_args(p)
+    _add_run_args(p)
+    p.add_argument("--precision", required=True, help="fp16 | int8 | int8-dynamic")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_quantize)
+    p = sub.add_parser("validate", help="compare an artifact with its source on held-out items")
+    _add_source_args(p)
+    _add_run_args(p)
+    p.add_argument("--artifact", required=True)
+    p.set_defaults(func=_cmd_validate)
+    p = sub.add_parser("bench", help="benchmark an artifact on a target")
+    _add_source_args(p)
+    _add_run_args(p)
+    p.add_argument("--artifact", required=True)
+    p.set_defaults(func=_cmd_bench)
+    p = sub.add_parser("targets", help="list or show targets")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("name", nargs="?")
+    p.set_defaults(func=_cmd_targets)
+    p = sub.add_parser("doctor", help="which formats/runtimes are usable here, and why not")
+    p.set_defaults(func=_cmd_doctor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 for user errors)."""
+    from edgekit.sources.huggingface import go_offline
+
+    go_offline()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except EdgekitError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"edgekit: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("edgekit: interrupted; re-run the same command to resume (complete artifacts are reused)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

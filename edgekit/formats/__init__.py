@@ -1,0 +1,1 @@
+"""Formats: export/convert and quantize, one adapter file per format."""

@@ -1,0 +1,151 @@
+"""ONNX: export from PyTorch / Hugging Face / an existing file (the canonical fp32 artifact), and the
+fp16 / static int8 / dynamic int8 variants (quantization itself lives in :mod:`onnx_quant`)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.artifacts import atomic_path
+from edgekit.errors import ExportError, SourceError, require
+from edgekit.formats.base import TOLERANCES, BuildContext, BuildOutput, check_numerics
+from edgekit.sources.base import ModelSource
+from edgekit.types import Format, Precision
+
+DEFAULT_OPSET = 17
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:240]
+
+
+def export_torch(source: ModelSource, out_path: Path, *, opset: int, dynamic_batch: bool) -> None:
+    """``torch.onnx.export`` (TorchScript exporter, one self-contained file) of a torch source."""
+    torch = require("torch", "torch", "exporting PyTorch models")
+    module = source.handle
+    spec = source.io.inputs[0]
+    example = torch.zeros(spec.concrete_shape(1))
+    in_names = list(source.io.input_names)
+    out_names = list(source.io.output_names)
+    axes = {n: {0: "batch"} for n in in_names + out_names} if dynamic_batch else None
+    with atomic_path(out_path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=in_names, output_names=out_names, dynamic_axes=axes,
+                              do_constant_folding=True)
+        except Exception as exc:
+            raise ExportError(f"torch.onnx.export failed: {_first_line(exc)}", where=source.name,
+                              hint="try another --opset; unsupported ops need a custom symbolic") from exc
+
+
+def export_huggingface(source: ModelSource, out_path: Path, *, opset: int, dynamic_batch: bool) -> None:
+    """Export an HF directory with optimum-onnx's ``main_export`` (offline), task from the config."""
+    exporters = require("optimum.exporters.onnx", "hf", "exporting Hugging Face models")
+    task = str(source.details.get("optimum_task", "auto"))
+    with tempfile.TemporaryDirectory(prefix="edgekit-optimum-", dir=out_path.parent) as tmp, \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            exporters.main_export(str(source.path), output=tmp, task=task, opset=opset, local_files_only=True,
+                                  do_validation=False, no_dynamic_axes=not dynamic_batch)
+        except Exception as exc:
+            raise ExportError(f"optimum export failed: {_first_line(exc)}", where=str(source.path),
+                              hint="is the architecture supported by optimum-onnx for this task?") from exc
+        produced = Path(tmp) / "model.onnx"
+        if not produced.exists():
+            raise ExportError("optimum wrote no model.onnx", where=str(source.path))
+        _copy_single_file(produced, out_path)
+
+
+def _copy_single_file(src: Path, out_path: Path) -> None:
+    """Copy an ONNX model into one self-contained file (external data folded in) atomically."""
+    onnx = require("onnx", "onnx", "writing ONNX files")
+    model = onnx.load(str(src))
+    with atomic_path(out_path) as tmp:
+        onnx.save_model(model, str(tmp), save_as_external_data=False)
+
+
+class OnnxAdapter:
+    """The ONNX format: fp32 export plus fp16, static int8 (QDQ) and dynamic int8 variants."""
+
+    format = Format.ONNX
+    precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC)
+
+    def file_name(self, precision: Precision) -> str:
+        return f"model.{precision.value}.onnx"
+
+    def build(self, precision: Precision, ctx: BuildContext, out_path: Path) -> BuildOutput:
+        if precision is Precision.FP32:
+            return self._export(ctx, out_path)
+        from edgekit.formats import onnx_quant
+
+        if ctx.canonical is None:
+            raise ExportError("no fp32 ONNX model to derive from", where=str(out_path))
+        fp32 = ctx.canonical.path
+        options = ctx.options
+        if precision is Precision.FP16:
+            rep = onnx_quant.convert_fp16(fp32, out_path)
+        elif precision is Precision.INT8:
+            rep = onnx_quant.quantize_static(fp32, out_path, ctx.calibration, ctx.check_feeds,
+                                             options.get("static", onnx_quant.StaticInt8Options()), ctx.isa_preset)
+        elif precision is Precision.INT8_DYNAMIC:
+            rep = onnx_quant.quantize_dynamic(fp32, out_path,
+                                              options.get("dynamic", onnx_quant.DynamicInt8Options()),
+                                              ctx.isa_preset)
+        else:  # pragma: no cover - enum is closed
+            raise ExportError("unsupported precision", where=str(out_path), got=precision.value)
+        settings: dict[str, Any] = {
+            **dict(rep.settings), "nodes_kept_float": list(rep.nodes_kept_float),
+            "calibration_items": rep.calibration_items, "calibration_seconds": rep.calibration_seconds,
+            "calibration_peak_rss_mb": rep.calibration_peak_rss_mb, "check": dict(rep.check)}
+        if precision is Precision.FP16:
+            self._check(ctx, out_path, precision)
+        return BuildOutput(out_path, tuple(rep.notes), settings)
+
+    def _export(self, ctx: BuildContext, out_path: Path) -> BuildOutput:
+        src = ctx.source
+        opset = int(ctx.options.get("opset", DEFAULT_OPSET))
+        dynamic = bool(ctx.options.get("dynamic_batch", True))
+        if src.kind == "torch":
+            export_torch(src, out_path, opset=opset, dynamic_batch=dynamic)
+        elif src.kind == "huggingface":
+            export_huggingface(src, out_path, opset=opset, dynamic_batch=dynamic)
+        elif src.kind == "onnx":
+            assert src.path is not None
+            if dynamic is False or "opset" in ctx.options:
+                pass  # an existing file is taken as it is; say so in the notes
+            _copy_single_file(src.path, out_path)
+        else:
+            raise SourceError("unknown source kind", where=src.name, got=src.kind)
+        check = self._check(ctx, out_path, Precision.FP32)
+        notes = (f"exported from {src.kind} (opset {opset}, {'dynamic' if dynamic else 'static'} batch); "
+                 f"numeric check on {int(check['items'])} items: max-abs {check['max_abs']:.2g}, "
+                 f"cosine {check['min_cosine']:.6f}",) if src.kind != "onnx" else (
+                     "copied from the given .onnx file unchanged",)
+        return BuildOutput(out_path, notes, {"opset": opset, "dynamic_batch": dynamic, "numeric_check": check})
+
+    def _check(self, ctx: BuildContext, path: Path, precision: Precision) -> dict[str, float]:
+        from edgekit.runtimes.base import RuntimeOptions
+        from edgekit.runtimes.ort import OrtRuntime
+
+        sess = OrtRuntime().load(path, RuntimeOptions(threads=None))
+
+        def run(feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+            return sess.run(feeds)
+
+        return check_numerics(f"{path.name}", ctx.source.run_reference, run, list(ctx.check_feeds)[:8],
+                              TOLERANCES[precision], ctx.source.io.output_names)
+
+
+def copy_file(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` atomically."""
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)

@@ -1,0 +1,291 @@
+"""The stages as plain functions, and :func:`run` composing them: export → quantize → validate →
+benchmark → report. Artifacts are cached by recipe (see :mod:`edgekit.artifacts`), so re-running an
+interrupted run reuses every complete artifact."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit import __version__
+from edgekit.artifacts import Artifact, finish_artifact, recipe_key, reuse_artifact, sha256_file
+from edgekit.bench import BenchOptions
+from edgekit.calibration import Dataset, check_compatible, load_dataset
+from edgekit.errors import CalibrationError, ConfigError, EdgekitError, MissingDependencyError
+from edgekit.formats.base import BuildContext, Feeds, FormatAdapter
+from edgekit.formats.onnx_quant import DynamicInt8Options, StaticInt8Options
+from edgekit.results import AccuracyBudget, BenchResult, Metrics, Row, RunResult
+from edgekit.runtimes.base import RuntimeOptions
+from edgekit.sources.base import ModelSource
+from edgekit.targets import Target, load_target
+from edgekit.types import Format, Precision, Task
+from edgekit.validate import collect, compare
+
+Progress = Callable[[str], None]
+
+FORMAT_ADAPTERS: dict[Format, str] = {Format.ONNX: "edgekit.formats.onnx:OnnxAdapter"}
+FORMAT_RUNTIME: dict[Format, str] = {Format.ONNX: "onnxruntime"}
+
+
+def default_precisions(task: Task) -> tuple[Precision, ...]:
+    """Precisions built when the user names none: dynamic int8 only where it suits (transformers)."""
+    if task in (Task.TEXT_CLASSIFICATION, Task.FEATURE_EXTRACTION):
+        return (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8)
+    return (Precision.FP32, Precision.FP16, Precision.INT8)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Options of a whole run. ``precisions=None`` means :func:`default_precisions` for the task."""
+
+    formats: tuple[Format, ...] = (Format.ONNX,)
+    precisions: tuple[Precision, ...] | None = None
+    targets: tuple[str, ...] = ("local-cpu",)
+    budget: AccuracyBudget = field(default_factory=AccuracyBudget)
+    bench: BenchOptions = field(default_factory=BenchOptions)
+    threads: int | None = None
+    calibration_limit: int | None = None
+    eval_limit: int | None = None
+    static_int8: StaticInt8Options = field(default_factory=StaticInt8Options)
+    dynamic_int8: DynamicInt8Options = field(default_factory=DynamicInt8Options)
+    opset: int = 17
+    dynamic_batch: bool = True
+    check_items: int = 16
+
+
+def stderr_progress(message: str) -> None:
+    """Default progress printer: one timestamped line per step on stderr."""
+    print(f"[edgekit {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _adapter(fmt: Format) -> FormatAdapter:
+    import importlib
+
+    module, _, cls = FORMAT_ADAPTERS[fmt].partition(":")
+    try:
+        return getattr(importlib.import_module(module), cls)()  # type: ignore[no-any-return]
+    except ImportError as exc:
+        raise MissingDependencyError(f"format {fmt.value!r} is not usable: {exc}", where=fmt.value,
+                                     hint=f"pip install 'edgekit[{fmt.value}]'") from exc
+
+
+def _dataset(calibration: str | Path | Dataset) -> Dataset:
+    return calibration if isinstance(calibration, Dataset) else load_dataset(calibration)
+
+
+def _stream(ds: Dataset, source: ModelSource, split: str, limit: int | None) -> Callable[[], Iterator[Feeds]]:
+    def make() -> Iterator[Feeds]:
+        return ds.batches(split, source.io, source.preprocess, batch_size=1, limit=limit)  # type: ignore[arg-type]
+    return make
+
+
+def _check_feeds(ds: Dataset, source: ModelSource, n: int) -> list[Feeds]:
+    feeds = list(ds.batches("calibration", source.io, source.preprocess, batch_size=1, limit=n))
+    if not feeds:
+        raise CalibrationError("calibration split is empty", where=str(ds.path), hint="add calibration items")
+    return feeds
+
+
+def build_artifact(
+    source: ModelSource,
+    fmt: Format,
+    precision: Precision,
+    out_dir: Path,
+    *,
+    dataset: Dataset | None = None,
+    canonical: Artifact | None = None,
+    options: RunOptions = RunOptions(),
+    isa_preset: str = "generic",
+    progress: Progress = stderr_progress,
+) -> Artifact:
+    """Build (or reuse, when a complete one with the same recipe exists) one artifact."""
+    adapter = _adapter(fmt)
+    if precision not in adapter.precisions:
+        raise ConfigError("precision not supported by this format", where=f"{fmt.value}",
+                          expected=", ".join(p.value for p in adapter.precisions), got=precision.value)
+    out_path = Path(out_dir) / adapter.file_name(precision)
+    recipe: dict[str, Any] = {"edgekit": __version__, "format": fmt.value, "precision": precision.value,
+                              "source": source.fingerprint, "opset": options.opset,
+                              "dynamic_batch": options.dynamic_batch}
+    if precision is not Precision.FP32:
+        if canonical is None:
+            raise ConfigError("an fp32 artifact is needed first", where=str(out_path))
+        recipe["parent"] = canonical.sha256
+        recipe["isa_preset"] = isa_preset
+    if precision is Precision.INT8:
+        if dataset is None:
+            raise CalibrationError("static int8 needs calibration data", where=str(out_path),
+                                   hint="pass --calibration (a bundled set name, a folder, .npz or .txt)")
+        recipe["static_int8"] = asdict(options.static_int8)
+        recipe["calibration"] = {"dataset": dataset.describe(), "limit": options.calibration_limit}
+    if precision is Precision.INT8_DYNAMIC:
+        recipe["dynamic_int8"] = asdict(options.dynamic_int8)
+    cached = reuse_artifact(out_path, recipe)
+    if cached is not None:
+        progress(f"reuse {out_path.name} (complete, same recipe {recipe_key(recipe)})")
+        return cached
+    progress(f"build {fmt.value} {precision.value} -> {out_path}")
+    t0 = time.perf_counter()
+    check = _check_feeds(dataset, source, options.check_items) if dataset is not None else []
+    ctx = BuildContext(
+        source=source, canonical=canonical,
+        calibration=_stream(dataset, source, "calibration", options.calibration_limit) if dataset else (
+            lambda: iter(())),
+        check_feeds=check, isa_preset=isa_preset,
+        options={"opset": options.opset, "dynamic_batch": options.dynamic_batch,
+                 "static": options.static_int8, "dynamic": options.dynamic_int8},
+    )
+    built = adapter.build(precision, ctx, out_path)
+    art = Artifact(path=out_path, format=fmt, precision=precision, io=source.io, sha256=sha256_file(out_path),
+                   recipe=recipe, notes=built.notes, layout=built.layout, settings=dict(built.settings))
+    finish_artifact(art)
+    progress(f"built {out_path.name} in {time.perf_counter() - t0:.1f}s ({art.size_bytes / 2**20:.2f} MiB)")
+    return art
+
+
+def reference_outputs(source: ModelSource, ds: Dataset, out_dir: Path, limit: int | None,
+                      progress: Progress = stderr_progress) -> np.ndarray:
+    """The source's primary outputs on the held-out split, cached in ``out_dir`` by content key."""
+    from edgekit.artifacts import atomic_path
+
+    key = recipe_key({"source": source.fingerprint, "dataset": ds.describe(), "limit": limit,
+                      "preprocess": source.preprocess.to_dict() if source.preprocess is not None else None})
+    cache = Path(out_dir) / f"reference-{key}.npy"
+    if cache.exists():
+        return np.load(cache)
+    progress(f"reference outputs of the source on {min(ds.count('eval'), limit or 10**9)} held-out items")
+    feeds = ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=limit)  # type: ignore[arg-type]
+    ref = collect(((f, source.run_reference(f)) for f in feeds), source.task)
+    with atomic_path(cache) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, ref)
+    return ref
+
+
+def validate_artifact(source: ModelSource, artifact: Artifact, ds: Dataset, *, reference: np.ndarray,
+                      limit: int | None = None, threads: int | None = None) -> Metrics:
+    """Run ``artifact`` (with its format's local runtime) on the held-out split and compare with the source."""
+    from edgekit.registry import get_runtime
+
+    sess = get_runtime(FORMAT_RUNTIME[artifact.format]).load(artifact.path, RuntimeOptions(threads=threads))
+    feeds = ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=limit)  # type: ignore[arg-type]
+    got = collect(((f, sess.run(f)) for f in feeds), source.task)
+    labels = ds.labels("eval")
+    if labels is not None and limit is not None:
+        labels = labels[:limit]
+    return compare(reference, got, classification=source.task.is_classification or source.task is Task.GENERIC,
+                   labels=labels if source.task.is_classification else None)
+
+
+def benchmark_artifact(artifact: Artifact, target: Target, runtime: str, feeds: Sequence[Feeds],
+                       options: RunOptions, progress: Progress = stderr_progress) -> BenchResult:
+    """Benchmark one artifact on a local target's runtime with the target's settings."""
+    from edgekit.bench import benchmark
+
+    spec = target.runtime(runtime)
+    threads = options.threads or (spec.threads if spec else None) or options.bench.threads
+    bopts = replace(options.bench, threads=threads)
+    ropts = RuntimeOptions(threads=threads, providers=spec.providers if spec else (),
+                           device=spec.device if spec else None)
+    last = [0.0]
+
+    def tick(phase: str, i: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] > 2.0:
+            last[0] = now
+            progress(f"  bench {artifact.name} [{phase}] {i}/{total}")
+
+    return benchmark(runtime, artifact.path, feeds, bopts, ropts, progress=tick)
+
+
+def _rows_for_target(target: Target, artifacts: Sequence[Artifact], metrics: dict[str, Metrics],
+                     bench_feeds: Sequence[Feeds], options: RunOptions, progress: Progress) -> list[Row]:
+    rows: list[Row] = []
+    for spec in target.runtimes:
+        for art in artifacts:
+            if FORMAT_RUNTIME.get(art.format) != spec.name:
+                continue
+            m = metrics.get(art.name)
+            if art.precision not in spec.precisions:
+                continue
+            if target.access != "local":
+                rows.append(Row(art, target.name, spec.name, "not-available", m,
+                                reason=f"access '{target.access}' is not supported by this edgekit version yet"))
+                continue
+            try:
+                progress(f"benchmark {art.name} on {target.name}/{spec.name}")
+                b = benchmark_artifact(art, target, spec.name, bench_feeds, options, progress)
+                rows.append(Row(art, target.name, spec.name, "measured", m, b))
+            except EdgekitError as exc:
+                rows.append(Row(art, target.name, spec.name, "failed", m, reason=str(exc)))
+    return rows
+
+
+def run(
+    source: ModelSource,
+    calibration: str | Path | Dataset,
+    out_dir: str | Path,
+    options: RunOptions = RunOptions(),
+    progress: Progress = stderr_progress,
+) -> RunResult:
+    """Export, quantize, validate and benchmark ``source`` on every target; write the report.
+
+    Returns the :class:`RunResult`; ``out_dir`` gets ``artifacts/``, ``report.json`` and ``report.md``.
+    """
+    from edgekit.environment import environment
+    from edgekit.report import recommend, write_report
+
+    out = Path(out_dir)
+    art_dir = out / "artifacts"
+    ds = _dataset(calibration)
+    check_compatible(ds, source.io, source.preprocess)
+    targets = [load_target(t) for t in options.targets]
+    precisions = options.precisions or default_precisions(source.task)
+    local = next((t for t in targets if t.access == "local"), None)
+    isa_preset = local.int8_preset if local else "generic"
+    notes: list[str] = [f"int8 preset '{isa_preset}' chosen from the ISA of target "
+                        f"'{local.name if local else '-'}' ({', '.join(local.isa) if local else 'n/a'})"]
+    artifacts: list[Artifact] = []
+    for fmt in options.formats:
+        canonical = build_artifact(source, fmt, Precision.FP32, art_dir, dataset=ds, options=options,
+                                   isa_preset=isa_preset, progress=progress)
+        artifacts.append(canonical)
+        for prec in precisions:
+            if prec is Precision.FP32:
+                continue
+            try:
+                artifacts.append(build_artifact(source, fmt, prec, art_dir, dataset=ds, canonical=canonical,
+                                                options=options, isa_preset=isa_preset, progress=progress))
+            except MissingDependencyError:
+                raise
+            except EdgekitError as exc:
+                if isinstance(exc, CalibrationError):
+                    raise
+                notes.append(f"{fmt.value} {prec.value} could not be built: {exc}")
+                progress(f"FAILED {fmt.value} {prec.value}: {exc}")
+    reference = reference_outputs(source, ds, out, options.eval_limit, progress)
+    metrics: dict[str, Metrics] = {}
+    for art in artifacts:
+        progress(f"validate {art.name} on {reference.shape[0]} held-out items")
+        metrics[art.name] = validate_artifact(source, art, ds, reference=reference, limit=options.eval_limit,
+                                              threads=options.threads)
+    bench_feeds = list(ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=8))  # type: ignore[arg-type]
+    rows: list[Row] = []
+    for target in targets:
+        rows.extend(_rows_for_target(target, artifacts, metrics, bench_feeds, options, progress))
+    result = RunResult(
+        model=source.describe(), dataset={**ds.describe(), "eval_items_used": int(reference.shape[0])},
+        budget=options.budget, artifacts=tuple(artifacts), rows=tuple(rows),
+        recommendations=recommend(rows, options.budget),
+        environment=environment(sorted({FORMAT_RUNTIME[a.format] for a in artifacts})),
+        notes=tuple(notes),
+    )
+    json_path, md_path = write_report(result, out)
+    progress(f"report: {md_path} and {json_path}")
+    return result

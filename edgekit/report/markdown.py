@@ -1,0 +1,223 @@
+"""The human-readable report (``report.md``).
+
+Every number shown comes from the :class:`~edgekit.results.RunResult`; a row that was not measured
+shows its status and reason and a dash in every number cell, never a made-up value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from edgekit.report.model import artifact_size, jsonable
+from edgekit.report.recommend import MEASURED, speedups
+from edgekit.results import Row, RunResult
+
+DASH = "—"
+
+_TABLE_HEAD = ("Artifact", "Format", "Precision", "Size (MiB)", "Target", "Runtime", "Accuracy (Δ pt)",
+               "Top-1 agr.", "Cosine mean / min", "Max-abs", "p50 ms", "p90 ms", "vs fp32", "Peak MB",
+               "Status")
+_LATENCY_HEAD = ("Artifact", "Target", "Runtime", "Threads", "Ran on", "n", "Warmup", "Load ms",
+                 "First ms", "p50 ms", "p90 ms", "p99 ms", "Mean ± sd ms", "Min ms")
+
+
+def cell(text: Any) -> str:
+    """``text`` made safe for one Markdown table cell."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _table(head: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in body]
+    return lines
+
+
+def _pct(x: float | None) -> str:
+    return DASH if x is None else f"{100.0 * x:.1f}%"
+
+
+def _ms(x: float | None) -> str:
+    return DASH if x is None else f"{x:.2f}"
+
+
+def _value(v: Any) -> str:
+    v = jsonable(v)
+    if isinstance(v, list):
+        return ", ".join(_value(x) for x in v) if v else DASH
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_value(x)}" for k, x in v.items()) if v else DASH
+    if isinstance(v, float):
+        return f"{v:g}"
+    return DASH if v is None or v == "" else str(v)
+
+
+def _bullets(d: Mapping[str, Any], skip: Iterable[str] = ()) -> list[str]:
+    """One bullet per key; nested mappings become indented bullets."""
+    lines: list[str] = []
+    skipped = set(skip)
+    for k, v in d.items():
+        if k in skipped:
+            continue
+        if isinstance(v, Mapping) and v:
+            lines.append(f"- {k}:")
+            lines += ["  " + line for line in _bullets(v)]
+        else:
+            lines.append(f"- {k}: {_value(v)}")
+    return lines
+
+
+def _accuracy(row: Row) -> str:
+    m = row.metrics
+    if m is None or m.accuracy is None:
+        return DASH
+    drop = m.accuracy_drop_points
+    return _pct(m.accuracy) + (f" ({0.0 - drop:+.1f})" if drop is not None else "")
+
+
+def _size_mib(row: Row) -> str:
+    size = artifact_size(row.artifact)
+    if size is None:
+        return DASH
+    return f"{size / 2**20:.2f}" if size >= 0.01 * 2**20 else "<0.01"
+
+
+def _status(row: Row) -> str:
+    text = row.status + (f" on {row.host}" if row.host else "")
+    return text + (f": {row.reason}" if row.reason else "")
+
+
+def _results_row(row: Row, speedup: float | None) -> list[str]:
+    m, b = row.metrics, row.bench
+    approx = "≈" if row.status == "estimated" else ""
+    return [
+        row.artifact.name, row.artifact.format.value, row.artifact.precision.value, _size_mib(row),
+        row.target, row.runtime, _accuracy(row),
+        _pct(m.top1_agreement) if m is not None else DASH,
+        f"{m.cosine_mean:.4f} / {m.cosine_min:.4f}" if m is not None else DASH,
+        f"{m.max_abs:.3g}" if m is not None else DASH,
+        approx + _ms(b.stats.p50_ms) if b is not None else DASH,
+        approx + _ms(b.stats.p90_ms) if b is not None else DASH,
+        f"{speedup:.2f}x" if speedup is not None else DASH,
+        f"{b.peak_rss_mb:.0f}" if b is not None and b.peak_rss_mb is not None else DASH,
+        _status(row),
+    ]
+
+
+def _ran_on(info: Mapping[str, Any]) -> str:
+    for key in ("execution_devices", "providers", "device", "delegates"):
+        if info.get(key):
+            return _value(info[key])
+    return DASH
+
+
+def _latency_row(row: Row) -> list[str]:
+    b = row.bench
+    assert b is not None
+    s = b.stats
+    return [row.artifact.name, row.target, row.runtime, _value(b.threads), _ran_on(b.session_info),
+            str(s.n), str(len(b.warmup_ms)), _ms(b.load_ms), _ms(b.first_inference_ms), _ms(s.p50_ms),
+            _ms(s.p90_ms), _ms(s.p99_ms), f"{s.mean_ms:.2f} ± {s.stdev_ms:.2f}", _ms(s.min_ms)]
+
+
+def _title(result: RunResult) -> list[str]:
+    name = result.model.get("name") or "model"
+    lines = [f"# edgekit report: {name}", ""]
+    if result.model.get("source"):
+        lines += [f"Source: `{result.model['source']}`", ""]
+    return lines + _bullets(result.model, skip=("name", "source"))
+
+
+def _dataset(result: RunResult) -> list[str]:
+    d = result.dataset
+    n_eval = d.get("eval_items")
+    if n_eval is None:
+        ns = {r.metrics.n for r in result.rows if r.metrics is not None}
+        n_eval = ns.pop() if len(ns) == 1 else None
+    lines = ["## Dataset", "", f"- name: {_value(d.get('name'))}",
+             f"- evaluation items (held out): {_value(n_eval)}",
+             f"- calibration items: {_value(d.get('calibration_items'))}"]
+    return lines + _bullets(d, skip=("name", "eval_items", "calibration_items"))
+
+
+def _budget(result: RunResult) -> list[str]:
+    b = result.budget
+    return ["## Accuracy budget", "",
+            f"An artifact may be recommended when its mean output cosine similarity with the source is at "
+            f"least {b.min_cosine:g} and, where labels exist, it loses at most {b.max_drop_points:g} "
+            "accuracy points vs the source. A quantized artifact slower than the fp32 artifact of the same "
+            "format on the same target is never recommended."]
+
+
+def _results(result: RunResult) -> list[str]:
+    speed = speedups(result.rows)
+    lines = ["## Results", "",
+             "One row per artifact × target × runtime. Accuracy is on the held-out items with the change "
+             "vs the source in points; agreement, cosine and max-abs compare outputs with the source; "
+             "`vs fp32` is the p50 speed-up over the fp32 artifact of the same format on the same target "
+             "and runtime; ≈ marks a compiler estimate, not a measurement.", ""]
+    if not result.rows:
+        return [*lines, "No artifact was validated or benchmarked."]
+    return lines + _table(_TABLE_HEAD, (_results_row(r, speed[i]) for i, r in enumerate(result.rows)))
+
+
+def _recommendations(result: RunResult) -> list[str]:
+    lines = ["## Recommendation", ""]
+    if not result.recommendations:
+        lines += ["No target was measured, so nothing is recommended.", ""]
+    for rec in result.recommendations:
+        pick = f"**{rec.artifact}**" if rec.artifact else "**nothing**"
+        lines += [f"### {rec.target} ({rec.runtime}): {pick}", "", rec.reason, ""]
+        if rec.rejected:
+            lines += ["Not chosen:", *(f"- {r}" for r in rec.rejected), ""]
+    measured = {(r.target, r.runtime) for r in result.rows if r.status in MEASURED}
+    unmeasured = sorted({(r.target, r.runtime) for r in result.rows} - measured)
+    lines += [f"- {t} ({rt}): nothing was measured there, so no recommendation." for t, rt in unmeasured]
+    return lines
+
+
+def _notes(result: RunResult) -> list[str]:
+    notes = list(result.notes)
+    notes += [f"{a.name}: {n}" for a in result.artifacts for n in a.notes]
+    for r in result.rows:
+        info = r.bench.session_info if r.bench is not None else {}
+        if info.get("fallback"):
+            notes.append(f"{r.artifact.name} on {r.target}/{r.runtime}: requested {_value(info['fallback'])} "
+                         f"but ran on {_ran_on(info)}")
+    if not notes:
+        return []
+    return ["## Notes", "", *(f"- {n}" for n in notes)]
+
+
+def _environment(result: RunResult) -> list[str]:
+    """The run's environment, then one per remote host (or per target when the run recorded none)."""
+    lines = ["## Environment", ""]
+    lines += _bullets(result.environment) if result.environment else ["Not recorded for the run."]
+    shown: set[tuple[str, str | None]] = set()
+    for r in result.rows:
+        env = r.bench.environment if r.bench is not None else {}
+        key = (r.target, r.host)
+        if not env or key in shown or (r.host is None and result.environment):
+            continue
+        shown.add(key)
+        where = r.target + (f" ({r.host})" if r.host else "")
+        lines += ["", f"### Environment on {where}", "", *_bullets(env)]
+    return lines
+
+
+def _latency(result: RunResult) -> list[str]:
+    timed = [r for r in result.rows if r.bench is not None and r.status in MEASURED]
+    lines = ["## How latency was measured", "",
+             "Each artifact was loaded (Load), run once (First), run for the warmup iterations, then timed "
+             "for n steady-state single inferences; p50/p90/p99 are percentiles of those n samples. The raw "
+             "samples and warmups are kept in `report.json`.", ""]
+    if not timed:
+        return [*lines, "No artifact was benchmarked."]
+    return lines + _table(_LATENCY_HEAD, (_latency_row(r) for r in timed))
+
+
+def render_markdown(result: RunResult) -> str:
+    """The whole Markdown report for ``result``."""
+    sections = [_title(result), _dataset(result), _budget(result), _results(result),
+                _recommendations(result), _notes(result), _environment(result), _latency(result)]
+    return "\n\n".join("\n".join(s).strip("\n") for s in sections if s) + "\n"

@@ -1,0 +1,172 @@
+"""The versioned JSON report (``report.json``) and writing the report folder.
+
+``report.json`` holds everything needed to redraw the report without re-running anything: the raw
+latency samples and warmups of every benchmark (pyperf-style), every artifact's recipe and hash, the
+environment, and the recommendations. Its top level is::
+
+    {"schema": "edgekit.report", "version": 1, "created": "<ISO-8601 UTC>",
+     "model": {...}, "dataset": {...}, "budget": {...}, "environment": {...},
+     "artifacts": [...], "rows": [...], "recommendations": [...], "notes": [...]}
+
+``RunResult.model`` is expected to hold ``name`` and ``source`` (and may hold ``task``);
+``RunResult.dataset`` ``name``, ``eval_items`` and ``calibration_items``. Other keys are kept as given.
+Non-finite floats (a NaN cosine from a broken artifact) are written as JSON ``NaN``, which Python reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path, PurePath
+from typing import Any
+
+from edgekit.artifacts import Artifact, atomic_write_json, atomic_write_text
+from edgekit.errors import ConfigError
+from edgekit.report.recommend import speedups
+from edgekit.results import Recommendation, Row, RunResult
+
+SCHEMA_NAME = "edgekit.report"
+SCHEMA_VERSION = 1
+JSON_NAME = "report.json"
+MARKDOWN_NAME = "report.md"
+
+
+def artifact_size(artifact: Artifact) -> int | None:
+    """Size on disk including side files, or None when the file is gone."""
+    try:
+        return artifact.size_bytes
+    except OSError:
+        return None
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types: dataclasses/mappings -> dicts, tuples -> lists, paths -> str, numpy
+    scalars and arrays -> Python numbers and lists, enums -> their value."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if isinstance(value, PurePath):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays, without importing numpy
+    if callable(tolist):
+        return jsonable(tolist())
+    return str(value)
+
+
+def artifact_dict(artifact: Artifact) -> dict[str, Any]:
+    """``Artifact.to_dict()`` plus its ``name``; ``size_bytes`` is None when the file is gone."""
+    try:
+        d = artifact.to_dict()
+    except OSError:
+        d = {
+            "path": str(artifact.path),
+            "format": artifact.format.value,
+            "precision": artifact.precision.value,
+            "io": artifact.io.to_dict(),
+            "sha256": artifact.sha256,
+            "recipe": dict(artifact.recipe),
+            "recipe_key": artifact.key,
+            "notes": list(artifact.notes),
+            "layout": artifact.layout,
+            "size_bytes": None,
+        }
+    return {"name": artifact.name, **jsonable(d)}
+
+
+def row_dict(row: Row, speedup: float | None) -> dict[str, Any]:
+    """One report row: artifact identity, where it ran, its metrics and its full benchmark (raw samples)."""
+    return {
+        "artifact": row.artifact.name,
+        "artifact_sha256": row.artifact.sha256,
+        "format": row.artifact.format.value,
+        "precision": row.artifact.precision.value,
+        "size_bytes": artifact_size(row.artifact),
+        "target": row.target,
+        "runtime": row.runtime,
+        "status": row.status,
+        "reason": row.reason,
+        "host": row.host,
+        "metrics": jsonable(row.metrics.to_dict()) if row.metrics is not None else None,
+        "bench": jsonable(row.bench.to_dict()) if row.bench is not None else None,
+        "speedup_vs_fp32": speedup,
+    }
+
+
+def recommendation_dict(rec: Recommendation) -> dict[str, Any]:
+    return {"target": rec.target, "runtime": rec.runtime, "artifact": rec.artifact, "reason": rec.reason,
+            "rejected": list(rec.rejected)}
+
+
+def to_json_dict(result: RunResult, *, created: datetime | None = None) -> dict[str, Any]:
+    """The versioned report document for ``result`` (plain JSON types only)."""
+    when = (created or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    speed = speedups(result.rows)
+    return {
+        "schema": SCHEMA_NAME,
+        "version": SCHEMA_VERSION,
+        "created": when.isoformat(timespec="seconds"),
+        "model": jsonable(result.model),
+        "dataset": jsonable(result.dataset),
+        "budget": jsonable(result.budget),
+        "environment": jsonable(result.environment),
+        "artifacts": [artifact_dict(a) for a in result.artifacts],
+        "rows": [row_dict(r, speed[i]) for i, r in enumerate(result.rows)],
+        "recommendations": [recommendation_dict(r) for r in result.recommendations],
+        "notes": list(result.notes),
+    }
+
+
+def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a ``report.json`` and check its schema and version; anything else raises :class:`ConfigError`."""
+    where = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("cannot read the report", where=where, got=exc.strerror or str(exc),
+                          hint="pass the report.json an edgekit run wrote") from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError("the report is not valid JSON", where=where, got=str(exc),
+                          hint="the file is damaged or not an edgekit report; re-run to write it again",
+                          ) from exc
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA_NAME:
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise ConfigError("not an edgekit report", where=f"{where}:schema", expected=repr(SCHEMA_NAME),
+                          got=got)
+    version = data.get("version")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise ConfigError("unknown report version", where=f"{where}:version", expected=str(SCHEMA_VERSION),
+                          got=version, hint="it was written by another edgekit version; read it with that "
+                          "version, or re-run to write a current report")
+    return data
+
+
+def write_report(result: RunResult, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.md`` into ``out_dir`` (created if needed), each atomically.
+
+    Returns the two paths (JSON, Markdown).
+    """
+    from edgekit.report.markdown import render_markdown
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = to_json_dict(result)
+    text = render_markdown(result)  # both rendered before either is written
+    json_path, md_path = out / JSON_NAME, out / MARKDOWN_NAME
+    atomic_write_json(json_path, doc)
+    atomic_write_text(md_path, text)
+    return json_path, md_path

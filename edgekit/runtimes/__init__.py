@@ -1,0 +1,1 @@
+"""Runtimes: load one artifact and run it, behind the :class:`~edgekit.runtimes.base.Runtime` protocol."""

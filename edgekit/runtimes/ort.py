@@ -1,0 +1,76 @@
+"""ONNX Runtime adapter."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import RuntimeAdapterError, require
+from edgekit.runtimes.base import RuntimeOptions
+
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
+class OrtSession:
+    """An ``onnxruntime.InferenceSession`` behind the Session protocol."""
+
+    def __init__(self, sess: Any, requested: tuple[str, ...], threads: int | None) -> None:
+        self._sess = sess
+        self.input_names = tuple(i.name for i in sess.get_inputs())
+        self._requested = requested
+        self._threads = threads
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return [np.asarray(o) for o in self._sess.run(None, dict(feeds))]
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise RuntimeAdapterError(f"onnxruntime failed to run the model: {exc}".splitlines()[0],
+                                      hint="check input names, shapes and dtypes") from exc
+
+    def info(self) -> dict[str, Any]:
+        used = list(self._sess.get_providers())
+        fallback = [p for p in self._requested if p not in used]
+        return {"providers": used, "requested_providers": list(self._requested),
+                "fallback": fallback, "intra_op_threads": self._threads}
+
+
+class OrtRuntime:
+    """Loads ``.onnx`` files with ONNX Runtime; records the providers actually used."""
+
+    name = "onnxruntime"
+    formats = frozenset({"onnx"})
+
+    def versions(self) -> dict[str, str]:
+        ort = require("onnxruntime", "onnx", "the ONNX Runtime runtime")
+        return {"onnxruntime": str(ort.__version__)}
+
+    def load(self, path: Path, options: RuntimeOptions) -> OrtSession:
+        ort = require("onnxruntime", "onnx", "the ONNX Runtime runtime")
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if options.threads:
+            so.intra_op_num_threads = options.threads
+            so.inter_op_num_threads = 1
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        providers = options.providers or ("CPUExecutionProvider",)
+        available = set(ort.get_available_providers())
+        usable = [p for p in providers if p in available]
+        if not usable:
+            raise RuntimeAdapterError(
+                "none of the requested execution providers is available",
+                where=str(path), expected=", ".join(sorted(available)), got=list(providers),
+                hint="install an onnxruntime build with that provider or change the target's providers")
+        if not Path(path).exists():
+            raise RuntimeAdapterError("model file not found", where=str(path))
+        try:
+            sess = ort.InferenceSession(str(path), sess_options=so, providers=usable)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RuntimeAdapterError(f"onnxruntime cannot load the model: {first}", where=str(path),
+                                      hint="is the file a complete .onnx model? re-export it") from exc
+        return OrtSession(sess, tuple(providers), options.threads)

@@ -1,0 +1,1 @@
+"""Model sources: load a model offline and describe its inputs, outputs, task and preprocessing."""

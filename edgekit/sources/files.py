@@ -1,0 +1,98 @@
+"""Existing model files: ``.onnx`` (the reference is the file itself under ONNX Runtime, fp32)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.artifacts import sha256_file
+from edgekit.calibration import ImagePreprocess, Preprocess
+from edgekit.errors import SourceError, require
+from edgekit.sources.base import ModelSource
+from edgekit.types import IOSpec, Task, TensorSpec
+
+_ONNX_DTYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64", 2: "uint8", 3: "int8", 9: "bool"}
+
+
+def onnx_io(model: Any) -> IOSpec:
+    """IOSpec of an ``onnx.ModelProto`` (initializers excluded from the inputs)."""
+    inits = {i.name for i in model.graph.initializer}
+
+    def spec(v: Any) -> TensorSpec:
+        t = v.type.tensor_type
+        dims: list[int | str] = []
+        for i, d in enumerate(t.shape.dim):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                dims.append(int(d.dim_value))
+            else:
+                dims.append(d.dim_param or ("batch" if i == 0 else f"dim{i}"))
+        return TensorSpec(v.name, tuple(dims), _ONNX_DTYPES.get(t.elem_type, "float32"))
+
+    return IOSpec(tuple(spec(v) for v in model.graph.input if v.name not in inits),
+                  tuple(spec(v) for v in model.graph.output))
+
+
+def check_onnx_file(path: Path) -> Any:
+    """Load and check an ONNX file; missing, truncated or corrupt files raise :class:`SourceError`."""
+    onnx = require("onnx", "onnx", "reading ONNX files")
+    if not path.is_file():
+        raise SourceError("model file not found", where=str(path))
+    if path.stat().st_size == 0:
+        raise SourceError("model file is empty", where=str(path), hint="re-export or re-download the model")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SourceError(f"not a valid ONNX model ({type(exc).__name__}: {first[:160]})", where=str(path),
+                          hint="the file may be truncated or corrupt: re-export it") from exc
+    if not model.graph.output:
+        raise SourceError("ONNX model has no outputs", where=str(path))
+    return model
+
+
+def load_onnx_file(
+    path: Path,
+    *,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    task: Task | str = Task.GENERIC,
+    preprocess: Preprocess | None = None,
+) -> ModelSource:
+    """An existing ``.onnx`` file as a source. Symbolic dims other than the batch need ``input_shapes``."""
+    path = Path(path)
+    model = check_onnx_file(path)
+    io = onnx_io(model)
+    shapes = dict(input_shapes or {})
+    unknown = set(shapes) - set(io.input_names)
+    if unknown:
+        raise SourceError("--input-shape names an input the model does not have", where=str(path),
+                          expected=", ".join(io.input_names), got=sorted(unknown))
+    inputs = []
+    for t in io.inputs:
+        if t.name in shapes:
+            dims = shapes[t.name]
+            inputs.append(TensorSpec(t.name, ("batch", *dims[1:]), t.dtype))
+        else:
+            inputs.append(t)
+    io = IOSpec(tuple(inputs), io.outputs)
+    if preprocess is None and len(io.inputs) == 1 and len(io.inputs[0].shape) == 4 and io.inputs[0].dtype == "float32":
+        s = io.inputs[0].shape
+        if isinstance(s[2], int) and isinstance(s[3], int) and s[1] in (1, 3):
+            preprocess = ImagePreprocess(size=(s[2], s[3]))
+    ort = require("onnxruntime", "onnx", "running ONNX files")
+    state: dict[str, Any] = {}
+
+    def reference(feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        if "sess" not in state:
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            state["sess"] = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return [np.asarray(o) for o in state["sess"].run(None, dict(feeds))]
+
+    return ModelSource(kind="onnx", name=path.stem, io=io, task=Task.parse(task, where="--task"),
+                       preprocess=preprocess, fingerprint=sha256_file(path), path=path, handle=path,
+                       reference=reference, details={"opset": [o.version for o in model.opset_import]})

@@ -1,0 +1,197 @@
+"""PyTorch sources: an ``nn.Module`` (Python API) or ``file.py:factory`` + a checkpoint (CLI).
+
+Checkpoints are never unpickled unsafely: ``.safetensors`` is preferred and ``.pt``/``.pth`` are
+read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.artifacts import sha256_file
+from edgekit.calibration import ImagePreprocess, Preprocess
+from edgekit.errors import ConfigError, SourceError, require
+from edgekit.sources.base import ModelSource, as_numpy_list
+from edgekit.types import IOSpec, Task, TensorSpec
+
+
+def _torch() -> Any:
+    return require("torch", "torch", "a PyTorch source")
+
+
+def load_factory(spec: str) -> tuple[Any, Any]:
+    """Import ``path/to/file.py:factory`` and return (factory callable, its module)."""
+    file_part, sep, func = spec.rpartition(":")
+    if not sep or not file_part.endswith(".py") or not func:
+        raise ConfigError("bad model factory", where="--model", expected="path/to/file.py:factory", got=spec)
+    path = Path(file_part)
+    if not path.is_file():
+        raise SourceError("model factory file not found", where=str(path), hint="check the path before ':'")
+    mod_name = f"edgekit_user_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+    module_spec = importlib.util.spec_from_file_location(mod_name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[mod_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise SourceError(f"importing the factory file failed: {type(exc).__name__}: {exc}", where=str(path)) from exc
+    factory = getattr(module, func, None)
+    if not callable(factory):
+        raise SourceError("factory not found in file", where=f"{path}:{func}",
+                          expected="a function returning a torch.nn.Module")
+    return factory, module
+
+
+def load_state_dict(path: Path) -> dict[str, Any]:
+    """Read a state_dict from ``.safetensors`` or ``.pt``/``.pth`` (``weights_only=True``)."""
+    torch = _torch()
+    if not path.is_file():
+        raise SourceError("checkpoint not found", where=str(path))
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            st = require("safetensors.torch", "torch", "reading .safetensors checkpoints")
+            state: Any = st.load_file(str(path), device="cpu")
+        elif suffix in (".pt", ".pth", ".bin"):
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        else:
+            raise SourceError("unknown checkpoint type", where=str(path),
+                              expected=".safetensors, .pt or .pth", got=suffix or "(no suffix)")
+    except SourceError:
+        raise
+    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile, Exception) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = ("the file is truncated or corrupt: re-save it" if "weights_only" not in msg
+                else "the checkpoint holds pickled objects; save model.state_dict() or use safetensors")
+        raise SourceError(f"cannot read checkpoint ({type(exc).__name__}: {msg[:160]})", where=str(path),
+                          hint=hint) from exc
+    if isinstance(state, Mapping):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if key in state and isinstance(state[key], Mapping):
+                state = state[key]
+                break
+    if not isinstance(state, Mapping) or not all(hasattr(v, "shape") for v in state.values()):
+        raise SourceError("checkpoint is not a state_dict", where=str(path), expected="a mapping of name -> tensor",
+                          got=type(state).__name__)
+    return dict(state)
+
+
+def _fingerprint_module(module: Any) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _image_preprocess(shape: tuple[int, ...], given: Mapping[str, Any] | None) -> Preprocess:
+    if len(shape) != 4:
+        return None
+    layout = "NCHW" if shape[1] in (1, 3) else "NHWC"
+    size = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+    if given:
+        return ImagePreprocess(size=tuple(given.get("size", size)),  # type: ignore[arg-type]
+                               mean=tuple(given.get("mean", (0.485, 0.456, 0.406))),  # type: ignore[arg-type]
+                               std=tuple(given.get("std", (0.229, 0.224, 0.225))),  # type: ignore[arg-type]
+                               layout=str(given.get("layout", layout)))
+    return ImagePreprocess(size=size, layout=layout)
+
+
+def torch_source(
+    module: Any,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    input_name: str = "input",
+    output_names: tuple[str, ...] = ("logits",),
+    task: Task | str = Task.GENERIC,
+    preprocess: Preprocess | Mapping[str, Any] | None = None,
+    name: str | None = None,
+    checkpoint: Path | None = None,
+) -> ModelSource:
+    """Wrap a ``torch.nn.Module`` (put in eval mode) as a source with one float32 image/tensor input.
+
+    ``input_shape`` is required (or a module constant ``INPUT_SHAPE`` via :func:`load_torch_factory`);
+    a missing shape is an error, never a guess.
+    """
+    torch = _torch()
+    if not isinstance(module, torch.nn.Module):
+        raise SourceError("the model factory did not return a torch.nn.Module", where=name or "model",
+                          got=type(module).__name__)
+    if input_shape is None:
+        raise SourceError("input shape unknown", where=name or "model",
+                          hint="pass --input-shape 1,3,H,W (or define INPUT_SHAPE in the factory file)")
+    module.eval()
+    shape = tuple(int(d) for d in input_shape)
+    with torch.no_grad():
+        try:
+            out = module(torch.zeros(shape))
+        except Exception as exc:
+            raise SourceError(f"the model does not run on input shape {shape}: {exc}".splitlines()[0],
+                              where=name or "model", hint="check --input-shape") from exc
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    if len(output_names) != len(outs):
+        output_names = tuple(f"output_{i}" for i in range(len(outs)))
+    io = IOSpec(
+        (TensorSpec(input_name, ("batch", *shape[1:]), "float32"),),
+        tuple(TensorSpec(n, ("batch", *tuple(o.shape[1:])), "float32") for n, o in zip(output_names, outs,
+                                                                                     strict=True)),
+    )
+    prep = preprocess if (preprocess is None or not isinstance(preprocess, Mapping)) else None
+    if prep is None:
+        prep = _image_preprocess(shape, preprocess if isinstance(preprocess, Mapping) else None)
+
+    def reference(feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad():
+            result = module(torch.from_numpy(np.ascontiguousarray(feeds[input_name])))
+        return as_numpy_list(result if isinstance(result, (tuple, list)) else (result,))
+
+    fingerprint = sha256_file(checkpoint) if checkpoint else _fingerprint_module(module)
+    return ModelSource(
+        kind="torch", name=name or type(module).__name__, io=io, task=Task.parse(task, where="--task"),
+        preprocess=prep, fingerprint=fingerprint, path=checkpoint, handle=module, reference=reference,
+        details={"example_shape": list(shape), "torch": str(torch.__version__)},
+    )
+
+
+def load_torch_factory(
+    spec: str,
+    checkpoint: Path | None,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    task: Task | str | None = None,
+    preprocess: Mapping[str, Any] | None = None,
+) -> ModelSource:
+    """Build a module from ``file.py:factory`` and load ``checkpoint`` into it (strictly).
+
+    The factory file may define ``INPUT_SHAPE``, ``PREPROCESS`` (dict) and ``TASK``; command-line
+    values win over them.
+    """
+    factory, mod = load_factory(spec)
+    try:
+        module = factory()
+    except Exception as exc:
+        raise SourceError(f"the factory raised {type(exc).__name__}: {exc}", where=spec) from exc
+    if checkpoint is not None:
+        state = load_state_dict(checkpoint)
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise SourceError("checkpoint does not match the model: " + " ".join(first[:2])[:300],
+                              where=str(checkpoint), hint="is this the checkpoint of this factory's model?") from exc
+    shape = input_shape or getattr(mod, "INPUT_SHAPE", None)
+    return torch_source(
+        module, input_shape=tuple(shape) if shape else None,
+        task=task or getattr(mod, "TASK", Task.GENERIC),
+        preprocess=preprocess or getattr(mod, "PREPROCESS", None),
+        name=Path(spec.rpartition(":")[0]).stem, checkpoint=checkpoint,
+    )

@@ -1,0 +1,60 @@
+"""Validation metrics: how closely an artifact's outputs follow the source's on held-out items.
+
+Metrics use the model's first output. For feature extraction with an ``attention_mask`` input the
+outputs are mean-pooled over real tokens first (the sentence embedding users actually consume).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from edgekit.results import Metrics
+from edgekit.types import Task
+
+
+def primary_output(outputs: Sequence[np.ndarray], feeds: Mapping[str, np.ndarray], task: Task) -> np.ndarray:
+    """The array metrics are computed on, one row per batch item: logits, or pooled embeddings."""
+    out = np.asarray(outputs[0], dtype=np.float32)
+    if task is Task.FEATURE_EXTRACTION and out.ndim == 3 and "attention_mask" in feeds:
+        mask = feeds["attention_mask"].astype(np.float32)[..., None]
+        out = (out * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+    return out.reshape(out.shape[0], -1)
+
+
+def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    num = np.sum(a64 * b64, axis=1)
+    den = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(np.all(a64 == b64, axis=1), 1.0, 0.0))
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, *, classification: bool,
+            labels: np.ndarray | None = None) -> Metrics:
+    """Metrics for two (N, D) arrays of per-item outputs; ``labels`` (N,) enables task accuracy."""
+    if reference.shape != candidate.shape:
+        raise ValueError(f"shape mismatch {reference.shape} vs {candidate.shape}")
+    n = int(reference.shape[0])
+    cos = _row_cosine(reference, candidate)
+    diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
+    top1 = top5 = acc = src_acc = None
+    if classification and reference.shape[1] > 1:
+        ref_top = reference.argmax(axis=1)
+        cand_top = candidate.argmax(axis=1)
+        top1 = float(np.mean(ref_top == cand_top))
+        k = min(5, reference.shape[1])
+        cand_top5 = np.argsort(-candidate, axis=1)[:, :k]
+        top5 = float(np.mean(np.any(cand_top5 == ref_top[:, None], axis=1)))
+        if labels is not None and len(labels) == n:
+            acc = float(np.mean(cand_top == labels))
+            src_acc = float(np.mean(ref_top == labels))
+    return Metrics(n=n, cosine_mean=float(np.mean(cos)), cosine_min=float(np.min(cos)),
+                   max_abs=float(diff.max()) if diff.size else 0.0, mean_abs=float(diff.mean()) if diff.size else 0.0,
+                   top1_agreement=top1, top5_agreement=top5, accuracy=acc, source_accuracy=src_acc)
+
+
+def collect(run: Iterable[tuple[Mapping[str, np.ndarray], Sequence[np.ndarray]]], task: Task) -> np.ndarray:
+    """Stack the primary outputs of (feeds, outputs) pairs into one (N, D) array."""
+    rows = [primary_output(outs, feeds, task) for feeds, outs in run]
+    return np.concatenate(rows, axis=0) if rows else np.zeros((0, 0), dtype=np.float32)
