@@ -67,12 +67,23 @@ def stderr_progress(message: str) -> None:
 def _adapter(fmt: Format) -> FormatAdapter:
     import importlib
 
+    if fmt not in FORMAT_ADAPTERS:
+        raise ConfigError("format not supported by this edgekit version", where=f"--formats {fmt.value}",
+                          expected=", ".join(f.value for f in FORMAT_ADAPTERS), got=fmt.value)
     module, _, cls = FORMAT_ADAPTERS[fmt].partition(":")
     try:
         return getattr(importlib.import_module(module), cls)()  # type: ignore[no-any-return]
     except ImportError as exc:
         raise MissingDependencyError(f"format {fmt.value!r} is not usable: {exc}", where=fmt.value,
                                      hint=f"pip install 'edgekit[{fmt.value}]'") from exc
+
+
+def dataset_identity(ds: Dataset) -> dict[str, Any]:
+    """What identifies a data set in cache keys: its description without the absolute path (moving the
+    repository must not invalidate cached artifacts)."""
+    d = {k: v for k, v in ds.describe().items() if k != "path"}
+    d["folder"] = Path(ds.path).name
+    return d
 
 
 def _dataset(calibration: str | Path | Dataset) -> Dataset:
@@ -123,7 +134,7 @@ def build_artifact(
             raise CalibrationError("static int8 needs calibration data", where=str(out_path),
                                    hint="pass --calibration (a bundled set name, a folder, .npz or .txt)")
         recipe["static_int8"] = asdict(options.static_int8)
-        recipe["calibration"] = {"dataset": dataset.describe(), "limit": options.calibration_limit}
+        recipe["calibration"] = {"dataset": dataset_identity(dataset), "limit": options.calibration_limit}
     if precision is Precision.INT8_DYNAMIC:
         recipe["dynamic_int8"] = asdict(options.dynamic_int8)
     cached = reuse_artifact(out_path, recipe)
@@ -154,7 +165,7 @@ def reference_outputs(source: ModelSource, ds: Dataset, out_dir: Path, limit: in
     """The source's primary outputs on the held-out split, cached in ``out_dir`` by content key."""
     from edgekit.artifacts import atomic_path
 
-    key = recipe_key({"source": source.fingerprint, "dataset": ds.describe(), "limit": limit,
+    key = recipe_key({"source": source.fingerprint, "dataset": dataset_identity(ds), "limit": limit,
                       "preprocess": source.preprocess.to_dict() if source.preprocess is not None else None})
     cache = Path(out_dir) / f"reference-{key}.npy"
     if cache.exists():
