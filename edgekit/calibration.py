@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import math
 import re
+import tomllib
 import zipfile
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,6 @@ from pathlib import Path
 from typing import IO, Any, Literal, Protocol, cast
 
 import numpy as np
-import tomllib
 
 from edgekit.errors import CalibrationError, ConfigError, require
 from edgekit.types import IOSpec, TensorSpec

@@ -20,12 +20,12 @@ from edgekit.calibration import Dataset, check_compatible, load_dataset
 from edgekit.errors import CalibrationError, ConfigError, EdgekitError, MissingDependencyError
 from edgekit.formats.base import BuildContext, Feeds, FormatAdapter
 from edgekit.formats.onnx_quant import DynamicInt8Options, StaticInt8Options
+from edgekit.metrics import collect, compare
 from edgekit.results import AccuracyBudget, BenchResult, Metrics, Row, RunResult
 from edgekit.runtimes.base import RuntimeOptions
 from edgekit.sources.base import ModelSource
 from edgekit.targets import Target, load_target
 from edgekit.types import Format, Precision, Task
-from edgekit.validate import collect, compare
 
 Progress = Callable[[str], None]
 
@@ -169,9 +169,11 @@ def reference_outputs(source: ModelSource, ds: Dataset, out_dir: Path, limit: in
                       "preprocess": source.preprocess.to_dict() if source.preprocess is not None else None})
     cache = Path(out_dir) / f"reference-{key}.npy"
     if cache.exists():
-        return np.load(cache)
+        cached: np.ndarray = np.load(cache)
+        return cached
     progress(f"reference outputs of the source on {min(ds.count('eval'), limit or 10**9)} held-out items")
-    feeds = ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=limit)  # type: ignore[arg-type]
+    batch = 32 if isinstance(source.io.inputs[0].shape[0], str) else 1  # sources run fastest batched
+    feeds = ds.batches("eval", source.io, source.preprocess, batch_size=batch, limit=limit)  # type: ignore[arg-type]
     ref = collect(((f, source.run_reference(f)) for f in feeds), source.task)
     with atomic_path(cache) as tmp:
         with open(tmp, "wb") as fh:
@@ -238,6 +240,15 @@ def _rows_for_target(target: Target, artifacts: Sequence[Artifact], metrics: dic
     return rows
 
 
+def check_data(ds: Dataset, source: ModelSource, options: RunOptions) -> None:
+    """Fail before any work on unusable data: shape/dtype/kind up front, then one streaming pass over
+    the items a run will use (NaN/inf, undecodable files), holding one item at a time."""
+    check_compatible(ds, source.io, source.preprocess)
+    for split, limit in (("calibration", options.calibration_limit), ("eval", options.eval_limit)):
+        for _ in ds.batches(split, source.io, source.preprocess, batch_size=1, limit=limit):  # type: ignore[arg-type]
+            pass
+
+
 def run(
     source: ModelSource,
     calibration: str | Path | Dataset,
@@ -255,8 +266,8 @@ def run(
     out = Path(out_dir)
     art_dir = out / "artifacts"
     ds = _dataset(calibration)
-    check_compatible(ds, source.io, source.preprocess)
     targets = [load_target(t) for t in options.targets]
+    check_data(ds, source, options)
     precisions = options.precisions or default_precisions(source.task)
     local = next((t for t in targets if t.access == "local"), None)
     isa_preset = local.int8_preset if local else "generic"
@@ -291,7 +302,9 @@ def run(
     for target in targets:
         rows.extend(_rows_for_target(target, artifacts, metrics, bench_feeds, options, progress))
     result = RunResult(
-        model=source.describe(), dataset={**ds.describe(), "eval_items_used": int(reference.shape[0])},
+        model=source.describe(),
+        dataset={**ds.describe(), "eval_items": int(reference.shape[0]),
+                 "calibration_items": min(ds.count("calibration"), options.calibration_limit or 10**9)},
         budget=options.budget, artifacts=tuple(artifacts), rows=tuple(rows),
         recommendations=recommend(rows, options.budget),
         environment=environment(sorted({FORMAT_RUNTIME[a.format] for a in artifacts})),

@@ -8,11 +8,10 @@ with ``--target path/to/board.toml``.
 from __future__ import annotations
 
 import platform
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from edgekit.errors import ConfigError, UnknownNameError
 from edgekit.types import Precision
@@ -149,7 +148,7 @@ def parse_target(data: dict[str, Any], source: str = "<target>") -> Target:
     _check(isinstance(raw_runtimes, list) and bool(raw_runtimes), f"{source}:runtime",
            "a target needs at least one [[runtime]]", "one or more [[runtime]] tables", raw_runtimes)
     runtimes = tuple(_parse_runtime(r, f"{source}:runtime[{i}]") for i, r in enumerate(raw_runtimes))
-    extra = {k: data[k] for k in ("estimate", "board") if k in data}
+    extra: dict[str, Any] = {k: data[k] for k in ("estimate", "board") if k in data}
     return Target(
         name=str(name), description=str(data.get("description", "")), access=str(access), arch=arch,
         isa=tuple(isa), runtimes=runtimes, memory_mb=data.get("memory_mb"), sram_kb=data.get("sram_kb"),

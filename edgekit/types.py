@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from edgekit.errors import UnknownNameError
 
 
-class _NamedEnum(str, Enum):
+class _NamedEnum(StrEnum):
     @classmethod
     def parse(cls, value: str | _NamedEnum, *, where: str = "") -> Any:
         """Parse a user-given name; unknown names raise :class:`UnknownNameError` listing the choices."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import inspect
 import os
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-import tomllib
 
 from edgekit.calibration import (
     Dataset,

@@ -20,7 +20,7 @@ import enum
 import json
 import os
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -112,7 +112,7 @@ def recommendation_dict(rec: Recommendation) -> dict[str, Any]:
 
 def to_json_dict(result: RunResult, *, created: datetime | None = None) -> dict[str, Any]:
     """The versioned report document for ``result`` (plain JSON types only)."""
-    when = (created or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    when = (created or datetime.now(UTC)).astimezone(UTC)
     speed = speedups(result.rows)
     return {
         "schema": SCHEMA_NAME,

@@ -191,7 +191,7 @@ def load_torch_factory(
     shape = input_shape or getattr(mod, "INPUT_SHAPE", None)
     return torch_source(
         module, input_shape=tuple(shape) if shape else None,
-        task=task or getattr(mod, "TASK", Task.GENERIC),
+        task=task or str(getattr(mod, "TASK", Task.GENERIC.value)),
         preprocess=preprocess or getattr(mod, "PREPROCESS", None),
         name=Path(spec.rpartition(":")[0]).stem, checkpoint=checkpoint,
     )

