@@ -78,7 +78,7 @@ def _options(args: argparse.Namespace) -> Any:
     return replace(opts, budget=budget, bench=bench, threads=getattr(args, "threads", None),
                    calibration_limit=getattr(args, "calibration_limit", None),
                    eval_limit=getattr(args, "eval_limit", None), static_int8=static,
-                   opset=getattr(args, "opset", 17), dynamic_batch=not getattr(args, "static_batch", False))
+                   opset=getattr(args, "opset", None), dynamic_batch=not getattr(args, "static_batch", False))
 
 
 def _add_source_args(p: argparse.ArgumentParser) -> None:
@@ -108,7 +108,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the separate peak-memory pass")
     p.add_argument("--int8-preset", help="auto | avx2 | vnni | arm64 | generic | ort-default")
     p.add_argument("--exclude-nodes", help="comma list of node names kept in float in static int8")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's, 17 for torch)")
     p.add_argument("--static-batch", action="store_true", help="export with a fixed batch of 1")
 
 

@@ -54,7 +54,7 @@ class RunOptions:
     eval_limit: int | None = None
     static_int8: StaticInt8Options = field(default_factory=StaticInt8Options)
     dynamic_int8: DynamicInt8Options = field(default_factory=DynamicInt8Options)
-    opset: int = 17
+    opset: int | None = None  # None: the exporter's default (torch 17, optimum's recommended for HF)
     dynamic_batch: bool = True
     check_items: int = 16
 
@@ -152,6 +152,7 @@ def build_artifact(
         options={"opset": options.opset, "dynamic_batch": options.dynamic_batch,
                  "static": options.static_int8, "dynamic": options.dynamic_int8},
     )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     built = adapter.build(precision, ctx, out_path)
     art = Artifact(path=out_path, format=fmt, precision=precision, io=source.io, sha256=sha256_file(out_path),
                    recipe=recipe, notes=built.notes, layout=built.layout, settings=dict(built.settings))
@@ -240,6 +241,21 @@ def _rows_for_target(target: Target, artifacts: Sequence[Artifact], metrics: dic
     return rows
 
 
+def _narrow_inputs(source: ModelSource, canonical: Artifact, notes: list[str]) -> ModelSource:
+    """Exporters may prune inputs the graph does not use (optimum drops BERT's token_type_ids when the
+    config lets it): feed what the exported model declares from then on, and say so."""
+    if canonical.format is not Format.ONNX:
+        return source
+    from edgekit.sources.files import check_onnx_file, onnx_io
+
+    names = set(onnx_io(check_onnx_file(canonical.path)).input_names)
+    dropped = [n for n in source.io.input_names if n not in names]
+    if not dropped:
+        return source
+    notes.append(f"the exported model has no input(s) {', '.join(dropped)}: they are not fed")
+    return replace(source, io=replace(source.io, inputs=tuple(t for t in source.io.inputs if t.name in names)))
+
+
 def check_data(ds: Dataset, source: ModelSource, options: RunOptions) -> None:
     """Fail before any work on unusable data: shape/dtype/kind up front, then one streaming pass over
     the items a run will use (NaN/inf, undecodable files), holding one item at a time."""
@@ -278,6 +294,7 @@ def run(
         canonical = build_artifact(source, fmt, Precision.FP32, art_dir, dataset=ds, options=options,
                                    isa_preset=isa_preset, progress=progress)
         artifacts.append(canonical)
+        source = _narrow_inputs(source, canonical, notes)
         for prec in precisions:
             if prec is Precision.FP32:
                 continue

@@ -3,7 +3,6 @@ fp16 / static int8 / dynamic int8 variants (quantization itself lives in :mod:`o
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -46,7 +45,7 @@ def export_torch(source: ModelSource, out_path: Path, *, opset: int, dynamic_bat
                               hint="try another --opset; unsupported ops need a custom symbolic") from exc
 
 
-def export_huggingface(source: ModelSource, out_path: Path, *, opset: int, dynamic_batch: bool) -> None:
+def export_huggingface(source: ModelSource, out_path: Path, *, opset: int | None, dynamic_batch: bool) -> None:
     """Export an HF directory with optimum-onnx's ``main_export`` (offline), task from the config."""
     exporters = require("optimum.exporters.onnx", "hf", "exporting Hugging Face models")
     task = str(source.details.get("optimum_task", "auto"))
@@ -55,7 +54,8 @@ def export_huggingface(source: ModelSource, out_path: Path, *, opset: int, dynam
         warnings.simplefilter("ignore")
         try:
             exporters.main_export(str(source.path), output=tmp, task=task, opset=opset, local_files_only=True,
-                                  do_validation=False, no_dynamic_axes=not dynamic_batch)
+                                  do_validation=False, no_dynamic_axes=not dynamic_batch,
+                                  library_name="transformers")
         except Exception as exc:
             raise ExportError(f"optimum export failed: {_first_line(exc)}", where=str(source.path),
                               hint="is the architecture supported by optimum-onnx for this task?") from exc
@@ -63,6 +63,12 @@ def export_huggingface(source: ModelSource, out_path: Path, *, opset: int, dynam
         if not produced.exists():
             raise ExportError("optimum wrote no model.onnx", where=str(source.path))
         _copy_single_file(produced, out_path)
+
+
+def _opset_of(path: Path) -> int:
+    onnx = require("onnx", "onnx", "reading ONNX files")
+    model = onnx.load(str(path), load_external_data=False)
+    return int(next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0))
 
 
 def _copy_single_file(src: Path, out_path: Path) -> None:
@@ -112,20 +118,19 @@ class OnnxAdapter:
 
     def _export(self, ctx: BuildContext, out_path: Path) -> BuildOutput:
         src = ctx.source
-        opset = int(ctx.options.get("opset", DEFAULT_OPSET))
+        asked = ctx.options.get("opset")
         dynamic = bool(ctx.options.get("dynamic_batch", True))
         if src.kind == "torch":
-            export_torch(src, out_path, opset=opset, dynamic_batch=dynamic)
+            export_torch(src, out_path, opset=int(asked or DEFAULT_OPSET), dynamic_batch=dynamic)
         elif src.kind == "huggingface":
-            export_huggingface(src, out_path, opset=opset, dynamic_batch=dynamic)
+            export_huggingface(src, out_path, opset=int(asked) if asked else None, dynamic_batch=dynamic)
         elif src.kind == "onnx":
             assert src.path is not None
-            if dynamic is False or "opset" in ctx.options:
-                pass  # an existing file is taken as it is; say so in the notes
             _copy_single_file(src.path, out_path)
         else:
             raise SourceError("unknown source kind", where=src.name, got=src.kind)
         check = self._check(ctx, out_path, Precision.FP32)
+        opset = _opset_of(out_path)
         notes = (f"exported from {src.kind} (opset {opset}, {'dynamic' if dynamic else 'static'} batch); "
                  f"numeric check on {int(check['items'])} items: max-abs {check['max_abs']:.2g}, "
                  f"cosine {check['min_cosine']:.6f}",) if src.kind != "onnx" else (
@@ -143,9 +148,3 @@ class OnnxAdapter:
 
         return check_numerics(f"{path.name}", ctx.source.run_reference, run, list(ctx.check_feeds)[:8],
                               TOLERANCES[precision], ctx.source.io.output_names)
-
-
-def copy_file(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` atomically."""
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)

@@ -25,8 +25,13 @@ class OrtSession:
         self._threads = threads
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise RuntimeAdapterError("inputs missing for the model", expected=", ".join(self.input_names),
+                                      got=sorted(feeds), hint="the data does not provide every model input")
         try:
-            return [np.asarray(o) for o in self._sess.run(None, dict(feeds))]
+            # exporters may prune unused inputs (e.g. token_type_ids); feed only what the graph declares
+            return [np.asarray(o) for o in self._sess.run(None, {n: feeds[n] for n in self.input_names})]
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise RuntimeAdapterError(f"onnxruntime failed to run the model: {exc}".splitlines()[0],
                                       hint="check input names, shapes and dtypes") from exc
