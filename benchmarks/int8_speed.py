@@ -117,7 +117,8 @@ def main() -> int:
              f"Command: `.venv/bin/python benchmarks/int8_speed.py --rounds {args.rounds} "
              f"--per-round {args.per_round}`  ",
              f"Machine: {env.get('cpu_model', '?')}, {env.get('logical_cores', '?')} logical cores; "
-             f"onnxruntime {env.get('runtimes', {}).get('onnxruntime', '?')}", "",
+             f"onnxruntime {env.get('runtime_versions', {}).get('onnxruntime', '?')}; "
+             f"CPU flags: {', '.join(f for f in env.get('cpu_flags', []) if 'avx' in f or f == 'fma')}", "",
              "| model | n | p50 ms | p90 ms | p99 ms | speed-up vs fp32 (p50) |", "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['n']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | "
