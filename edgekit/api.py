@@ -10,7 +10,6 @@ from edgekit.artifacts import Artifact
 from edgekit.calibration import Dataset, Preprocess, load_dataset
 from edgekit.errors import ConfigError, SourceError
 from edgekit.pipeline import (
-    FORMAT_RUNTIME,
     Progress,
     RunOptions,
     build_artifact,
@@ -20,6 +19,7 @@ from edgekit.pipeline import (
 )
 from edgekit.pipeline import benchmark_artifact as _bench
 from edgekit.pipeline import run as _run
+from edgekit.registry import reference_runtime
 from edgekit.results import BenchResult, Metrics, RunResult
 from edgekit.sources.base import ModelSource
 from edgekit.targets import Target, load_target
@@ -120,7 +120,7 @@ def benchmark(artifact: Artifact, *, target: str | Target = "local-cpu", runtime
     ds = _ds(calibration)
     assert ds is not None
     feeds = list(ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=8))
-    return _bench(artifact, tgt, runtime or FORMAT_RUNTIME[artifact.format], feeds, options, progress)
+    return _bench(artifact, tgt, runtime or reference_runtime(artifact.format.value), feeds, options, progress)
 
 
 def run(source: ModelSource | Any, *, calibration: str | Path | Dataset, out_dir: str | Path,

@@ -15,6 +15,7 @@ Library errors (onnxruntime, torch, ...) are translated at the boundary with ``r
     │   └── NumericMismatchError the exported model disagrees with the source beyond tolerance
     ├── QuantizationError        a quantizer failed
     ├── RuntimeAdapterError      a runtime could not load or run an artifact
+    │   └── DeviceUnavailableError  the target's device / provider is not on this machine
     └── BenchmarkError           a benchmark could not be completed
 """
 
@@ -104,6 +105,10 @@ class QuantizationError(EdgekitError):
 
 class RuntimeAdapterError(EdgekitError):
     """A runtime could not load or run an artifact."""
+
+
+class DeviceUnavailableError(RuntimeAdapterError):
+    """The device or execution provider a target asks for is not present here (reported, not measured)."""
 
 
 class BenchmarkError(EdgekitError):

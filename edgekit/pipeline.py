@@ -17,10 +17,17 @@ from edgekit import __version__
 from edgekit.artifacts import Artifact, finish_artifact, recipe_key, reuse_artifact, sha256_file
 from edgekit.bench import BenchOptions
 from edgekit.calibration import Dataset, check_compatible, load_dataset
-from edgekit.errors import CalibrationError, ConfigError, EdgekitError, MissingDependencyError
+from edgekit.errors import (
+    CalibrationError,
+    ConfigError,
+    DeviceUnavailableError,
+    EdgekitError,
+    MissingDependencyError,
+)
 from edgekit.formats.base import BuildContext, Feeds, FormatAdapter
 from edgekit.formats.onnx_quant import DynamicInt8Options, StaticInt8Options
 from edgekit.metrics import collect, compare
+from edgekit.registry import get_format, get_runtime, reference_runtime, runtimes_for_format
 from edgekit.results import AccuracyBudget, BenchResult, Metrics, Row, RunResult
 from edgekit.runtimes.base import RuntimeOptions
 from edgekit.sources.base import ModelSource
@@ -29,8 +36,6 @@ from edgekit.types import Format, Precision, Task
 
 Progress = Callable[[str], None]
 
-FORMAT_ADAPTERS: dict[Format, str] = {Format.ONNX: "edgekit.formats.onnx:OnnxAdapter"}
-FORMAT_RUNTIME: dict[Format, str] = {Format.ONNX: "onnxruntime"}
 
 
 def default_precisions(task: Task) -> tuple[Precision, ...]:
@@ -65,17 +70,8 @@ def stderr_progress(message: str) -> None:
 
 
 def _adapter(fmt: Format) -> FormatAdapter:
-    import importlib
-
-    if fmt not in FORMAT_ADAPTERS:
-        raise ConfigError("format not supported by this edgekit version", where=f"--formats {fmt.value}",
-                          expected=", ".join(f.value for f in FORMAT_ADAPTERS), got=fmt.value)
-    module, _, cls = FORMAT_ADAPTERS[fmt].partition(":")
-    try:
-        return getattr(importlib.import_module(module), cls)()  # type: ignore[no-any-return]
-    except ImportError as exc:
-        raise MissingDependencyError(f"format {fmt.value!r} is not usable: {exc}", where=fmt.value,
-                                     hint=f"pip install 'edgekit[{fmt.value}]'") from exc
+    adapter: FormatAdapter = get_format(fmt.value)
+    return adapter
 
 
 def dataset_identity(ds: Dataset) -> dict[str, Any]:
@@ -185,9 +181,8 @@ def reference_outputs(source: ModelSource, ds: Dataset, out_dir: Path, limit: in
 def validate_artifact(source: ModelSource, artifact: Artifact, ds: Dataset, *, reference: np.ndarray,
                       limit: int | None = None, threads: int | None = None) -> Metrics:
     """Run ``artifact`` (with its format's local runtime) on the held-out split and compare with the source."""
-    from edgekit.registry import get_runtime
-
-    sess = get_runtime(FORMAT_RUNTIME[artifact.format]).load(artifact.path, RuntimeOptions(threads=threads))
+    sess = get_runtime(reference_runtime(artifact.format.value)).load(artifact.path,
+                                                                      RuntimeOptions(threads=threads))
     feeds = ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=limit)  # type: ignore[arg-type]
     got = collect(((f, sess.run(f)) for f in feeds), source.task)
     labels = ds.labels("eval")
@@ -223,7 +218,7 @@ def _rows_for_target(target: Target, artifacts: Sequence[Artifact], metrics: dic
     rows: list[Row] = []
     for spec in target.runtimes:
         for art in artifacts:
-            if FORMAT_RUNTIME.get(art.format) != spec.name:
+            if spec.name not in runtimes_for_format(art.format.value):
                 continue
             m = metrics.get(art.name)
             if art.precision not in spec.precisions:
@@ -236,6 +231,8 @@ def _rows_for_target(target: Target, artifacts: Sequence[Artifact], metrics: dic
                 progress(f"benchmark {art.name} on {target.name}/{spec.name}")
                 b = benchmark_artifact(art, target, spec.name, bench_feeds, options, progress)
                 rows.append(Row(art, target.name, spec.name, "measured", m, b))
+            except DeviceUnavailableError as exc:
+                rows.append(Row(art, target.name, spec.name, "not-available", m, reason=f"not available here: {exc}"))
             except EdgekitError as exc:
                 rows.append(Row(art, target.name, spec.name, "failed", m, reason=str(exc)))
     return rows
@@ -324,7 +321,7 @@ def run(
                  "calibration_items": min(ds.count("calibration"), options.calibration_limit or 10**9)},
         budget=options.budget, artifacts=tuple(artifacts), rows=tuple(rows),
         recommendations=recommend(rows, options.budget),
-        environment=environment(sorted({FORMAT_RUNTIME[a.format] for a in artifacts})),
+        environment=environment(sorted({r.name for t in targets for r in t.runtimes})),
         notes=tuple(notes),
     )
     json_path, md_path = write_report(result, out)

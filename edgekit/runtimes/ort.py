@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import RuntimeAdapterError, require
+from edgekit.errors import DeviceUnavailableError, RuntimeAdapterError, require
 from edgekit.runtimes.base import RuntimeOptions
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -66,7 +66,7 @@ class OrtRuntime:
         available = set(ort.get_available_providers())
         usable = [p for p in providers if p in available]
         if not usable:
-            raise RuntimeAdapterError(
+            raise DeviceUnavailableError(
                 "none of the requested execution providers is available",
                 where=str(path), expected=", ".join(sorted(available)), got=list(providers),
                 hint="install an onnxruntime build with that provider or change the target's providers")

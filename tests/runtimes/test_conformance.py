@@ -1,0 +1,124 @@
+"""One conformance suite over every registered runtime × every format it loads (ExecuTorch-style).
+
+Each case builds a real fp32 artifact of the format from the same small torch model (through the
+registered format adapter) and holds the runtime to one contract. A runtime whose package is missing
+is skipped with the install hint; adding a runtime or format to the registry adds its cases here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import edgekit
+from edgekit.artifacts import Artifact
+from edgekit.errors import MissingDependencyError, RuntimeAdapterError
+from edgekit.pipeline import build_artifact
+from edgekit.registry import FORMATS, RUNTIMES, get_runtime
+from edgekit.runtimes.base import RuntimeOptions, Session
+from edgekit.sources.base import ModelSource
+from edgekit.types import Format, Precision
+
+CASES = [(rt, fmt) for rt, entry in sorted(RUNTIMES.items()) for fmt in entry.formats if fmt in FORMATS]
+PRE = {"size": (16, 16), "mean": (0.5,) * 3, "std": (0.5,) * 3}
+
+
+class Small(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2),
+                                  nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def source() -> ModelSource:
+    return edgekit.load_source(Small(), input_shapes={"input": (1, 3, 16, 16)}, preprocess=PRE,
+                               task="image-classification")
+
+
+@pytest.fixture(scope="module")
+def artifacts(source: ModelSource, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Artifact]:
+    from edgekit.calibration import load_dataset
+
+    ds = load_dataset("digits")
+    out: dict[str, Artifact] = {}
+    canonical = build_artifact(source, Format.ONNX, Precision.FP32, tmp_path_factory.mktemp("onnx"), dataset=ds)
+    out["onnx"] = canonical
+    for fmt in FORMATS:
+        if fmt != "onnx":
+            try:
+                out[fmt] = build_artifact(source, Format.parse(fmt), Precision.FP32, tmp_path_factory.mktemp(fmt),
+                                          dataset=ds, canonical=canonical)
+            except MissingDependencyError:
+                pass
+    return out
+
+
+def _runtime(name: str) -> object:
+    try:
+        return get_runtime(name)
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+
+
+def _feeds(source: ModelSource, n: int = 4) -> list[dict[str, np.ndarray]]:
+    from edgekit.calibration import load_dataset
+
+    return list(load_dataset("digits").batches("eval", source.io, source.preprocess, limit=n))
+
+
+@pytest.mark.parametrize(("runtime", "fmt"), CASES)
+def test_loads_runs_and_matches_the_source(runtime: str, fmt: str, source: ModelSource,
+                                           artifacts: dict[str, Artifact]) -> None:
+    rt = _runtime(runtime)
+    if fmt not in artifacts:
+        pytest.skip(f"format {fmt} cannot be built here")
+    sess = rt.load(artifacts[fmt].path, RuntimeOptions(threads=1))  # type: ignore[attr-defined]
+    assert isinstance(sess, Session)
+    for feed in _feeds(source):
+        got = sess.run(feed)
+        want = source.run_reference(feed)
+        assert got[0].shape == want[0].shape
+        np.testing.assert_allclose(got[0], want[0], atol=1e-3, rtol=1e-3)
+    info = sess.info()
+    assert isinstance(info, dict) and info, "info() must say where the model ran"
+
+
+@pytest.mark.parametrize(("runtime", "fmt"), CASES)
+def test_versions_are_reported(runtime: str, fmt: str) -> None:
+    versions = _runtime(runtime).versions()  # type: ignore[attr-defined]
+    assert versions and all(isinstance(v, str) and v for v in versions.values())
+
+
+@pytest.mark.parametrize(("runtime", "fmt"), CASES)
+def test_missing_and_corrupt_files_are_runtime_errors(runtime: str, fmt: str, tmp_path: Path,
+                                                      artifacts: dict[str, Artifact]) -> None:
+    rt = _runtime(runtime)
+    suffix = artifacts[fmt].path.suffix if fmt in artifacts else f".{fmt}"
+    with pytest.raises(RuntimeAdapterError) as err:
+        rt.load(tmp_path / f"missing{suffix}", RuntimeOptions())  # type: ignore[attr-defined]
+    assert "missing" in str(err.value)
+    bad = tmp_path / f"corrupt{suffix}"
+    bad.write_bytes(b"\x08\x01garbage" * 64)
+    with pytest.raises(RuntimeAdapterError) as err:
+        rt.load(bad, RuntimeOptions())  # type: ignore[attr-defined]
+    assert "corrupt" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("runtime", "fmt"), CASES)
+def test_wrong_input_is_a_runtime_error(runtime: str, fmt: str, source: ModelSource,
+                                        artifacts: dict[str, Artifact]) -> None:
+    rt = _runtime(runtime)
+    if fmt not in artifacts:
+        pytest.skip(f"format {fmt} cannot be built here")
+    sess = rt.load(artifacts[fmt].path, RuntimeOptions(threads=1))  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeAdapterError):
+        sess.run({source.io.input_names[0]: np.zeros((1, 5, 7, 7), np.float32)})
