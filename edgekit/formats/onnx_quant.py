@@ -252,7 +252,9 @@ def _graph_inputs(model: Any) -> dict[str, int]:
 
 def _session(model: Any, *, threads: int = 1) -> Any:
     """An ORT CPU session with the default (full) graph optimizations: the real kernels."""
-    ort = require("onnxruntime", "onnx", "running ONNX models")
+    from edgekit.runtimes.ort import import_ort
+
+    ort = import_ort()
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1

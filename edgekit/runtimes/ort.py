@@ -15,6 +15,16 @@ from edgekit.runtimes.base import RuntimeOptions
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
+def import_ort() -> Any:
+    """Import onnxruntime with its telemetry events switched off (it otherwise logs session events to
+    ``~/.cache/Microsoft/DeveloperTools/.onnxruntime``). Every edgekit use of ORT goes through here."""
+    ort = require("onnxruntime", "onnx", "ONNX Runtime")
+    disable = getattr(ort, "disable_telemetry_events", None)
+    if disable is not None:
+        disable()
+    return ort
+
+
 class OrtSession:
     """An ``onnxruntime.InferenceSession`` behind the Session protocol."""
 
@@ -50,11 +60,11 @@ class OrtRuntime:
     formats = frozenset({"onnx"})
 
     def versions(self) -> dict[str, str]:
-        ort = require("onnxruntime", "onnx", "the ONNX Runtime runtime")
+        ort = import_ort()
         return {"onnxruntime": str(ort.__version__)}
 
     def load(self, path: Path, options: RuntimeOptions) -> OrtSession:
-        ort = require("onnxruntime", "onnx", "the ONNX Runtime runtime")
+        ort = import_ort()
         so = ort.SessionOptions()
         so.log_severity_level = 3
         if options.threads:

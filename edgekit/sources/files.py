@@ -82,7 +82,9 @@ def load_onnx_file(
         s = io.inputs[0].shape
         if isinstance(s[2], int) and isinstance(s[3], int) and s[1] in (1, 3):
             preprocess = ImagePreprocess(size=(s[2], s[3]))
-    ort = require("onnxruntime", "onnx", "running ONNX files")
+    from edgekit.runtimes.ort import import_ort
+
+    ort = import_ort()
     state: dict[str, Any] = {}
 
     def reference(feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
