@@ -19,6 +19,8 @@ from edgekit.errors import BenchmarkError, ConfigError
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from onnx_helpers import make_feeds, make_model  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 64
 
@@ -26,22 +28,10 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding model.onnx (Y = Relu(X @ W)), W.npy and feeds.npz (3 feeds)."""
-    from onnx import TensorProto, helper, numpy_helper
-
     d = tmp_path_factory.mktemp("agent")
-    w = np.random.default_rng(0).standard_normal((SIZE, SIZE)).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["X", "W"], ["H"]), helper.make_node("Relu", ["H"], ["Y"])],
-        "matmul_relu",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, SIZE])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, SIZE])],
-        initializer=[numpy_helper.from_array(w, "W")],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(d / "model.onnx"))
+    w = make_model(d / "model.onnx", SIZE)
     np.save(d / "W.npy", w)
-    rng = np.random.default_rng(1)
-    write_feeds_npz([{"X": rng.standard_normal((1, SIZE)).astype(np.float32)} for _ in range(3)],
-                    d / "feeds.npz")
+    write_feeds_npz(make_feeds(3, SIZE), d / "feeds.npz")
     return d
 
 
