@@ -172,3 +172,26 @@ def test_targets_and_doctor_commands(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "onnxruntime" in out and "ok" in out
+
+
+def test_stage_commands_are_thin_layers_over_the_api(tiny_model: tuple[str, Path], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    spec, ckpt = tiny_model
+    common = ["--model", spec, "--checkpoint", str(ckpt), "--calibration", "digits"]
+    assert main(["export", *common, "--out", str(tmp_path)]) == 0
+    fp32 = Path(capsys.readouterr().out.strip())
+    assert fp32 == tmp_path / "model.fp32.onnx" and fp32.exists()
+    assert main(["quantize", *common, "--precision", "int8", "--calibration-limit", "16", "--out",
+                 str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    int8 = tmp_path / "model.int8.onnx"
+    assert str(int8) in out and int8.exists()
+    assert main(["validate", *common, "--artifact", str(int8), "--eval-limit", "50"]) == 0
+    import json
+
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n"] == 50 and 0.0 <= metrics["top1_agreement"] <= 1.0
+    assert main(["bench", *common, "--artifact", str(int8), "--threads", "1", "--min-runs", "5",
+                 "--min-seconds", "0.1", "--no-memory"]) == 0
+    line = capsys.readouterr().out
+    assert "threads=1" in line and "p50=" in line and "n=" in line
