@@ -11,7 +11,7 @@ import edgekit
 from edgekit.bench import BenchOptions
 from edgekit.pipeline import RunOptions
 from edgekit.results import RunResult
-from edgekit.types import Precision
+from edgekit.types import Format, Precision
 
 QUICK_BENCH = BenchOptions(min_runs=10, min_seconds=0.3, warmup_runs=3, memory_pass=False)
 
@@ -24,7 +24,7 @@ def _row(result: RunResult, precision: Precision) -> edgekit.results.Row:  # typ
 def test_digits_efficientnet_int8_keeps_accuracy(digits_model_dir: Path, tmp_path: Path) -> None:
     src = edgekit.load_source(f"{Path('examples/digits_model.py').resolve()}:build_model",
                               checkpoint=digits_model_dir / "model.safetensors", task="image-classification")
-    opts = RunOptions(precisions=(Precision.FP32, Precision.INT8), bench=QUICK_BENCH)
+    opts = RunOptions(formats=(Format.ONNX,), precisions=(Precision.FP32, Precision.INT8), bench=QUICK_BENCH)
     result = edgekit.run(src, calibration="digits", out_dir=tmp_path, options=opts)
     fp32, int8 = _row(result, Precision.FP32), _row(result, Precision.INT8)
     assert fp32.metrics is not None and int8.metrics is not None
@@ -32,9 +32,12 @@ def test_digits_efficientnet_int8_keeps_accuracy(digits_model_dir: Path, tmp_pat
     drop = int8.metrics.accuracy_drop_points
     assert drop is not None and drop <= 1.0, f"int8 lost {drop:.2f} points"
     settings = int8.artifact.settings
-    assert 0 < settings["calibration_peak_rss_mb"] < 1500
+    # the whole-process peak depends on what else the test process has loaded; what calibration itself added is
+    # the bar (standalone whole-process figures: README / benchmarks/results/int8_accuracy_vs_defaults.md)
+    assert settings["calibration_peak_rss_mb"] > 0
+    assert 0 <= settings["calibration_rss_increase_mb"] < 1500
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["version"] == 1 and len(report["rows"]) == 2
+    assert report["version"] == 1 and len([r for r in report["rows"] if r["runtime"] == "onnxruntime"]) == 2
     assert all(r["bench"]["samples_ms"] for r in report["rows"])
     md = (tmp_path / "report.md").read_text()
     assert "model.int8.onnx" in md and "Recommendation" in md

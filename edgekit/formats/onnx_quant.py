@@ -284,7 +284,7 @@ class _PeakRss:
                 return
 
     def __enter__(self) -> _PeakRss:
-        self._peak = int(self._proc.memory_info().rss)
+        self._peak = self._baseline = int(self._proc.memory_info().rss)
         self._thread.start()
         return self
 
@@ -296,6 +296,11 @@ class _PeakRss:
     @property
     def peak_mb(self) -> float:
         return self._peak / 2**20
+
+    @property
+    def increase_mb(self) -> float:
+        """Peak minus the RSS when calibration started: what calibration itself added."""
+        return (self._peak - self._baseline) / 2**20
 
 
 def _check_feed(feed: Mapping[str, np.ndarray], inputs: Mapping[str, int], where: str, what: str) -> Feeds:
@@ -413,8 +418,8 @@ def _activation_bytes(model: Any) -> int | None:
 
 def _calibrate(src: Path, calibration: Callable[[], Iterator[Feeds]], settings: Mapping[str, Any],
                op_types: Sequence[str], inputs: Mapping[str, int], tmp: Path,
-               where: str) -> tuple[Any, _CalibrationStream, float, float]:
-    """Stream calibration feeds through ORT's calibrator a chunk at a time; return (ranges, stream, s, peak MB).
+               where: str) -> tuple[Any, _CalibrationStream, float, tuple[float, float]]:
+    """Stream calibration feeds through the calibrator a chunk at a time; return (ranges, stream, s, (peak, added) MB).
 
     ``collect_data`` is called once per chunk: MinMax merges the chunk's per-tensor min/max into its
     running range; the histogram calibrators (entropy, percentile) merge the chunk's histograms. So at
@@ -464,7 +469,7 @@ def _calibrate(src: Path, calibration: Callable[[], Iterator[Feeds]], settings: 
             raise QuantizationError(f"computing calibration ranges failed: {_first_line(exc)}", where=where,
                                     hint="try calibration_method='minmax'") from exc
         del calibrator
-    return ranges, stream, time.perf_counter() - t0, rss.peak_mb
+    return ranges, stream, time.perf_counter() - t0, (rss.peak_mb, rss.increase_mb)
 
 
 # ------------------------------------------------------------------------------------------ checking
@@ -804,11 +809,14 @@ def quantize_static(fp32_path: Path, out_path: Path, calibration: Callable[[], I
         src = tmp / "float.onnx"
         onnx.save_model(float_model, str(src))
         reasons = _exclusions(float_model, options, settings, inputs)
-        ranges, stream, secs, peak = _calibrate(src, calibration, settings, op_types, inputs, tmp, where)
+        ranges, stream, secs, (peak, increase) = _calibrate(src, calibration, settings, op_types, inputs, tmp,
+                                                            where)
+        settings["calibration_rss_increase_mb"] = round(increase, 1)
         _range_guard(float_model, ranges, reasons)
         notes += [f"kept {name} in float: {why}" for name, why in reasons.items()]
         notes.append(f"calibrated {settings['calibration_method']} on {stream.items} items in {secs:.1f} s, "
-                     f"peak RSS {peak:.0f} MB (whole process, sampled every 10 ms)")
+                     f"peak RSS {peak:.0f} MB (whole process, sampled every 10 ms; calibration itself added "
+                     f"{increase:.0f} MB)")
 
         def build(skip_types: Sequence[str]) -> Any:
             types = [t for t in op_types if t not in skip_types]
