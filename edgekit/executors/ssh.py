@@ -1,0 +1,472 @@
+"""Run the on-device agent on a board over SSH (asyncssh).
+
+One :class:`HostSpec` says how to reach a board: host, user, port, key, the remote Python command,
+known_hosts. It comes from the command line (``--host USER@HOST:PORT``, ``--ssh-key``,
+``--remote-python``, ``--ssh-known-hosts``) or from a user's inventory file
+(:func:`load_inventory`), never from the repository.
+
+A job (:func:`run_remote_job`) makes a per-run temp dir on the board (``mktemp -d``), pushes the
+agent's modules (the same files local benchmarking runs: :data:`AGENT_MODULES`), the artifact, the
+feeds and ``job.json`` over SFTP, runs ``<python> -m edgekit.agent job.json`` with ``PYTHONPATH``
+pointing at the pushed package, parses the one JSON object it prints, fetches any output file, and
+removes the temp dir. Every remote command is an argument list joined with :func:`shlex.join`
+(each word quoted), never a string built from user input. Host keys are verified against
+known_hosts unless :attr:`HostSpec.verify_host_key` is False (the ``--insecure-no-host-key-check``
+flag, recorded in the report). Connecting has a timeout and is retried a bounded number of times on
+transient errors (refused, reset, timeout); the agent run has its own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shlex
+import tempfile
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from edgekit.errors import ConfigError, EdgekitError, require
+
+#: The modules the agent imports (relative to the ``edgekit`` package): pushed to the board as they are.
+AGENT_MODULES = ("__init__.py", "agent.py", "bench.py", "environment.py", "errors.py", "types.py", "results.py",
+                 "artifacts.py", "registry.py", "runtimes/__init__.py", "runtimes/base.py", "runtimes/ort.py",
+                 "runtimes/openvino.py", "runtimes/litert.py")
+#: Optional ones among them (pushed when present in this install).
+_OPTIONAL_MODULES = frozenset({"runtimes/openvino.py", "runtimes/litert.py"})
+
+_INVENTORY_KEYS = {"name", "address", "target", "key", "python", "known_hosts", "remote_tmp", "connect_timeout",
+                   "run_timeout", "retries"}
+
+
+class RemoteError(EdgekitError):
+    """Reaching a board or running the agent there failed; the message says which step and why."""
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """How to reach one board.
+
+    ``python``: the remote Python executable (one word, e.g. ``python3`` or ``/home/pi/venv/bin/python``).
+    ``known_hosts``: None = the user's ``~/.ssh/known_hosts``. ``verify_host_key=False`` disables host key
+    checking (explicit opt-out, recorded in the report). ``remote_tmp``: the folder ``mktemp -d`` creates
+    the per-run dir in (None: the board's ``$TMPDIR`` or ``/tmp``). ``target``: the target this host is
+    (None: any ssh target of the run). ``retries``: extra connection attempts on transient errors.
+    """
+
+    host: str
+    user: str | None = None
+    port: int = 22
+    key: Path | None = None
+    python: str = "python3"
+    known_hosts: Path | None = None
+    verify_host_key: bool = True
+    target: str | None = None
+    name: str | None = None
+    remote_tmp: str | None = None
+    connect_timeout: float = 15.0
+    run_timeout: float = 1800.0
+    retries: int = 2
+
+    @property
+    def label(self) -> str:
+        """``name`` or ``user@host:port``: how the host appears in rows and messages."""
+        if self.name:
+            return self.name
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.user + '@' if self.user else ''}{host}:{self.port}"
+
+    @property
+    def host_key_policy(self) -> str:
+        """What the report records about host key checking."""
+        if not self.verify_host_key:
+            return "NOT verified (--insecure-no-host-key-check)"
+        return f"verified against {self.known_hosts or '~/.ssh/known_hosts'}"
+
+
+_ADDRESS = re.compile(r"^(?:(?P<user>[^@]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:@\[\]]+))(?::(?P<port>\d+))?$")
+
+
+def parse_host(text: str, where: str = "--host") -> HostSpec:
+    """Parse ``[USER@]HOST[:PORT]`` (IPv6 as ``[addr]:port``) into a :class:`HostSpec`."""
+    m = _ADDRESS.match(text.strip())
+    if not m:
+        raise ConfigError("cannot parse the host address", where=where, expected="[USER@]HOST[:PORT]", got=text)
+    port = int(m.group("port") or 22)
+    if not 0 < port < 65536:
+        raise ConfigError("bad port", where=where, expected="1..65535", got=port)
+    return HostSpec(host=m.group("v6") or m.group("host"), user=m.group("user"), port=port)
+
+
+def load_inventory(path: Path) -> tuple[HostSpec, ...]:
+    """Read a user's inventory TOML: ``[[host]]`` tables with ``address`` (``USER@HOST:PORT``) and ``target``,
+    optionally ``name``, ``key``, ``python``, ``known_hosts``, ``remote_tmp``, ``connect_timeout``,
+    ``run_timeout``, ``retries``. A ``[defaults]`` table gives values for every host."""
+    path = Path(path).expanduser()
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the inventory: {exc.strerror}", where=str(path)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the inventory is not valid TOML: {exc}", where=str(path)) from exc
+    unknown = sorted(set(data) - {"host", "defaults"})
+    if unknown:
+        raise ConfigError("unknown inventory key", where=f"{path}:{unknown[0]}", expected="[[host]] or [defaults]",
+                          got=unknown[0])
+    defaults = data.get("defaults", {})
+    hosts = data.get("host", [])
+    if not isinstance(defaults, dict) or not isinstance(hosts, list) or not hosts:
+        raise ConfigError("an inventory needs one or more [[host]] tables", where=str(path),
+                          expected='[[host]] address = "pi@192.168.1.20:22" target = "raspberry-pi-5"')
+    out = []
+    for i, raw in enumerate(hosts):
+        where = f"{path}:host[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError("a host entry must be a table", where=where, got=raw)
+        entry = {**defaults, **raw}
+        bad = sorted(set(entry) - _INVENTORY_KEYS)
+        if bad:
+            raise ConfigError("unknown host key", where=f"{where}.{bad[0]}",
+                              expected="one of " + ", ".join(sorted(_INVENTORY_KEYS)), got=bad[0])
+        for key in ("address", "target"):
+            if not isinstance(entry.get(key), str) or not entry[key]:
+                raise ConfigError("missing host key", where=f"{where}.{key}", expected="a string", got=entry.get(key))
+        spec = parse_host(entry["address"], where=f"{where}.address")
+        spec = replace(spec, target=entry["target"], name=_opt_str(entry, "name", where),
+                       key=_opt_path(entry, "key", where, path.parent),
+                       known_hosts=_opt_path(entry, "known_hosts", where, path.parent),
+                       python=_opt_str(entry, "python", where) or "python3",
+                       remote_tmp=_opt_str(entry, "remote_tmp", where))
+        for key, minimum in (("connect_timeout", 1.0), ("run_timeout", 1.0), ("retries", 0)):
+            if key in entry:
+                val = entry[key]
+                if isinstance(val, bool) or not isinstance(val, (int, float)) or val < minimum:
+                    raise ConfigError("bad value", where=f"{where}.{key}", expected=f"a number >= {minimum}", got=val)
+                if key == "retries":
+                    spec = replace(spec, retries=int(val))
+                elif key == "run_timeout":
+                    spec = replace(spec, run_timeout=float(val))
+                else:
+                    spec = replace(spec, connect_timeout=float(val))
+        out.append(spec)
+    return tuple(out)
+
+
+def _opt_str(entry: Mapping[str, Any], key: str, where: str) -> str | None:
+    val = entry.get(key)
+    if val is not None and (not isinstance(val, str) or not val):
+        raise ConfigError("bad value", where=f"{where}.{key}", expected="a non-empty string", got=val)
+    return val
+
+
+def _opt_path(entry: Mapping[str, Any], key: str, where: str, base: Path) -> Path | None:
+    val = _opt_str(entry, key, where)
+    if val is None:
+        return None
+    p = Path(val).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+# ------------------------------------------------------------------------------------------ commands
+def remote_command(argv: Sequence[str]) -> str:
+    """The one string sent to the remote shell for ``argv``: every word quoted (:func:`shlex.join`)."""
+    if not argv or any(not isinstance(a, str) or "\x00" in a for a in argv):
+        raise ConfigError("bad remote command", expected="non-empty words without NUL bytes", got=list(argv))
+    return shlex.join(argv)
+
+
+def agent_command(spec: HostSpec, run_dir: str) -> list[str]:
+    """``env PYTHONPATH=<run_dir>/pkg <python> -m edgekit.agent <run_dir>/job.json`` as an argument list."""
+    pkg = str(PurePosixPath(run_dir) / "pkg")
+    return ["env", f"PYTHONPATH={pkg}", spec.python, "-m", "edgekit.agent", str(PurePosixPath(run_dir) / "job.json")]
+
+
+def mktemp_command(spec: HostSpec) -> list[str]:
+    """``mktemp -d`` in ``spec.remote_tmp`` (or the board's default temp folder)."""
+    if spec.remote_tmp:
+        return ["mktemp", "-d", "-p", spec.remote_tmp, "edgekit.XXXXXXXX"]
+    return ["mktemp", "-d", "-t", "edgekit.XXXXXXXX"]
+
+
+def agent_files() -> list[tuple[Path, str]]:
+    """(local file, path under the pushed ``pkg/edgekit``) for every agent module present here."""
+    root = Path(__file__).resolve().parent.parent
+    out = []
+    for rel in AGENT_MODULES:
+        f = root / rel
+        if f.exists():
+            out.append((f, rel))
+        elif rel not in _OPTIONAL_MODULES:
+            raise RemoteError("an agent module is missing from this install", where=str(f))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ connect
+def _asyncssh() -> Any:
+    return require("asyncssh", "ssh", "running benchmarks on boards over SSH")
+
+
+async def connect(spec: HostSpec) -> Any:
+    """Open an SSH connection (asyncssh ``SSHClientConnection``), retrying transient failures.
+
+    Raises :class:`RemoteError` naming the host: host key mismatch / unknown host (not retried), auth
+    refused (not retried), or the last transient error after ``1 + spec.retries`` attempts.
+    """
+    asyncssh = _asyncssh()
+    kwargs: dict[str, Any] = {"port": spec.port, "connect_timeout": spec.connect_timeout,
+                              "login_timeout": spec.connect_timeout,
+                              # a board that vanishes without closing TCP is noticed within ~1 minute
+                              "keepalive_interval": 15.0, "keepalive_count_max": 4}
+    if spec.user:
+        kwargs["username"] = spec.user
+    if spec.key is not None:
+        kwargs["client_keys"] = [str(spec.key)]
+    if not spec.verify_host_key:
+        kwargs["known_hosts"] = None
+    elif spec.known_hosts is not None:
+        if not spec.known_hosts.exists():
+            raise ConfigError("known_hosts file not found", where=str(spec.known_hosts),
+                              hint=f"ssh-keyscan -p {spec.port} {spec.host} >> {spec.known_hosts} (check the key!)")
+        kwargs["known_hosts"] = str(spec.known_hosts)
+    last: BaseException | None = None
+    for attempt in range(1 + max(0, spec.retries)):
+        if attempt:
+            await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
+        try:
+            return await asyncio.wait_for(asyncssh.connect(spec.host, **kwargs), spec.connect_timeout + 5.0)
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise RemoteError(f"host key of {spec.label} not verified: {exc}", where=spec.label,
+                              expected=f"a key listed in {spec.known_hosts or '~/.ssh/known_hosts'}",
+                              hint="if the board was re-installed, check its key and update known_hosts "
+                                   "(ssh-keygen -R HOST); --insecure-no-host-key-check skips the check") from exc
+        except asyncssh.PermissionDenied as exc:
+            raise RemoteError(f"{spec.label} refused the login: {exc}", where=spec.label,
+                              hint="check the user and --ssh-key (ssh -i KEY USER@HOST must work)") from exc
+        except (TimeoutError, OSError, asyncssh.Error) as exc:
+            last = exc
+    reason = _describe(last)
+    raise RemoteError(f"cannot connect to {spec.label} after {1 + max(0, spec.retries)} attempt(s): {reason}",
+                      where=spec.label, hint="is the board up and sshd listening on that port?")
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+async def run_command(conn: Any, argv: Sequence[str], timeout: float, what: str,
+                      spec: HostSpec) -> Any:
+    """Run one quoted command; return asyncssh's ``SSHCompletedProcess``; transport errors -> RemoteError."""
+    asyncssh = _asyncssh()
+    try:
+        proc = await conn.run(remote_command(argv), check=False, timeout=timeout)
+    except asyncssh.TimeoutError as exc:
+        raise RemoteError(f"{what} on {spec.label} timed out after {timeout:.0f} s", where=spec.label,
+                          hint="raise run_timeout in the inventory, or lower --min-seconds") from exc
+    except (OSError, asyncssh.Error) as exc:
+        raise RemoteError(f"connection to {spec.label} lost during {what}: {_describe(exc)}",
+                          where=spec.label) from exc
+    if proc.exit_status is None:  # the channel closed without an exit status: the board or sshd went away
+        signal = f"killed by signal {proc.exit_signal[0]}" if proc.exit_signal else "no exit status"
+        raise RemoteError(f"connection to {spec.label} lost during {what} ({signal})", where=spec.label,
+                          hint="did the board reboot, crash or run out of memory? (dmesg on the board)")
+    return proc
+
+
+def _tail(text: str | bytes | None, lines: int = 3) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    got = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
+    return " | ".join(got[-lines:])[:600]
+
+
+# ------------------------------------------------------------------------------------------ one job
+@dataclass(frozen=True)
+class RemoteJob:
+    """What one agent run needs: the agent job (paths relative to the run dir are filled in here), the
+    artifact's local file(s), and the feeds file."""
+
+    job: Mapping[str, Any]
+    artifact: Path
+    feeds: Path
+    fetch_outputs: Path | None = None  # for mode "outputs": where to save the board's outputs .npz
+
+
+def _artifact_files(artifact: Path) -> list[Path]:
+    """The artifact and its companions (same stem, e.g. OpenVINO ``.xml`` + ``.bin``)."""
+    files = [artifact]
+    if artifact.parent.is_dir():
+        files += sorted(p for p in artifact.parent.iterdir()
+                        if p.is_file() and p != artifact and p.stem == artifact.stem and p.suffix != ".json")
+    return files
+
+
+async def _push(conn: Any, spec: HostSpec, run_dir: str, job: RemoteJob) -> dict[str, Any]:
+    asyncssh = _asyncssh()
+    remote = PurePosixPath(run_dir)
+    try:
+        async with conn.start_sftp_client() as sftp:
+            for sub in ("pkg", "pkg/edgekit", "pkg/edgekit/runtimes", "work"):
+                await sftp.mkdir(str(remote / sub))
+            for local, rel in agent_files():
+                await sftp.put(str(local), str(remote / "pkg" / "edgekit" / rel))
+            for f in _artifact_files(job.artifact):
+                await sftp.put(str(f), str(remote / "work" / f.name))
+            await sftp.put(str(job.feeds), str(remote / "work" / "feeds.npz"))
+            data = {**job.job, "artifact": f"work/{job.artifact.name}", "inputs": "work/feeds.npz"}
+            if job.fetch_outputs is not None:
+                data["outputs_path"] = "work/outputs.npz"
+            with tempfile.TemporaryDirectory(prefix="edgekit-ssh-") as tmp:
+                local_job = Path(tmp) / "job.json"
+                local_job.write_text(json.dumps(data))
+                await sftp.put(str(local_job), str(remote / "job.json"))
+    except asyncssh.SFTPError as exc:
+        raise RemoteError(f"cannot copy files to {spec.label}:{run_dir}: {exc.reason}", where=spec.label,
+                          hint="is the board's disk full or the temp folder read-only? (remote_tmp)") from exc
+    except (OSError, asyncssh.Error) as exc:
+        raise RemoteError(f"connection to {spec.label} lost while copying files: {_describe(exc)}",
+                          where=spec.label) from exc
+    return data
+
+
+def parse_agent_output(stdout: str | bytes | None, stderr: str | bytes | None, status: int | None,
+                       spec: HostSpec) -> dict[str, Any]:
+    """The agent's one JSON object; a clear :class:`RemoteError` when it printed none or reported an error."""
+    text = stdout.decode("utf-8", "replace") if isinstance(stdout, bytes) else (stdout or "")
+    try:
+        result = json.loads(text.strip().splitlines()[-1]) if text.strip() else None
+    except json.JSONDecodeError:
+        result = None
+    if not isinstance(result, dict):
+        why = _tail(stderr) or _tail(text) or "no output"
+        missing = re.search(r"No module named '([^']+)'", why)
+        hint = (f"install it on the board: {spec.python} -m pip install {missing.group(1).split('.')[0]}"
+                if missing else f"edgekit doctor --target TARGET --host {spec.label}")
+        if status == 127 or ("No such file or directory" in why and spec.python in why):
+            hint = f"the remote Python '{spec.python}' was not found: set --remote-python"
+        raise RemoteError(f"the agent on {spec.label} printed no result (exit {status}): {why}",
+                          where=spec.label, hint=hint)
+    err = result.get("error")
+    if err is not None:
+        info = err if isinstance(err, dict) else {"message": str(err)}
+        message = str(info.get("message"))
+        agent_hint = info.get("hint")
+        exc = RemoteError(f"the agent on {spec.label} failed: {info.get('type', 'Error')}: {message}",
+                          hint=None if agent_hint is None or str(agent_hint) in message else str(agent_hint))
+        exc.agent_error_type = str(info.get("type", ""))  # type: ignore[attr-defined]
+        raise exc
+    return result
+
+
+async def run_remote_job(conn: Any, spec: HostSpec, job: RemoteJob) -> dict[str, Any]:
+    """Run one agent job on an open connection: temp dir, push, run, parse, fetch, clean up."""
+    made = await run_command(conn, mktemp_command(spec), spec.connect_timeout + 15.0, "mktemp", spec)
+    run_dir = str(made.stdout or "").strip()
+    if made.exit_status != 0 or not run_dir.startswith("/") or "\n" in run_dir:
+        raise RemoteError(f"cannot create a temp dir on {spec.label}: {_tail(made.stderr) or run_dir or 'no output'}",
+                          where=spec.remote_tmp or "$TMPDIR", hint="set a writable remote_tmp with free space")
+    try:
+        await _push(conn, spec, run_dir, job)
+        proc = await run_command(conn, agent_command(spec, run_dir), spec.run_timeout, "the agent run", spec)
+        result = parse_agent_output(proc.stdout, proc.stderr, proc.exit_status, spec)
+        if job.fetch_outputs is not None:
+            try:
+                async with conn.start_sftp_client() as sftp:
+                    await sftp.get(str(PurePosixPath(run_dir) / "work" / "outputs.npz"), str(job.fetch_outputs))
+            except (OSError, _asyncssh().Error) as exc:
+                raise RemoteError(f"cannot fetch the outputs from {spec.label}: {_describe(exc)}",
+                                  where=spec.label) from exc
+        return result
+    finally:
+        try:  # best effort: the connection may be gone; never mask the job's own error
+            await asyncio.wait_for(asyncio.shield(conn.run(remote_command(["rm", "-rf", "--", run_dir]),
+                                                           check=False)), 30.0)
+        except Exception:
+            pass
+
+
+async def run_one(spec: HostSpec, job: RemoteJob) -> dict[str, Any]:
+    """Connect, run one job, disconnect."""
+    conn = await connect(spec)
+    try:
+        return await run_remote_job(conn, spec, job)
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------------------------------ doctor
+_PROBE = r"""
+import json, platform, sys, importlib
+out = {"python": platform.python_version(), "machine": platform.machine(), "executable": sys.executable,
+       "venv": sys.prefix != sys.base_prefix, "modules": {}}
+for name in sys.argv[1:]:
+    try:
+        mod = importlib.import_module(name)
+        info = {"ok": True, "version": str(getattr(mod, "__version__", ""))}
+        if name == "onnxruntime":
+            info["providers"] = list(mod.get_available_providers())
+    except Exception as exc:
+        info = {"ok": False, "error": type(exc).__name__ + ": " + str(exc)}
+    out["modules"][name] = info
+print(json.dumps(out))
+"""
+
+#: runtime registry name -> (module to import on the board, pip package to install there)
+RUNTIME_PACKAGES = {"onnxruntime": ("onnxruntime", "onnxruntime"), "openvino": ("openvino", "openvino"),
+                    "litert": ("ai_edge_litert", "ai-edge-litert")}
+
+
+def doctor_remote(spec: HostSpec, runtimes: Sequence[str]) -> tuple[str, bool]:
+    """Check Python (>= 3.9), numpy and ``runtimes`` on the board; a report with the exact pip command for
+    what is missing, and whether everything the agent needs is there."""
+    modules = ["numpy"] + [RUNTIME_PACKAGES.get(r, (r, r))[0] for r in runtimes]
+
+    async def probe() -> Any:
+        conn = await connect(spec)
+        try:
+            return await run_command(conn, [spec.python, "-c", _PROBE, *modules], spec.connect_timeout + 60.0,
+                                     "the probe", spec)
+        finally:
+            conn.close()
+
+    proc = asyncio.run(probe())
+    lines = [f"edgekit doctor for {spec.label} (host key {spec.host_key_policy})"]
+    try:
+        data = json.loads(str(proc.stdout).strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        lines.append(f"  missing  python       '{spec.python}' did not run: {_tail(proc.stderr) or 'no output'}")
+        lines.append("  install Python 3.9+ on the board (e.g. sudo apt-get install -y python3 python3-pip), "
+                     "or point --remote-python at it")
+        return "\n".join(lines), False
+    version = tuple(int(x) for x in re.findall(r"\d+", data["python"])[:2])
+    ok = version >= (3, 9)
+    lines.append(f"  {'ok' if ok else 'too old':8} python       {data['python']} ({data['machine']}) "
+                 f"{data['executable']}" + ("" if ok else ": the agent needs Python >= 3.9"))
+    missing: list[str] = []
+    for runtime, module in zip(["numpy", *runtimes], modules, strict=True):
+        info = data["modules"].get(module, {})
+        package = "numpy" if runtime == "numpy" else RUNTIME_PACKAGES.get(runtime, (runtime, runtime))[1]
+        if info.get("ok"):
+            extra = f" providers: {', '.join(info['providers'])}" if info.get("providers") else ""
+            lines.append(f"  ok       {runtime:12} {info.get('version', '')}{extra}")
+        else:
+            lines.append(f"  missing  {runtime:12} {info.get('error', '')}")
+            missing.append(package)
+    if missing:
+        lines.append("install what is missing on the board with:")
+        lines.append("  " + shlex.join([spec.python, "-m", "pip", "install", *missing]))
+        if not data.get("venv"):
+            lines.append("  (a system Python that refuses pip (PEP 668, Debian 12 / Raspberry Pi OS): make a venv: "
+                         + shlex.join([spec.python, "-m", "venv", "edgekit-venv"]) + " && "
+                         + shlex.join(["edgekit-venv/bin/pip", "install", *missing])
+                         + "; then --remote-python ~/edgekit-venv/bin/python)")
+        if "onnxruntime" in missing and data["machine"] == "aarch64":
+            lines.append("  (Jetson: for CUDA/TensorRT use NVIDIA's onnxruntime-gpu wheel for your JetPack instead)")
+    return "\n".join(lines), ok and not missing

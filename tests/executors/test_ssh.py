@@ -1,0 +1,543 @@
+"""The SSH executor and the fleet against REAL sshd processes on loopback high ports.
+
+Each server is Debian's ``/usr/sbin/sshd -D -e -f <private config>`` with a throw-away host key and an
+authorized client key in a temp dir; the remote Python is this venv's interpreter (numpy + onnxruntime).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import dataclasses
+import getpass
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.agent import read_outputs_npz, write_feeds_npz
+from edgekit.artifacts import Artifact, sha256_file
+from edgekit.bench import BenchOptions, benchmark, result_from_dict
+from edgekit.errors import ConfigError
+from edgekit.executors.fleet import BenchJob, fleet_rows, run_fleet
+from edgekit.executors.ssh import (
+    AGENT_MODULES,
+    HostSpec,
+    RemoteError,
+    RemoteJob,
+    agent_command,
+    agent_files,
+    doctor_remote,
+    load_inventory,
+    parse_host,
+    remote_command,
+    run_one,
+)
+from edgekit.runtimes.base import RuntimeOptions
+from edgekit.types import Format, IOSpec, Precision, TensorSpec
+
+pytest.importorskip("asyncssh")
+pytest.importorskip("onnxruntime")
+from onnx_helpers import make_feeds, make_model
+
+SSHD = Path("/usr/sbin/sshd")
+pytestmark = pytest.mark.skipif(not SSHD.exists() or not Path("/usr/bin/ssh-keygen").exists(),
+                                reason="openssh-server missing: run `make setup` as root (installs it)")
+SIZE = 64
+FAST = BenchOptions(threads=1, warmup_runs=2, min_runs=10, min_seconds=0.2, memory_pass=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (by /proc ppid), deepest last."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+@dataclass
+class Sshd:
+    """One running sshd: its port, process and the host key line for known_hosts."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+    host_pub: str
+    log: Path
+
+    def kill_all(self) -> None:
+        """Kill the daemon and every session below it (the board 'dies')."""
+        for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+def _keygen(path: Path) -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path.with_suffix(".pub").read_text().strip()
+
+
+def start_sshd(folder: Path, name: str, client_pub: str) -> Sshd:
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    host_pub = _keygen(folder / f"{name}_host")
+    (folder / f"{name}_authorized_keys").write_text(client_pub + "\n")
+    port = _free_port()
+    config = folder / f"{name}.conf"
+    config.write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {folder / f'{name}_host'}",
+        f"PidFile {folder / f'{name}.pid'}", f"AuthorizedKeysFile {folder / f'{name}_authorized_keys'}",
+        "StrictModes no", "UsePAM no", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+        "PubkeyAuthentication yes", "PermitRootLogin prohibit-password", "Subsystem sftp internal-sftp",
+        "MaxSessions 20", "MaxStartups 50", "LogLevel ERROR", ""]))
+    log = folder / f"{name}.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sshd exited: {log.read_text()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return Sshd(port, proc, host_pub, log)
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"sshd did not listen: {log.read_text()}")
+
+
+@dataclass
+class SshEnv:
+    folder: Path
+    key: Path
+    client_pub: str
+    known_hosts: Path
+    servers: dict[str, Sshd]
+
+    def spec(self, server: str, **kw: object) -> HostSpec:
+        base = HostSpec(host="127.0.0.1", user=getpass.getuser(), port=self.servers[server].port, key=self.key,
+                        python=sys.executable, known_hosts=self.known_hosts, connect_timeout=10.0, retries=1,
+                        run_timeout=120.0)
+        return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+    def add(self, name: str) -> Sshd:
+        server = start_sshd(self.folder, name, self.client_pub)
+        self.servers[name] = server
+        with open(self.known_hosts, "a") as fh:
+            fh.write(f"[127.0.0.1]:{server.port} {server.host_pub}\n")
+        return server
+
+
+@pytest.fixture(scope="session")
+def ssh_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshEnv]:
+    folder = tmp_path_factory.mktemp("sshd")
+    key = folder / "client"
+    env = SshEnv(folder, key, _keygen(key), folder / "known_hosts", {})
+    env.known_hosts.write_text("")
+    try:
+        env.add("a")
+        env.add("b")
+        yield env
+    finally:
+        for server in env.servers.values():
+            if server.proc.poll() is None:
+                server.proc.terminate()
+                server.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Artifact, Path]:
+    d = tmp_path_factory.mktemp("model")
+    path = d / "model.onnx"
+    make_model(path, SIZE)
+    feeds = d / "feeds.npz"
+    write_feeds_npz(make_feeds(4, SIZE), feeds)
+    io = IOSpec((TensorSpec("X", (1, SIZE), "float32"),), (TensorSpec("Y", (1, SIZE), "float32"),))
+    return Artifact(path, Format.ONNX, Precision.FP32, io, sha256_file(path)), feeds
+
+
+def _job(mode: str, bench: BenchOptions = FAST) -> dict[str, object]:
+    return {"mode": mode, "runtime": "onnxruntime", "runtime_options": {"threads": 1},
+            "bench_options": dataclasses.asdict(bench)}
+
+
+def _bench_job(art: Artifact, feeds: Path, bench: BenchOptions = FAST) -> BenchJob:
+    return BenchJob(art, "raspberry-pi-5", "onnxruntime", bench, RuntimeOptions(threads=1), feeds)
+
+
+# ------------------------------------------------------------------------------------------ real runs
+def test_remote_run_matches_local_run(ssh_env: SshEnv, model: tuple[Artifact, Path], tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    art, feeds = model
+    spec = ssh_env.spec("a")
+    out = tmp_path / "remote-outputs.npz"
+    import asyncio
+
+    info = asyncio.run(run_one(spec, RemoteJob(_job("outputs"), art.path, feeds, fetch_outputs=out)))
+    assert info["feeds"] == 4
+    sess = ort.InferenceSession(str(art.path), providers=["CPUExecutionProvider"])
+    from edgekit.agent import read_feeds_npz
+
+    local = [sess.run(None, f) for f in read_feeds_npz(feeds)]
+    remote = read_outputs_npz(out)
+    for got, want in zip(remote, local, strict=True):
+        np.testing.assert_array_equal(got[0], want[0])  # same runtime, same machine: bit-identical
+
+    data = asyncio.run(run_one(spec, RemoteJob(_job("bench", dataclasses.replace(FAST, memory_pass=True)),
+                                               art.path, feeds)))
+    remote_res = result_from_dict(data)
+    local_res = benchmark("onnxruntime", art.path, read_feeds_npz(feeds), FAST, RuntimeOptions(threads=1))
+    assert set(remote_res.to_dict()) == set(local_res.to_dict())
+    assert remote_res.stats.n >= FAST.min_runs and remote_res.threads == 1
+    ratio = remote_res.stats.p50_ms / local_res.stats.p50_ms
+    assert 0.1 < ratio < 10, (remote_res.stats, local_res.stats)  # the same order (noise on a shared 2-core box)
+    assert remote_res.memory.get("peak_rss_mb", 0) > 0, remote_res.memory  # the board's own memory pass ran
+    env = remote_res.environment
+    assert env["cpu_model"] and env["logical_cores"] >= 1 and "onnxruntime" in env["runtime_versions"]
+    assert env["memory_available_mb"] > 0
+
+
+def test_two_hosts_in_parallel_one_job_at_a_time_each(ssh_env: SshEnv, model: tuple[Artifact, Path]) -> None:
+    art, feeds = model
+    slow = dataclasses.replace(FAST, min_seconds=1.0, min_runs=5)
+    starts: dict[str, list[float]] = {}
+
+    def progress(message: str) -> None:
+        if message.startswith("benchmark "):
+            starts.setdefault(message.rsplit(" at ", 1)[1], []).append(time.monotonic())
+
+    a, b = ssh_env.spec("a", name="board-a"), ssh_env.spec("b", name="board-b")
+    jobs = [_bench_job(art, feeds, slow), _bench_job(art, feeds, slow)]
+    rows_a, rows_b = run_fleet([(a, jobs), (b, jobs)], progress)
+    for rows, label in ((rows_a, "board-a"), (rows_b, "board-b")):
+        assert [r.status for r in rows] == ["measured-remote"] * 2, [r.reason for r in rows]
+        assert all(r.host == label and r.bench is not None and r.bench.stats.n >= 5 for r in rows)
+        assert rows[0].bench is not None and rows[0].bench.environment["remote"]["host"] == label
+    # parallel over hosts: each host started its first job before the other finished its first one
+    assert starts["board-b"][0] < starts["board-a"][1] and starts["board-a"][0] < starts["board-b"][1]
+
+
+def test_fleet_host_dying_mid_run_keeps_the_other_hosts_results(ssh_env: SshEnv,
+                                                                model: tuple[Artifact, Path]) -> None:
+    art, feeds = model
+    doomed = ssh_env.add("doomed")
+    long = dataclasses.replace(FAST, min_seconds=20.0, max_seconds=30.0, min_runs=5)
+
+    def killer() -> None:  # kill the board once its agent is running
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for pid in _descendants(doomed.proc.pid):
+                with contextlib.suppress(OSError):
+                    if b"edgekit.agent" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        time.sleep(0.5)
+                        doomed.kill_all()
+                        return
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    healthy = ssh_env.spec("a", name="healthy")
+    dying = ssh_env.spec("doomed", name="dying", retries=1)
+    t0 = time.monotonic()
+    rows_dead, rows_ok = run_fleet([(dying, [_bench_job(art, feeds, long), _bench_job(art, feeds)]),
+                                    (healthy, [_bench_job(art, feeds), _bench_job(art, feeds)])])
+    thread.join()
+    assert time.monotonic() - t0 < 20  # the dead host did not hold the run until its benchmark would have ended
+    assert [r.status for r in rows_ok] == ["measured-remote", "measured-remote"]
+    assert [r.status for r in rows_dead] == ["failed", "failed"]
+    assert "connection to dying lost during the agent run" in (rows_dead[0].reason or ""), rows_dead[0].reason
+    assert "cannot connect to dying" in (rows_dead[1].reason or ""), rows_dead[1].reason
+    assert all(r.host == "dying" and r.bench is None for r in rows_dead)
+
+
+# ------------------------------------------------------------------------------------------ failures
+def test_host_key_mismatch_is_a_clear_error(ssh_env: SshEnv, model: tuple[Artifact, Path], tmp_path: Path) -> None:
+    import asyncio
+
+    art, feeds = model
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(f"[127.0.0.1]:{ssh_env.servers['a'].port} {ssh_env.servers['b'].host_pub}\n")
+    with pytest.raises(RemoteError, match=r"host key of .* not verified") as err:
+        asyncio.run(run_one(ssh_env.spec("a", known_hosts=wrong), RemoteJob(_job("outputs"), art.path, feeds)))
+    assert "ssh-keygen -R" in (err.value.hint or "")
+    # the explicit opt-out connects, and says so
+    spec = ssh_env.spec("a", known_hosts=wrong, verify_host_key=False)
+    out = tmp_path / "o.npz"
+    asyncio.run(run_one(spec, RemoteJob(_job("outputs"), art.path, feeds, fetch_outputs=out)))
+    assert out.exists() and "NOT verified" in spec.host_key_policy
+
+
+def test_closed_port_is_a_clear_error_after_bounded_retries(ssh_env: SshEnv, model: tuple[Artifact, Path]) -> None:
+    import asyncio
+
+    art, feeds = model
+    spec = ssh_env.spec("a", port=_free_port(), retries=2)
+    t0 = time.monotonic()
+    with pytest.raises(RemoteError, match=r"cannot connect to .* after 3 attempt\(s\): .*(refused|Connect)"):
+        asyncio.run(run_one(spec, RemoteJob(_job("outputs"), art.path, feeds)))
+    assert time.monotonic() - t0 < 10
+
+
+def test_missing_numpy_on_the_board_is_a_clear_error(ssh_env: SshEnv, model: tuple[Artifact, Path]) -> None:
+    import asyncio
+
+    system = Path("/usr/bin/python3")
+    probe = subprocess.run([str(system), "-c", "import numpy"], capture_output=True, check=False)
+    if not system.exists() or probe.returncode == 0:
+        pytest.skip("needs a system python3 without numpy")
+    art, feeds = model
+    spec = ssh_env.spec("a", python=str(system))
+    with pytest.raises(RemoteError, match="No module named 'numpy'") as err:
+        asyncio.run(run_one(spec, RemoteJob(_job("outputs"), art.path, feeds)))
+    assert f"{system} -m pip install numpy" in (err.value.hint or "")
+    text, ok = doctor_remote(spec, ["onnxruntime"])
+    assert not ok and "missing  numpy" in text
+    assert f"{system} -m pip install numpy onnxruntime" in text
+
+
+def test_doctor_on_a_good_board_and_via_the_cli(ssh_env: SshEnv, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgekit.cli import main
+
+    s = ssh_env.spec("a")
+    code = main(["doctor", "--target", "raspberry-pi-5", "--host", f"{s.user}@127.0.0.1:{s.port}",
+                 "--ssh-key", str(s.key), "--ssh-known-hosts", str(s.known_hosts), "--remote-python", sys.executable])
+    out = capsys.readouterr().out
+    assert "ok       numpy" in out and "ok       onnxruntime" in out and "CPUExecutionProvider" in out
+    assert "missing  litert" in out or "ok       litert" in out
+    assert code == (0 if "missing" not in out else 1)
+
+
+def test_unwritable_or_full_remote_disk_is_a_clear_error(ssh_env: SshEnv, model: tuple[Artifact, Path],
+                                                          tmp_path: Path) -> None:
+    import asyncio
+
+    art, feeds = model
+    with pytest.raises(RemoteError, match="cannot create a temp dir"):
+        asyncio.run(run_one(ssh_env.spec("a", remote_tmp="/proc/edgekit-not-here"),
+                            RemoteJob(_job("outputs"), art.path, feeds)))
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(tiny)],
+                                                   capture_output=True, check=False).returncode == 0
+    if not mounted:
+        pytest.skip("mounting a 64 KiB tmpfs needs root")
+    try:
+        with pytest.raises(RemoteError, match=r"cannot copy files to .*(No space|Failure|full)") as err:
+            asyncio.run(run_one(ssh_env.spec("a", remote_tmp=str(tiny)), RemoteJob(_job("outputs"), art.path, feeds)))
+        assert "disk full" in (err.value.hint or "")
+        assert list(tiny.iterdir()) == []  # the half-pushed run dir was cleaned up
+    finally:
+        subprocess.run(["umount", str(tiny)], check=False)
+
+
+# ------------------------------------------------------------------------------------------ quoting
+HOSTILE = "we ird; touch PWNED1; $(touch PWNED2) `touch PWNED3` 'q\" \\ && rm -rf {p}"
+
+
+def test_hostile_names_are_quoted_never_executed(ssh_env: SshEnv, model: tuple[Artifact, Path],
+                                                 tmp_path: Path) -> None:
+    import asyncio
+
+    art, feeds = model
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "keep").write_text("still here")
+    hostile_tmp = Path(str(tmp_path) + "/" + HOSTILE.format(p=canary))  # "... && rm -rf /abs/canary"
+    hostile_tmp.mkdir(parents=True)
+    hostile_venv = tmp_path / "py $(touch PWNED4); touch PWNED5 'x"  # this venv under a hostile name
+    hostile_venv.symlink_to(Path(sys.prefix), target_is_directory=True)
+    hostile_py = hostile_venv / "bin" / Path(sys.executable).name
+    hostile_art = tmp_path / "model $(touch PWNED6) `id` ;'\".onnx"
+    hostile_art.write_bytes(art.path.read_bytes())
+    spec = ssh_env.spec("a", python=str(hostile_py), remote_tmp=str(hostile_tmp))
+    out = tmp_path / "o.npz"
+    asyncio.run(run_one(spec, RemoteJob(_job("outputs"), hostile_art, feeds, fetch_outputs=out)))
+    assert len(read_outputs_npz(out)) == 4
+    assert sorted(p.name for p in canary.iterdir()) == ["keep"]
+    assert not any(Path.home().glob("PWNED*")) and not any(tmp_path.glob("PWNED*"))
+    assert list(hostile_tmp.iterdir()) == []  # per-run dir removed
+    # a hostile user name is only ever an SSH login name: refused, nothing runs
+    bad_user = ssh_env.spec("a", user=f"root; touch {canary}/PWNED7 $(touch {canary}/PWNED8)", retries=0)
+    with pytest.raises(RemoteError, match="refused the login"):
+        asyncio.run(run_one(bad_user, RemoteJob(_job("outputs"), art.path, feeds)))
+    assert sorted(p.name for p in canary.iterdir()) == ["keep"]
+
+
+def test_remote_commands_are_quoted_word_by_word() -> None:
+    import shlex
+
+    words = ["python; rm -rf /", "$(reboot)", "`id`", "a b", "'\"", "&&", "|", "\\n"]
+    assert shlex.split(remote_command(words)) == words
+    spec = HostSpec("h", python="/opt/my py/$(x)/python")
+    argv = agent_command(spec, "/tmp/edgekit.abc d")
+    assert shlex.split(remote_command(argv)) == argv and argv[2] == "/opt/my py/$(x)/python"
+    with pytest.raises(ConfigError):
+        remote_command(["a\x00b"])
+
+
+# ------------------------------------------------------------------------------------------ parsing
+def test_parse_host_and_inventory(tmp_path: Path) -> None:
+    assert parse_host("pi@10.0.0.5:2222") == HostSpec("10.0.0.5", "pi", 2222)
+    assert parse_host("board") == HostSpec("board", None, 22)
+    assert parse_host("me@[::1]:22").host == "::1" and parse_host("me@[::1]:22").label == "me@[::1]:22"
+    for bad in ("pi@host:99999", "a@b@c", "", "host:port"):
+        with pytest.raises(ConfigError):
+            parse_host(bad)
+    inv = tmp_path / "hosts.toml"
+    inv.write_text('[defaults]\nkey = "id_test"\npython = "/usr/bin/python3"\n'
+                   '[[host]]\nname = "kitchen"\naddress = "pi@192.168.1.20"\ntarget = "raspberry-pi-5"\n'
+                   '[[host]]\naddress = "nv@jet:2200"\ntarget = "jetson-orin-nano"\nrun_timeout = 60\n')
+    a, b = load_inventory(inv)
+    assert (a.label, a.target, a.key, a.python) == ("kitchen", "raspberry-pi-5", tmp_path / "id_test",
+                                                     "/usr/bin/python3")
+    assert (b.user, b.host, b.port, b.run_timeout, b.verify_host_key) == ("nv", "jet", 2200, 60.0, True)
+    inv.write_text('[[host]]\naddress = "pi@x"\ntarget = "raspberry-pi-5"\npassword = "no"\n')
+    with pytest.raises(ConfigError, match="unknown host key"):
+        load_inventory(inv)
+
+
+def test_ssh_target_without_host_is_not_available(model: tuple[Artifact, Path]) -> None:
+    from edgekit.pipeline import RunOptions
+    from edgekit.targets import load_target
+
+    art, _ = model
+    feeds = make_feeds(2, SIZE)
+    rows, notes = fleet_rows([load_target("raspberry-pi-5")], [art], {}, feeds, RunOptions(), lambda _m: None)
+    assert [(r.status, r.reason) for r in rows["raspberry-pi-5"]] == [
+        ("not-available", "no --host given (or inventory entry) for this ssh target")]
+    assert notes == []
+
+
+def test_agent_modules_are_python39_compatible() -> None:
+    """The pushed subset must parse as Python 3.9 and avoid 3.10+/3.11+ only APIs at import time."""
+    files = agent_files()
+    assert {rel for _, rel in files} >= set(AGENT_MODULES) - {"runtimes/openvino.py", "runtimes/litert.py"}
+    for path, rel in files:
+        source = path.read_text()
+        ast.parse(source, filename=rel, feature_version=(3, 9))
+        assert "datetime.UTC" not in source, rel
+        assert "from enum import StrEnum" not in source or "except ImportError" in source, rel
+
+
+# ------------------------------------------------------------------------------------------ end to end
+@pytest.mark.slow
+def test_cli_run_on_raspberry_pi_5_over_ssh_matches_local_rows(ssh_env: SshEnv, tiny_model: tuple[str, Path],
+                                                                tmp_path: Path) -> None:
+    from edgekit.cli import main
+
+    spec, ckpt = tiny_model
+    s = ssh_env.spec("b")
+    out = tmp_path / "run"
+    code = main(["run", "--model", spec, "--checkpoint", str(ckpt), "--calibration", "digits", "--out", str(out),
+                 "--formats", "onnx", "--precisions", "fp32,int8", "--calibration-limit", "32", "--eval-limit", "32",
+                 "--min-runs", "5", "--min-seconds", "0.1", "--threads", "1",
+                 "--target", "local-cpu", "--target", "raspberry-pi-5", "--target", "raspberry-pi-4",
+                 "--host", f"{s.user}@127.0.0.1:{s.port}", "--ssh-key", str(s.key),
+                 "--ssh-known-hosts", str(s.known_hosts), "--remote-python", sys.executable])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    rows = report["rows"]
+    local = [r for r in rows if r["target"] == "local-cpu" and r["runtime"] == "onnxruntime"]
+    remote = [r for r in rows if r["target"] == "raspberry-pi-5"]
+    assert len(local) == len(remote) == 2
+    assert all(r["status"] == "measured-remote" and r["host"] == f"{s.user}@127.0.0.1:{s.port}" for r in remote)
+    assert [sorted(r) for r in remote] == [sorted(r) for r in local]  # the same row shape
+    for lr, rr in zip(local, remote, strict=True):
+        assert rr["artifact"] == lr["artifact"] and rr["metrics"] == lr["metrics"]
+        assert sorted(rr["bench"]) == sorted(lr["bench"]) if isinstance(lr["bench"], dict) else True
+    # the --host applies to every ssh target of the run: raspberry-pi-4 measured on the same host
+    assert {r["status"] for r in rows if r["target"] == "raspberry-pi-4" and r["runtime"] == "onnxruntime"} == {
+        "measured-remote"}
+    md = (out / "report.md").read_text()
+    assert "measured-remote on" in md
+
+
+def _conv_model(path: Path) -> None:
+    """A small fp32 CNN (Conv-Relu-Conv-Relu-GlobalAveragePool-Flatten-Gemm-Softmax), seeded weights."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    w1 = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
+    w2 = (rng.standard_normal((16, 8, 3, 3)) * 0.2).astype(np.float32)
+    fc = (rng.standard_normal((10, 16)) * 0.5).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c2"], ["r2"]), helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]), helper.make_node("Gemm", ["f", "fc"], ["l"], transB=1),
+             helper.make_node("Softmax", ["l"], ["y"], axis=1)]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])
+    graph = helper.make_graph(nodes, "small_cnn", [x],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+                              initializer=[numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2"),
+                                           numpy_helper.from_array(fc, "fc")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("EDGEKIT_ARM_PYTHON"),
+                    reason="set up by `make arm-emulated` (scripts/emulated-arm-board.sh): EDGEKIT_ARM_PYTHON")
+def test_emulated_arm_board_matches_x86(ssh_env: SshEnv, model: tuple[Artifact, Path], tmp_path: Path) -> None:
+    """The agent and the aarch64 wheels under qemu-user, reached over real SSH: outputs of the same fp32
+    artifacts match this x86 machine's within 1e-4 max-abs (correctness, not speed)."""
+    import asyncio
+
+    import onnxruntime as ort
+
+    from edgekit.agent import read_feeds_npz
+
+    spec = ssh_env.spec("a", python=os.environ["EDGEKIT_ARM_PYTHON"], run_timeout=1500.0)
+    art, feeds = model
+    cnn = tmp_path / "cnn.onnx"
+    _conv_model(cnn)
+    cnn_feeds = tmp_path / "cnn-feeds.npz"
+    rng = np.random.default_rng(5)
+    write_feeds_npz([{"x": rng.random((1, 3, 32, 32), dtype=np.float32)} for _ in range(4)], cnn_feeds)
+    record: dict[str, object] = {}
+    for name, path, fds in (("matmul_relu", art.path, feeds), ("small_cnn", cnn, cnn_feeds)):
+        out = tmp_path / f"{name}-arm.npz"
+        t0 = time.monotonic()
+        asyncio.run(run_one(spec, RemoteJob(_job("outputs"), path, fds, fetch_outputs=out)))
+        arm_s = time.monotonic() - t0
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        x86 = [sess.run(None, f)[0] for f in read_feeds_npz(fds)]
+        arm = [o[0] for o in read_outputs_npz(out)]
+        max_abs = max(float(np.max(np.abs(a - b))) for a, b in zip(arm, x86, strict=True))
+        record[name] = {"max_abs_vs_x86": max_abs, "feeds": len(x86), "outputs_job_wall_s": round(arm_s, 2)}
+        assert max_abs <= 1e-4, (name, max_abs)
+    bench = dataclasses.replace(FAST, warmup_runs=1, min_runs=3, min_seconds=0.1, memory_pass=False)
+    data = asyncio.run(run_one(spec, RemoteJob(_job("bench", bench), cnn, cnn_feeds)))
+    res = result_from_dict(data)
+    assert res.environment["machine"] == "aarch64" and res.stats.n >= 3
+    record["small_cnn_bench_emulated"] = {"p50_ms": res.stats.p50_ms, "n": res.stats.n,
+                                          "cpu_model": res.environment.get("cpu_model"),
+                                          "python": res.environment.get("python"),
+                                          "runtime_versions": res.environment.get("runtime_versions")}
+    local = benchmark("onnxruntime", cnn, read_feeds_npz(cnn_feeds), bench, RuntimeOptions(threads=1))
+    record["small_cnn_bench_x86_p50_ms"] = local.stats.p50_ms
+    if os.environ.get("EDGEKIT_ARM_RESULT"):
+        Path(os.environ["EDGEKIT_ARM_RESULT"]).write_text(json.dumps(record, indent=2) + "\n")
