@@ -1,0 +1,1 @@
+"""Hardware-free compiler estimates for NPU targets (``access = "estimate"``)."""

@@ -1,0 +1,248 @@
+"""TFLite (LiteRT): fp32 conversion and the fp16 / dynamic int8 / full-integer int8 variants.
+
+PyTorch sources and Hugging Face directories convert directly with ``litert-torch`` (torch stays pinned);
+ONNX-only sources go through ``onnx2tf`` + TensorFlow, imported lazily here only. onnx2tf reaches for a
+sample calibration file on GitHub unless one is present: edgekit hands
+it the run's own calibration items instead, so nothing leaves the machine.
+
+Image models take NHWC input in the ``.tflite`` (what LiteRT kernels and NPUs want, and what removes
+layout transposes inside the graph): the artifact records ``layout = "NHWC"`` and the pipeline
+transposes NCHW feeds for it (:func:`edgekit.layout.to_layout`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.artifacts import atomic_path
+from edgekit.errors import ExportError, SourceError, require
+from edgekit.formats.base import TOLERANCES, BuildContext, BuildOutput, check_numerics
+from edgekit.formats.tflite_quant import TfliteInt8Options
+from edgekit.layout import to_layout
+from edgekit.types import Format, Precision
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+Feeds = dict[str, np.ndarray]
+ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+
+@dataclass(frozen=True)
+class TfliteOptions:
+    """TFLite build options: ``nhwc`` image input (default on), full-integer int8 settings."""
+
+    nhwc: bool = True
+    int8: TfliteInt8Options = field(default_factory=TfliteInt8Options)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:240]
+
+
+def _image_input(ctx: BuildContext) -> bool:
+    return len(ctx.source.io.inputs) == 1 and len(ctx.source.io.inputs[0].shape) == 4
+
+
+def convert_torch(ctx: BuildContext, out_path: Path, nhwc: bool) -> str:
+    """litert-torch conversion of the torch source; returns the input layout of the written model."""
+    torch = require("torch", "tflite-torch", "converting PyTorch models to TFLite")
+    import logging
+
+    logging.getLogger("torchao").setLevel(logging.ERROR)  # optional CUDA kernels it cannot load on CPU
+    litert_torch = require("litert_torch", "tflite-torch", "converting PyTorch models to TFLite")
+    module = ctx.source.handle if ctx.source.kind == "torch" else _hf_module(ctx)
+    spec = ctx.source.io.inputs
+    layout = "NHWC" if nhwc and _image_input(ctx) else "NCHW"
+    if layout == "NHWC":
+        module = litert_torch.to_channel_last_io(module, args=[0])
+        n, c, h, w = spec[0].concrete_shape(1)
+        args: tuple[Any, ...] = (torch.zeros(n, h, w, c),)
+    elif ctx.source.kind == "torch":
+        args = tuple(torch.zeros(t.concrete_shape(1)) for t in spec)
+    else:  # token ids: shapes (and the sequence length) of a real item
+        if not ctx.check_feeds:
+            raise ExportError("converting a text model needs one data item for its shapes", where=ctx.source.name,
+                              hint="pass --calibration")
+        args = tuple(torch.from_numpy(np.ascontiguousarray(ctx.check_feeds[0][t.name])) for t in spec)
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            edge = litert_torch.convert(module.eval(), args)
+            with atomic_path(out_path) as tmp:
+                edge.export(str(tmp))
+    except Exception as exc:
+        raise ExportError(f"litert-torch conversion failed: {_first_line(exc)}", where=ctx.source.name,
+                          hint="the model must be torch.export-able; or convert through ONNX") from exc
+    from edgekit.formats.tflite_quant import rename_inputs
+
+    rename_inputs(out_path, list(ctx.source.io.input_names))
+    return layout
+
+
+def _hf_module(ctx: BuildContext) -> Any:
+    """The Hugging Face model of the source as a module taking the inputs positionally (the source's input
+    order) and returning its first output (logits or last_hidden_state)."""
+    torch = require("torch", "hf", "a Hugging Face source")
+    transformers = require("transformers", "hf", "a Hugging Face source")
+    task = ctx.source.task
+    auto = {"text-classification": transformers.AutoModelForSequenceClassification,
+            "image-classification": transformers.AutoModelForImageClassification}.get(task.value,
+                                                                                      transformers.AutoModel)
+    model = auto.from_pretrained(str(ctx.source.path), local_files_only=True).eval()
+    names = list(ctx.source.io.input_names)
+    classify = task.is_classification
+
+    class Positional(torch.nn.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args: Any) -> Any:
+            out = self.model(**dict(zip(names, args, strict=True)))
+            return out.logits if classify else out.last_hidden_state
+
+    return Positional()
+
+
+def _calibration_sample(ctx: BuildContext, n: int = 20) -> np.ndarray | None:
+    """Up to ``n`` calibration items in NHWC for onnx2tf's own output check (replaces its download)."""
+    if not _image_input(ctx):
+        return None
+    items: list[np.ndarray] = []
+    it: Iterator[Feeds] = ctx.calibration()
+    for feeds in it:
+        items.append(next(iter(feeds.values())).transpose(0, 2, 3, 1))
+        if len(items) >= n:
+            break
+    if not items:
+        items = [to_layout(f, "NHWC")[next(iter(f))] for f in ctx.check_feeds[:n]]
+    return np.concatenate(items).astype(np.float32) if items else None
+
+
+def convert_onnx(ctx: BuildContext, out_path: Path) -> str:
+    """onnx2tf conversion of the canonical fp32 ONNX model, offline; returns the input layout."""
+    onnx_fp32 = ctx.canonical
+    if onnx_fp32 is None or onnx_fp32.format is not Format.ONNX:
+        raise ExportError("no fp32 ONNX model to convert", where=str(out_path),
+                          hint="the pipeline builds the fp32 ONNX artifact first for ONNX and Hugging Face sources")
+    onnx_path = Path(onnx_fp32.path)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    onnx2tf = require("onnx2tf", "tflite-onnx", "converting ONNX models to TFLite")
+    from onnx2tf import onnx2tf as o2t_main
+    from onnx2tf.utils import common_functions
+
+    sample = _calibration_sample(ctx)
+    data = sample if sample is not None else np.zeros((1, 8, 8, 3), np.float32)
+
+    def local_sample() -> np.ndarray:  # onnx2tf would fetch this file from GitHub
+        return data
+
+    saved = (o2t_main.download_test_image_data, common_functions.download_test_image_data)
+    o2t_main.download_test_image_data = local_sample
+    common_functions.download_test_image_data = local_sample
+    cwd = os.getcwd()
+    sink = io.StringIO()
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgekit-onnx2tf-", dir=out_path.parent) as tmp:
+            np.save(Path(tmp) / ONNX2TF_SAMPLE, data)  # and, in any case, a local file is present
+            os.chdir(tmp)
+            try:
+                with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                    onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=tmp + "/out",
+                                    non_verbose=True, copy_onnx_input_output_names_to_tflite=True,
+                                    output_signaturedefs=True)
+            except Exception as exc:
+                raise ExportError(f"onnx2tf conversion failed: {_first_line(exc)}", where=str(onnx_path),
+                                  hint="see onnx2tf's parameter replacement; or convert from PyTorch") from exc
+            finally:
+                os.chdir(cwd)
+            produced = sorted(Path(tmp, "out").glob("*_float32.tflite"))
+            if not produced:
+                raise ExportError("onnx2tf wrote no *_float32.tflite", where=str(onnx_path))
+            with atomic_path(out_path) as dst:
+                dst.write_bytes(produced[0].read_bytes())
+    finally:
+        o2t_main.download_test_image_data, common_functions.download_test_image_data = saved
+    return "NHWC" if _image_input(ctx) else "NCHW"
+
+
+class TfliteAdapter:
+    """The TFLite format: fp32 conversion plus fp16, dynamic int8 and full-integer int8 variants."""
+
+    format = Format.TFLITE
+    precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC)
+
+    def file_name(self, precision: Precision) -> str:
+        return f"model.{precision.value}.tflite"
+
+    def _options(self, ctx: BuildContext) -> TfliteOptions:
+        opts = ctx.options.get("tflite", TfliteOptions())
+        return opts if isinstance(opts, TfliteOptions) else TfliteOptions()
+
+    def build(self, precision: Precision, ctx: BuildContext, out_path: Path) -> BuildOutput:
+        if precision is Precision.FP32:
+            return self._convert(ctx, out_path)
+        from edgekit.formats import tflite_quant
+
+        if ctx.canonical is None or ctx.canonical.format is not Format.TFLITE:
+            raise ExportError("no fp32 .tflite to derive from", where=str(out_path))
+        fp32, layout = ctx.canonical.path, ctx.canonical.layout
+        if precision is Precision.FP16:
+            rep = tflite_quant.convert_fp16(fp32, out_path)
+        elif precision is Precision.INT8_DYNAMIC:
+            rep = tflite_quant.quantize_dynamic(fp32, out_path)
+        elif precision is Precision.INT8:
+            names = list(ctx.source.io.input_names)
+
+            def adapt(feeds: Feeds) -> list[np.ndarray]:
+                f = to_layout(feeds, layout)
+                return [f[n].astype(np.float32) for n in names]
+
+            rep = tflite_quant.quantize_full_int8(fp32, out_path, ctx.calibration, adapt, self._options(ctx).int8)
+        else:  # pragma: no cover - enum is closed
+            raise ExportError("unsupported precision", where=str(out_path), got=precision.value)
+        settings: dict[str, Any] = {**dict(rep.settings), "calibration_seconds": rep.calibration_seconds}
+        notes = list(rep.notes)
+        if precision is Precision.FP16:
+            check = self._check(ctx, out_path, precision, layout)
+            settings["numeric_check"] = check
+        return BuildOutput(out_path, tuple(notes), settings, layout=layout)
+
+    def _convert(self, ctx: BuildContext, out_path: Path) -> BuildOutput:
+        src = ctx.source
+        if src.kind in ("torch", "huggingface"):
+            layout = convert_torch(ctx, out_path, self._options(ctx).nhwc)
+            how = "litert-torch"
+        elif src.kind == "onnx":
+            layout = convert_onnx(ctx, out_path)
+            how = "onnx2tf (from the fp32 ONNX model)"
+        else:
+            raise SourceError("unknown source kind", where=src.name, got=src.kind)
+        check = self._check(ctx, out_path, Precision.FP32, layout)
+        note = (f"converted from {src.kind} with {how}; input layout {layout}; numeric check on "
+                f"{int(check['items'])} items: max-abs {check['max_abs']:.2g}, cosine {check['min_cosine']:.6f}")
+        return BuildOutput(out_path, (note,), {"converter": how, "numeric_check": check}, layout=layout)
+
+    def _check(self, ctx: BuildContext, path: Path, precision: Precision, layout: str) -> dict[str, float]:
+        from edgekit.runtimes.base import RuntimeOptions
+        from edgekit.runtimes.litert import LiteRTRuntime
+
+        sess = LiteRTRuntime().load(path, RuntimeOptions(threads=None))
+        names = list(ctx.source.io.input_names)
+
+        def run(feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+            f = to_layout(feeds, layout)
+            return sess.run({n: f[n] for n in names})
+
+        return check_numerics(path.name, ctx.source.run_reference, run, list(ctx.check_feeds)[:8],
+                              TOLERANCES[precision], ctx.source.io.output_names)

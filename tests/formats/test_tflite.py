@@ -1,0 +1,154 @@
+"""TFLite format: litert-torch and onnx2tf conversion (offline), NHWC layout fed correctly by the
+pipeline, fp16 / dynamic / full-integer int8 with int8 or float I/O, and the digits accuracy bars."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgekit.artifacts import Artifact
+from edgekit.errors import CalibrationError, QuantizationError
+from edgekit.pipeline import RunOptions, build_artifact, reference_outputs, validate_artifact
+from edgekit.types import Format, Precision
+
+pytest.importorskip("ai_edge_litert")
+
+from edgekit.formats.tflite import ONNX2TF_SAMPLE, TfliteOptions
+from edgekit.formats.tflite_quant import TfliteInt8Options, float_io, io_types
+
+
+def _metrics(small: dict[str, Any], art: Artifact, out: Path, limit: int = 60) -> Any:
+    src, ds = small["source"], small["dataset"]
+    ref = reference_outputs(src, ds, out, limit, progress=lambda _m: None)
+    return validate_artifact(src, art, ds, reference=ref, limit=limit)
+
+
+def test_torch_source_converts_to_nhwc_and_the_pipeline_feeds_it(small_tflite: dict[str, Any]) -> None:
+    fp32: Artifact = small_tflite["fp32"]
+    assert fp32.format is Format.TFLITE and fp32.layout == "NHWC"
+    assert any("litert-torch" in n and "NHWC" in n for n in fp32.notes)
+    m = _metrics(small_tflite, fp32, small_tflite["dir"])  # validate_artifact transposes NCHW data for it
+    assert m.cosine_min > 0.9999 and m.top1_agreement == 1.0
+
+
+def test_precisions_shrink_the_file_and_keep_agreement(small_tflite: dict[str, Any]) -> None:
+    src, ds, fp32, out = small_tflite["source"], small_tflite["dataset"], small_tflite["fp32"], small_tflite["dir"]
+    arts = {p: build_artifact(src, Format.TFLITE, p, out, dataset=ds, canonical=fp32, progress=lambda _m: None)
+            for p in (Precision.FP16, Precision.INT8_DYNAMIC)}
+    arts[Precision.INT8] = small_tflite["int8"]
+    for prec, art in arts.items():
+        assert art.layout == "NHWC" and art.size_bytes < fp32.size_bytes, prec
+        m = _metrics(small_tflite, art, out)
+        assert m.cosine_mean > (0.9999 if prec is Precision.FP16 else 0.98), (prec, m)
+    assert io_types(arts[Precision.INT8].path.read_bytes()) == "int8"
+    assert io_types(arts[Precision.FP16].path.read_bytes()) == "float"
+    assert arts[Precision.INT8].settings["calibration_items"] == 64
+
+
+def test_full_int8_with_float_io(small_tflite: dict[str, Any], tmp_path: Path) -> None:
+    src, ds, fp32 = small_tflite["source"], small_tflite["dataset"], small_tflite["fp32"]
+    opts = RunOptions(calibration_limit=64, tflite=TfliteOptions(int8=TfliteInt8Options(io="float")))
+    art = build_artifact(src, Format.TFLITE, Precision.INT8, tmp_path, dataset=ds, canonical=fp32, options=opts,
+                         progress=lambda _m: None)
+    assert io_types(art.path.read_bytes()) == "float" and art.settings["io"] == "float"
+    m_float = _metrics(small_tflite, art, tmp_path)
+    m_int8 = _metrics(small_tflite, small_tflite["int8"], tmp_path)
+    assert m_float.cosine_mean == pytest.approx(m_int8.cosine_mean, abs=1e-3)  # same int8 graph, float edges
+    with pytest.raises(QuantizationError):
+        TfliteInt8Options(io="uint4")
+    assert io_types(float_io(small_tflite["int8"].path.read_bytes())) == "float"
+
+
+def test_full_int8_without_calibration_items_is_an_error(small_tflite: dict[str, Any], tmp_path: Path) -> None:
+    from edgekit.formats.tflite_quant import quantize_full_int8
+
+    with pytest.raises(CalibrationError):
+        quantize_full_int8(small_tflite["fp32"].path, tmp_path / "x.tflite", lambda: iter(()),
+                           lambda f: list(f.values()), TfliteInt8Options())
+
+
+def test_onnx_only_source_converts_through_onnx2tf_without_network(small_tflite: dict[str, Any], tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnx2tf")
+    import edgekit
+
+    attempts: list[str] = []
+
+    def no_network(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(repr(args)[:80])
+        raise OSError("network access during conversion")
+
+    src, ds = small_tflite["source"], small_tflite["dataset"]
+    onnx_art = build_artifact(src, Format.ONNX, Precision.FP32, tmp_path / "from-torch", dataset=ds,
+                              progress=lambda _m: None)
+    onnx_src = edgekit.load_source(str(onnx_art.path), task="image-classification")
+    assert onnx_src.kind == "onnx"
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    import requests
+
+    monkeypatch.setattr(requests, "get", no_network)
+    cwd = os.getcwd()
+    canonical = build_artifact(onnx_src, Format.ONNX, Precision.FP32, tmp_path / "out", dataset=ds,
+                               progress=lambda _m: None)
+    art = build_artifact(onnx_src, Format.TFLITE, Precision.FP32, tmp_path / "out", dataset=ds, canonical=canonical,
+                         progress=lambda _m: None)
+    assert attempts == []  # onnx2tf got the run's own calibration sample instead of downloading one
+    assert os.getcwd() == cwd and not (Path(cwd) / ONNX2TF_SAMPLE).exists()
+    assert art.layout == "NHWC" and any("onnx2tf" in n for n in art.notes)
+    m = _metrics({"source": onnx_src, "dataset": ds}, art, tmp_path)
+    assert m.cosine_min > 0.9999
+
+
+def test_nhwc_option_off_keeps_nchw(small_tflite: dict[str, Any], tmp_path: Path) -> None:
+    src, ds = small_tflite["source"], small_tflite["dataset"]
+    art = build_artifact(src, Format.TFLITE, Precision.FP32, tmp_path, dataset=ds,
+                         options=RunOptions(tflite=TfliteOptions(nhwc=False)), progress=lambda _m: None)
+    assert art.layout == "NCHW"
+    from edgekit.runtimes.base import RuntimeOptions
+    from edgekit.runtimes.litert import LiteRTRuntime
+
+    feed = next(iter(ds.batches("eval", src.io, src.preprocess, limit=1)))
+    got = LiteRTRuntime().load(art.path, RuntimeOptions(threads=1)).run(feed)[0]
+    np.testing.assert_allclose(got, src.run_reference(feed)[0], atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_digits_full_int8_loses_at_most_one_point_and_fp16_none(digits_model_dir: Path, tmp_path: Path) -> None:
+    import edgekit
+    from edgekit.calibration import load_dataset
+
+    repo = Path(__file__).resolve().parents[2]
+    src = edgekit.load_source(f"{repo}/examples/digits_model.py:build_model",
+                              checkpoint=digits_model_dir / "model.safetensors", task="image-classification")
+    ds = load_dataset("digits")
+    ref = reference_outputs(src, ds, tmp_path, None, progress=lambda _m: None)
+    fp32 = build_artifact(src, Format.TFLITE, Precision.FP32, tmp_path, dataset=ds, progress=lambda _m: None)
+    acc = {}
+    for prec in (Precision.FP32, Precision.FP16, Precision.INT8):
+        art = fp32 if prec is Precision.FP32 else build_artifact(
+            src, Format.TFLITE, prec, tmp_path, dataset=ds, canonical=fp32, progress=lambda _m: None)
+        m = validate_artifact(src, art, ds, reference=ref)
+        assert m.accuracy is not None and m.n == 597
+        acc[prec] = 100.0 * m.accuracy
+    assert acc[Precision.FP32] - acc[Precision.INT8] <= 1.0, acc
+    assert abs(acc[Precision.FP32] - acc[Precision.FP16]) < 100.0 / 597, acc  # not even one item differs
+
+
+@pytest.mark.slow
+def test_hugging_face_encoder_converts_with_litert_torch(minilm_dir: Path, tmp_path: Path) -> None:
+    import edgekit
+    from edgekit.calibration import load_dataset
+
+    src = edgekit.load_source(str(minilm_dir))
+    ds = load_dataset("sentences")
+    art = build_artifact(src, Format.TFLITE, Precision.FP32, tmp_path, dataset=ds, progress=lambda _m: None)
+    assert any("huggingface with litert-torch" in n for n in art.notes)
+    ref = reference_outputs(src, ds, tmp_path, 20, progress=lambda _m: None)
+    m = validate_artifact(src, art, ds, reference=ref, limit=20)
+    assert m.cosine_min > 0.9999
