@@ -12,7 +12,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export USE_TF := 0
 export ORT_DISABLE_TELEMETRY := 1
 
-.PHONY: setup demo test lint typecheck pytest bench clean
+.PHONY: setup system-deps demo test lint typecheck pytest bench clean arm-emulated
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip check
 	touch $(STAMP)
 
-setup: $(STAMP)
+# openssh-server: the SSH executor's tests start real sshd processes on loopback ports (tests/executors).
+system-deps:
+	@if [ -x /usr/sbin/sshd ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server; \
+	else echo "note: /usr/sbin/sshd missing and not root: the SSH tests will be skipped" \
+	          "(sudo apt-get install -y --no-install-recommends openssh-server)"; fi
+
+setup: system-deps $(STAMP)
 
 DIGITS_CACHE := runs/.cache/digits-effnet
 
@@ -49,6 +57,11 @@ test: lint typecheck pytest
 bench: setup
 	$(BIN)/python benchmarks/int8_accuracy_vs_defaults.py
 	$(BIN)/python benchmarks/int8_speed.py
+
+# The agent + aarch64 wheels in an emulated Arm Debian (qemu-user), as the remote Python of an SSH target.
+# Slow (hundreds of times slower than native); needs root, network for the first set-up. Result in runs/arm-emulated/.
+arm-emulated: setup
+	scripts/emulated-arm-board.sh
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

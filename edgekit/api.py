@@ -115,12 +115,27 @@ def validate(source: ModelSource, artifact: Artifact, *, calibration: str | Path
 def benchmark(artifact: Artifact, *, target: str | Target = "local-cpu", runtime: str | None = None,
               source: ModelSource, calibration: str | Path | Dataset, options: RunOptions = RunOptions(),
               progress: Progress = stderr_progress) -> BenchResult:
-    """Benchmark ``artifact`` on a local target with real held-out inputs."""
+    """Benchmark ``artifact`` on a target (locally, or on a board for ``access = "ssh"`` targets: ``options.hosts``)
+    with real held-out inputs."""
     tgt = target if isinstance(target, Target) else load_target(target)
     ds = _ds(calibration)
     assert ds is not None
     feeds = list(ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=8))
-    return _bench(artifact, tgt, runtime or reference_runtime(artifact.format.value), feeds, options, progress)
+    name = runtime or reference_runtime(artifact.format.value)
+    if tgt.access == "ssh":  # on the board: options.hosts (--host / --inventory), first matching host
+        from dataclasses import replace
+
+        from edgekit.errors import BenchmarkError
+        from edgekit.executors.fleet import fleet_rows, hosts_for
+
+        hosts = hosts_for(tgt.name, options.hosts)[:1]
+        rows, _ = fleet_rows([tgt], [artifact], {}, feeds, replace(options, hosts=tuple(hosts)), progress)
+        row = next((r for r in rows[tgt.name] if r.runtime == name), None)
+        if row is None or row.bench is None:
+            raise BenchmarkError(f"no measurement on {tgt.name}: {row.reason if row else 'runtime not on target'}",
+                                 where=tgt.name, hint="pass --host USER@HOST:PORT or --inventory")
+        return row.bench
+    return _bench(artifact, tgt, name, feeds, options, progress)
 
 
 def run(source: ModelSource | Any, *, calibration: str | Path | Dataset, out_dir: str | Path,

@@ -107,8 +107,11 @@ class Artifact:
     def size_bytes(self) -> int:
         """Size on disk, including side files (external data, ``.bin``)."""
         total = self.path.stat().st_size
-        for side in (self.path.with_suffix(".bin"), Path(str(self.path) + ".data")):
-            if side != self.path and side.exists():
+        sides = [Path(str(self.path) + ".data")]  # ONNX external data
+        if self.path.suffix == ".xml":
+            sides.append(self.path.with_suffix(".bin"))  # OpenVINO IR weights
+        for side in sides:
+            if side.exists():
                 total += side.stat().st_size
         return total
 

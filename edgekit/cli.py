@@ -75,10 +75,49 @@ def _options(args: argparse.Namespace) -> Any:
         static = replace(static, nodes_to_exclude=_csv(args.exclude_nodes))
     if getattr(args, "int8_preset", None):
         static = replace(static, preset=args.int8_preset)
+    hosts = _hosts(args)
+    if hosts:  # inventory targets join the run
+        extra = tuple(dict.fromkeys(h.target for h in hosts if h.target and h.target not in opts.targets))
+        opts = replace(opts, targets=opts.targets + extra, hosts=hosts)
     return replace(opts, budget=budget, bench=bench, threads=getattr(args, "threads", None),
                    calibration_limit=getattr(args, "calibration_limit", None),
                    eval_limit=getattr(args, "eval_limit", None), static_int8=static,
                    opset=getattr(args, "opset", None), dynamic_batch=not getattr(args, "static_batch", False))
+
+
+def _hosts(args: argparse.Namespace) -> tuple[Any, ...]:
+    """Boards from ``--host`` (any ssh target) and ``--inventory`` (host -> target), with the SSH flags."""
+    from edgekit.executors.ssh import load_inventory, parse_host
+
+    hosts = [parse_host(h) for h in getattr(args, "host", None) or ()]
+    if getattr(args, "inventory", None):
+        hosts += list(load_inventory(Path(args.inventory)))
+    out = []
+    for h in hosts:
+        if getattr(args, "ssh_key", None):
+            h = replace(h, key=Path(args.ssh_key).expanduser())
+        if getattr(args, "remote_python", None):
+            h = replace(h, python=args.remote_python)
+        if getattr(args, "ssh_known_hosts", None):
+            h = replace(h, known_hosts=Path(args.ssh_known_hosts).expanduser())
+        if getattr(args, "remote_tmp", None):
+            h = replace(h, remote_tmp=args.remote_tmp)
+        if getattr(args, "insecure_no_host_key_check", False):
+            h = replace(h, verify_host_key=False)
+        out.append(h)
+    return tuple(out)
+
+
+def _add_ssh_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", action="append", metavar="USER@HOST:PORT",
+                   help="board for the run's ssh targets (repeatable)")
+    p.add_argument("--inventory", help="TOML file of [[host]] address/target entries (see edgekit.executors.ssh)")
+    p.add_argument("--ssh-key", help="private key file for the boards (default: ssh agent / ~/.ssh keys)")
+    p.add_argument("--ssh-known-hosts", help="known_hosts file (default ~/.ssh/known_hosts)")
+    p.add_argument("--remote-python", help="Python on the boards (default python3)")
+    p.add_argument("--remote-tmp", help="folder on the boards for per-run temp dirs (default: $TMPDIR or /tmp)")
+    p.add_argument("--insecure-no-host-key-check", action="store_true",
+                   help="do NOT verify the boards' host keys (recorded in the report)")
 
 
 def _add_source_args(p: argparse.ArgumentParser) -> None:
@@ -95,7 +134,7 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", action="append", help="target name or .toml path (repeatable); default local-cpu")
-    p.add_argument("--formats", help="comma list; default onnx")
+    p.add_argument("--formats", help="comma list of onnx,openvino,tflite; default: every installed format")
     p.add_argument("--precisions", help="comma list of fp32,fp16,int8,int8-dynamic; default depends on the task")
     p.add_argument("--threads", type=int, help="threads for validation and benchmarks (default: the target's)")
     p.add_argument("--max-drop", type=float, default=1.0, help="accuracy budget: max points lost (default 1.0)")
@@ -110,6 +149,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude-nodes", help="comma list of node names kept in float in static int8")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's, 17 for torch)")
     p.add_argument("--static-batch", action="store_true", help="export with a fixed batch of 1")
+    _add_ssh_args(p)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -205,6 +245,17 @@ def _cmd_targets(args: argparse.Namespace) -> int:
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from edgekit.doctor import doctor_report
 
+    if getattr(args, "host", None) or getattr(args, "inventory", None):
+        from edgekit.executors.ssh import doctor_remote
+        from edgekit.targets import load_target
+
+        target = load_target(args.target or "generic-aarch64-linux")
+        ok = True
+        for h in _hosts(args):
+            text, good = doctor_remote(h, [r.name for r in target.runtimes])
+            print(text)
+            ok = ok and good
+        return 0 if ok else 1
     text, ok = doctor_report()
     print(text)
     return 0 if ok else 1
@@ -244,7 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "show"])
     p.add_argument("name", nargs="?")
     p.set_defaults(func=_cmd_targets)
-    p = sub.add_parser("doctor", help="which formats/runtimes are usable here, and why not")
+    p = sub.add_parser("doctor", help="which formats/runtimes are usable here (or on --host), and why not")
+    p.add_argument("--target", help="with --host: the target whose runtimes to check on the board")
+    _add_ssh_args(p)
     p.set_defaults(func=_cmd_doctor)
     return parser
 

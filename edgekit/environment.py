@@ -237,7 +237,7 @@ def environment(runtimes: Sequence[str] = ()) -> dict[str, Any]:
     """Describe this machine and software stack as a JSON-ready dict (best effort, never raises)."""
     env: dict[str, Any] = {}
     with _best_effort():
-        env["captured_at"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        env["captured_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")  # noqa: UP017 (3.9 agent)
     with _best_effort():
         env["hostname"] = socket.gethostname()
     with _best_effort():

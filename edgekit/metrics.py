@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from edgekit.results import Metrics
+from edgekit.results import CrossRuntime, Metrics
 from edgekit.types import Task
 
 
@@ -58,3 +58,18 @@ def collect(run: Iterable[tuple[Mapping[str, np.ndarray], Sequence[np.ndarray]]]
     """Stack the primary outputs of (feeds, outputs) pairs into one (N, D) array."""
     rows = [primary_output(outs, feeds, task) for feeds, outs in run]
     return np.concatenate(rows, axis=0) if rows else np.zeros((0, 0), dtype=np.float32)
+
+
+def cross_runtime_agreement(artifact: str, reference_runtime: str, other_runtime: str, reference: np.ndarray,
+                            other: np.ndarray, *, classification: bool, atol: float = 1e-3, rtol: float = 1e-3,
+                            min_cosine: float = 0.9999) -> CrossRuntime:
+    """Disagreement of two runtimes on one artifact: ``other``'s (N, D) outputs against ``reference``'s.
+
+    Flagged (``within_tolerance=False``) when max-abs exceeds ``atol + rtol * max|reference|`` or the
+    minimum per-item cosine falls below ``min_cosine`` (the fp32 export tolerance by default).
+    """
+    m = compare(reference, other, classification=classification)
+    limit = atol + rtol * (float(np.max(np.abs(reference))) if reference.size else 0.0)
+    ok = m.max_abs <= limit and m.cosine_min >= min_cosine
+    return CrossRuntime(artifact, reference_runtime, other_runtime, m,
+                        {"max_abs": limit, "min_cosine": min_cosine, "atol": atol, "rtol": rtol}, ok)

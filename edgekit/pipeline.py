@@ -24,11 +24,15 @@ from edgekit.errors import (
     EdgekitError,
     MissingDependencyError,
 )
-from edgekit.formats.base import BuildContext, Feeds, FormatAdapter
+from edgekit.executors.ssh import HostSpec
+from edgekit.formats.base import TOLERANCES, BuildContext, Feeds, FormatAdapter
 from edgekit.formats.onnx_quant import DynamicInt8Options, StaticInt8Options
-from edgekit.metrics import collect, compare
-from edgekit.registry import get_format, get_runtime, reference_runtime, runtimes_for_format
-from edgekit.results import AccuracyBudget, BenchResult, Metrics, Row, RunResult
+from edgekit.formats.openvino import OpenVinoOptions
+from edgekit.formats.tflite import TfliteOptions
+from edgekit.layout import to_layout
+from edgekit.metrics import collect, compare, cross_runtime_agreement
+from edgekit.registry import FORMATS, format_missing, get_format, get_runtime, reference_runtime, runtimes_for_format
+from edgekit.results import AccuracyBudget, BenchResult, CrossRuntime, Metrics, Row, RunResult
 from edgekit.runtimes.base import RuntimeOptions
 from edgekit.sources.base import ModelSource
 from edgekit.targets import Target, load_target
@@ -45,11 +49,28 @@ def default_precisions(task: Task) -> tuple[Precision, ...]:
     return (Precision.FP32, Precision.FP16, Precision.INT8)
 
 
+def available_formats() -> tuple[tuple[Format, ...], dict[str, str]]:
+    """Every registered format whose packages import here (ONNX first: the others convert from it), and
+    ``{format: why}`` for those skipped."""
+    usable: list[Format] = []
+    skipped: dict[str, str] = {}
+    for name in FORMATS:
+        why = format_missing(name)
+        if why is None:
+            usable.append(Format.parse(name))
+        else:
+            skipped[name] = f"{why}; pip install 'edgekit[{FORMATS[name].extra}]'"
+    usable.sort(key=lambda f: f is not Format.ONNX)
+    return tuple(usable), skipped
+
+
 @dataclass(frozen=True)
 class RunOptions:
-    """Options of a whole run. ``precisions=None`` means :func:`default_precisions` for the task."""
+    """Options of a whole run. ``precisions=None`` means :func:`default_precisions` for the task;
+    ``formats=None`` means every registered format whose packages are installed
+    (:func:`available_formats`; the report notes the skipped ones and why)."""
 
-    formats: tuple[Format, ...] = (Format.ONNX,)
+    formats: tuple[Format, ...] | None = None
     precisions: tuple[Precision, ...] | None = None
     targets: tuple[str, ...] = ("local-cpu",)
     budget: AccuracyBudget = field(default_factory=AccuracyBudget)
@@ -62,6 +83,9 @@ class RunOptions:
     opset: int | None = None  # None: the exporter's default (torch 17, optimum's recommended for HF)
     dynamic_batch: bool = True
     check_items: int = 16
+    openvino: OpenVinoOptions = field(default_factory=OpenVinoOptions)
+    tflite: TfliteOptions = field(default_factory=TfliteOptions)
+    hosts: tuple[HostSpec, ...] = ()  # boards for access = "ssh" targets (--host / --inventory)
 
 
 def stderr_progress(message: str) -> None:
@@ -123,8 +147,15 @@ def build_artifact(
     if precision is not Precision.FP32:
         if canonical is None:
             raise ConfigError("an fp32 artifact is needed first", where=str(out_path))
-        recipe["parent"] = canonical.sha256
         recipe["isa_preset"] = isa_preset
+    if canonical is not None:  # fp32 of a converted format names the ONNX it came from
+        recipe["parent"] = canonical.sha256
+    if fmt is Format.TFLITE:
+        recipe["tflite"] = asdict(options.tflite)
+    if fmt is Format.OPENVINO:
+        recipe["openvino"] = asdict(options.openvino)
+        if precision is Precision.INT8:
+            recipe["max_drop_points"] = options.budget.max_drop_points
     if precision is Precision.INT8:
         if dataset is None:
             raise CalibrationError("static int8 needs calibration data", where=str(out_path),
@@ -140,13 +171,18 @@ def build_artifact(
     progress(f"build {fmt.value} {precision.value} -> {out_path}")
     t0 = time.perf_counter()
     check = _check_feeds(dataset, source, options.check_items) if dataset is not None else []
+    labels = dataset.labels("calibration") if dataset is not None else None
+    if labels is not None and options.calibration_limit is not None:
+        labels = labels[:options.calibration_limit]
     ctx = BuildContext(
         source=source, canonical=canonical,
         calibration=_stream(dataset, source, "calibration", options.calibration_limit) if dataset else (
             lambda: iter(())),
         check_feeds=check, isa_preset=isa_preset,
         options={"opset": options.opset, "dynamic_batch": options.dynamic_batch,
-                 "static": options.static_int8, "dynamic": options.dynamic_int8},
+                 "static": options.static_int8, "dynamic": options.dynamic_int8, "openvino": options.openvino,
+                 "tflite": options.tflite,
+                 "calibration_labels": labels, "max_drop_points": options.budget.max_drop_points},
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     built = adapter.build(precision, ctx, out_path)
@@ -184,7 +220,7 @@ def validate_artifact(source: ModelSource, artifact: Artifact, ds: Dataset, *, r
     sess = get_runtime(reference_runtime(artifact.format.value)).load(artifact.path,
                                                                       RuntimeOptions(threads=threads))
     feeds = ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=limit)  # type: ignore[arg-type]
-    got = collect(((f, sess.run(f)) for f in feeds), source.task)
+    got = collect(((f, sess.run(to_layout(f, artifact.layout))) for f in feeds), source.task)
     labels = ds.labels("eval")
     if labels is not None and limit is not None:
         labels = labels[:limit]
@@ -210,11 +246,16 @@ def benchmark_artifact(artifact: Artifact, target: Target, runtime: str, feeds: 
             last[0] = now
             progress(f"  bench {artifact.name} [{phase}] {i}/{total}")
 
+    feeds = [to_layout(f, artifact.layout) for f in feeds]  # e.g. NCHW data for an NHWC .tflite
     return benchmark(runtime, artifact.path, feeds, bopts, ropts, progress=tick)
 
 
 def _rows_for_target(target: Target, artifacts: Sequence[Artifact], metrics: dict[str, Metrics],
                      bench_feeds: Sequence[Feeds], options: RunOptions, progress: Progress) -> list[Row]:
+    if target.access == "estimate":  # NPU compiler estimates: rows with status "estimated"
+        from edgekit.estimators.vela import estimate_rows
+
+        return estimate_rows(target, artifacts, metrics, progress)
     rows: list[Row] = []
     for spec in target.runtimes:
         for art in artifacts:
@@ -253,6 +294,35 @@ def _narrow_inputs(source: ModelSource, canonical: Artifact, notes: list[str]) -
     return replace(source, io=replace(source.io, inputs=tuple(t for t in source.io.inputs if t.name in names)))
 
 
+def cross_runtime(source: ModelSource, artifacts: Sequence[Artifact], ds: Dataset, options: RunOptions,
+                  progress: Progress = stderr_progress) -> list[CrossRuntime]:
+    """For each fp32 artifact, run it under every other installed runtime that loads its format on the
+    held-out items and compare with its reference runtime's outputs (the same model, two runtimes)."""
+    out: list[CrossRuntime] = []
+    for art in artifacts:
+        if art.precision is not Precision.FP32:
+            continue
+        ref_name = reference_runtime(art.format.value)
+        others = [r for r in runtimes_for_format(art.format.value) if r != ref_name]
+        outputs: dict[str, np.ndarray] = {}
+        for name in [ref_name, *others]:
+            feeds = ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=options.eval_limit)  # type: ignore[arg-type]
+            try:  # descriptive only: a runtime that cannot load or run it here is left out, never fatal
+                sess = get_runtime(name).load(art.path, RuntimeOptions(threads=options.threads))
+                outputs[name] = collect(((f, sess.run(to_layout(f, art.layout))) for f in feeds), source.task)
+            except EdgekitError as exc:
+                progress(f"cross-runtime agreement of {art.name}: {name} left out ({exc})")
+        tol = TOLERANCES[Precision.FP32]
+        for name in others:
+            if name in outputs and ref_name in outputs:
+                progress(f"cross-runtime agreement of {art.name}: {ref_name} vs {name}")
+                out.append(cross_runtime_agreement(
+                    art.name, ref_name, name, outputs[ref_name], outputs[name],
+                    classification=source.task.is_classification, atol=tol.atol, rtol=tol.rtol,
+                    min_cosine=tol.min_cosine))
+    return out
+
+
 def check_data(ds: Dataset, source: ModelSource, options: RunOptions) -> None:
     """Fail before any work on unusable data: shape/dtype/kind up front, then one streaming pass over
     the items a run will use (NaN/inf, undecodable files), holding one item at a time."""
@@ -286,11 +356,29 @@ def run(
     isa_preset = local.int8_preset if local else "generic"
     notes: list[str] = [f"int8 preset '{isa_preset}' chosen from the ISA of target "
                         f"'{local.name if local else '-'}' ({', '.join(local.isa) if local else 'n/a'})"]
+    formats = options.formats
+    if formats is None:
+        formats, skipped = available_formats()
+        notes += [f"format {name} skipped: {why}" for name, why in skipped.items()]
+    else:  # ONNX first: converted formats start from the canonical fp32 ONNX
+        formats = tuple(sorted(formats, key=lambda f: f is not Format.ONNX))
     artifacts: list[Artifact] = []
-    for fmt in options.formats:
-        canonical = build_artifact(source, fmt, Precision.FP32, art_dir, dataset=ds, options=options,
-                                   isa_preset=isa_preset, progress=progress)
+    onnx_fp32: Artifact | None = None
+    for fmt in formats:
+        try:
+            canonical = build_artifact(source, fmt, Precision.FP32, art_dir, dataset=ds, options=options,
+                                       canonical=onnx_fp32, isa_preset=isa_preset, progress=progress)
+        except (MissingDependencyError, CalibrationError):
+            raise
+        except EdgekitError as exc:  # a converted format that cannot take this model: say so, keep the others
+            if fmt is Format.ONNX:
+                raise
+            notes.append(f"{fmt.value} fp32 could not be built, so no {fmt.value} artifacts: {exc}")
+            progress(f"FAILED {fmt.value} fp32: {exc}")
+            continue
         artifacts.append(canonical)
+        if fmt is Format.ONNX:
+            onnx_fp32 = canonical
         source = _narrow_inputs(source, canonical, notes)
         for prec in precisions:
             if prec is Precision.FP32:
@@ -311,10 +399,20 @@ def run(
         progress(f"validate {art.name} on {reference.shape[0]} held-out items")
         metrics[art.name] = validate_artifact(source, art, ds, reference=reference, limit=options.eval_limit,
                                               threads=options.threads)
+    cross = cross_runtime(source, artifacts, ds, options, progress)
+    notes += [f"{c.other_runtime} disagrees with {c.reference_runtime} on {c.artifact} beyond the fp32 tolerance: "
+              f"max-abs {c.metrics.max_abs:.3g} (limit {c.tolerance['max_abs']:.3g}), min cosine "
+              f"{c.metrics.cosine_min:.6f}" for c in cross if not c.within_tolerance]
     bench_feeds = list(ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=8))  # type: ignore[arg-type]
+    from edgekit.executors.fleet import fleet_rows
+
+    remote, remote_notes = fleet_rows([t for t in targets if t.access == "ssh"], artifacts, metrics, bench_feeds,
+                                      options, progress)  # all boards in parallel, one job at a time per board
+    notes += remote_notes
     rows: list[Row] = []
     for target in targets:
-        rows.extend(_rows_for_target(target, artifacts, metrics, bench_feeds, options, progress))
+        rows.extend(remote[target.name] if target.access == "ssh" else
+                    _rows_for_target(target, artifacts, metrics, bench_feeds, options, progress))
     result = RunResult(
         model=source.describe(),
         dataset={**ds.describe(), "eval_items": int(reference.shape[0]),
@@ -322,7 +420,7 @@ def run(
         budget=options.budget, artifacts=tuple(artifacts), rows=tuple(rows),
         recommendations=recommend(rows, options.budget),
         environment=environment(sorted({r.name for t in targets for r in t.runtimes})),
-        notes=tuple(notes),
+        notes=tuple(notes), cross_runtime=tuple(cross),
     )
     json_path, md_path = write_report(result, out)
     progress(f"report: {md_path} and {json_path}")

@@ -57,6 +57,16 @@ register_runtime(Entry("onnxruntime", "edgekit.runtimes.ort:OrtRuntime", ("onnxr
                        formats=("onnx",)))
 register_format(Entry("onnx", "edgekit.formats.onnx:OnnxAdapter", ("onnx", "onnxruntime"), "onnx",
                       runtime="onnxruntime"))
+# edgekit.runtimes.openvino first: it switches telemetry off before the availability check imports openvino
+# or nncf (either import alone writes a client id under ~/intel/ otherwise)
+register_runtime(Entry("openvino", "edgekit.runtimes.openvino:OpenVinoRuntime",
+                       ("edgekit.runtimes.openvino", "openvino"), "openvino", formats=("openvino", "onnx")))
+register_format(Entry("openvino", "edgekit.formats.openvino:OpenVinoAdapter",
+                      ("edgekit.runtimes.openvino", "openvino", "nncf"), "openvino", runtime="openvino"))
+register_runtime(Entry("litert", "edgekit.runtimes.litert:LiteRTRuntime", ("ai_edge_litert",), "tflite",
+                       formats=("tflite",)))
+register_format(Entry("tflite", "edgekit.formats.tflite:TfliteAdapter", ("ai_edge_litert", "ai_edge_quantizer"),
+                      "tflite", runtime="litert"))
 
 _entry_points_loaded = False
 
@@ -81,6 +91,14 @@ def _missing(entry: Entry) -> str | None:
         except ImportError as exc:
             return f"{mod} not importable ({exc.__class__.__name__}: {exc})"
     return None
+
+
+def format_missing(name: str) -> str | None:
+    """Why the format ``name`` cannot be used here (a package that does not import), or None if it can."""
+    entry = FORMATS.get(name)
+    if entry is None:
+        return "not a registered format"
+    return _missing(entry)
 
 
 def runtime_status() -> list[tuple[str, bool, str]]:

@@ -116,6 +116,21 @@ class Recommendation:
 
 
 @dataclass(frozen=True)
+class CrossRuntime:
+    """How far two runtimes disagree on the same artifact and held-out items (outputs of one vs the other).
+
+    ``within_tolerance`` is False when max-abs or cosine miss the fp32 export tolerance.
+    """
+
+    artifact: str
+    reference_runtime: str
+    other_runtime: str
+    metrics: Metrics
+    tolerance: dict[str, float]
+    within_tolerance: bool
+
+
+@dataclass(frozen=True)
 class RunResult:
     """Everything one ``edgekit run`` produced, ready to be written as a report."""
 
@@ -127,3 +142,4 @@ class RunResult:
     recommendations: tuple[Recommendation, ...]
     environment: dict[str, Any]
     notes: tuple[str, ...] = ()
+    cross_runtime: tuple[CrossRuntime, ...] = ()

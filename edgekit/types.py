@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum
+
+try:
+    from enum import StrEnum
+except ImportError:  # Python 3.9/3.10 on a board running the agent: the same behaviour for our use
+
+    class StrEnum(str, Enum):  # type: ignore[no-redef]  # noqa: UP042
+        def __str__(self) -> str:
+            return str(self.value)
+
+
 from typing import Any
 
 from edgekit.errors import UnknownNameError

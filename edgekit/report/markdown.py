@@ -155,10 +155,48 @@ def _results(result: RunResult) -> list[str]:
              "One row per artifact × target × runtime. Accuracy is on the held-out items with the change "
              "vs the source in points; agreement, cosine and max-abs compare outputs with the source; "
              "`vs fp32` is the p50 speed-up over the fp32 artifact of the same format on the same target "
-             "and runtime; ≈ marks a compiler estimate, not a measurement.", ""]
-    if not result.rows:
+             "and runtime. Compiler estimates are listed apart, under Compiler estimates.", ""]
+    shown = [(i, r) for i, r in enumerate(result.rows) if r.status != "estimated" and r.runtime != "ethos-u-vela"]
+    if not shown:
         return [*lines, "No artifact was validated or benchmarked."]
-    return lines + _table(_TABLE_HEAD, (_results_row(r, speed[i]) for i, r in enumerate(result.rows)))
+    return lines + _table(_TABLE_HEAD, (_results_row(r, speed[i]) for i, r in shown))
+
+
+_ESTIMATE_HEAD = ("Artifact", "Target", "Estimator", "Accuracy (Δ pt)", "≈ Latency ms", "≈ Inf/s", "NPU cycles",
+                  "SRAM KiB", "Flash KiB", "DRAM KiB", "Ops NPU / CPU", "Fits", "Status")
+
+
+def _estimate_row(row: Row) -> list[str]:
+    info = row.bench.session_info if row.bench is not None else {}
+
+    def num(key: str, fmt: str) -> str:
+        v = info.get(key)
+        return DASH if v is None else format(v, fmt)
+
+    budget = [f"SRAM {info['sram_budget_kb']} KiB" if info.get("sram_budget_kb") else "",
+              f"flash {info['flash_budget_kb']} KiB" if info.get("flash_budget_kb") else "",
+              f"DRAM {info['dram_budget_mb']} MB" if info.get("dram_budget_mb") else ""]
+    fits = DASH if not info else ("yes" if info.get("fits") else "**NO**") + (
+        f" ({', '.join(b for b in budget if b)})" if any(budget) else "")
+    ops = DASH if not info else f"{info.get('npu_ops', 0)} / {info.get('cpu_ops', 0)}" + (
+        " **(CPU fallback)**" if info.get("cpu_ops") else "")
+    latency = num("latency_ms", ".2f") if "latency_ms" in info else (
+        _ms(row.bench.stats.p50_ms) if row.bench is not None else DASH)
+    return [row.artifact.name, row.target, row.runtime, _accuracy(row), latency,
+            num("inferences_per_second", ".1f"), num("cycles_npu", ".0f"), num("sram_kib", ".1f"),
+            num("flash_kib", ".1f"), num("dram_kib", ".1f"), ops, fits, _status(row)]
+
+
+def _estimates(result: RunResult) -> list[str]:
+    """NPU compiler estimates (e.g. Arm Ethos-U through Vela), kept apart from measured rows."""
+    rows = [r for r in result.rows if r.status == "estimated" or r.runtime == "ethos-u-vela"]
+    if not rows:
+        return []
+    lines = ["## Compiler estimates (not measured)", "",
+             "Nothing ran on these targets: the NPU compiler's performance model estimated latency, cycles and "
+             "memory for the artifact (accuracy is that of the same artifact on the CPU). Any op the compiler "
+             "placed on the CPU is flagged; Fits compares SRAM/flash use with the target's budgets.", ""]
+    return lines + _table(_ESTIMATE_HEAD, (_estimate_row(r) for r in rows))
 
 
 def _recommendations(result: RunResult) -> list[str]:
@@ -174,6 +212,23 @@ def _recommendations(result: RunResult) -> list[str]:
     unmeasured = sorted({(r.target, r.runtime) for r in result.rows} - measured)
     lines += [f"- {t} ({rt}): nothing was measured there, so no recommendation." for t, rt in unmeasured]
     return lines
+
+
+def _cross_runtime(result: RunResult) -> list[str]:
+    """How far runtimes disagree on the same fp32 artifact (e.g. ONNX Runtime vs OpenVINO on one .onnx)."""
+    if not result.cross_runtime:
+        return []
+    lines = ["## Cross-runtime agreement", "",
+             "The same fp32 artifact run by two runtimes on the held-out items; the second runtime's outputs "
+             "compared with the first's. Beyond the fp32 export tolerance is flagged.", ""]
+    body = []
+    for c in result.cross_runtime:
+        m = c.metrics
+        verdict = "within tolerance" if c.within_tolerance else "**DISAGREE beyond tolerance**"
+        body.append([c.artifact, c.reference_runtime, c.other_runtime, str(m.n), f"{m.max_abs:.3g}",
+                     f"{c.tolerance['max_abs']:.3g}", f"{m.cosine_min:.6f}", _pct(m.top1_agreement), verdict])
+    return lines + _table(["Artifact", "Reference", "Other", "n", "Max-abs", "Limit", "Min cosine",
+                           "Top-1 agr.", "Verdict"], body)
 
 
 def _notes(result: RunResult) -> list[str]:
@@ -219,5 +274,6 @@ def _latency(result: RunResult) -> list[str]:
 def render_markdown(result: RunResult) -> str:
     """The whole Markdown report for ``result``."""
     sections = [_title(result), _dataset(result), _budget(result), _results(result),
-                _recommendations(result), _notes(result), _environment(result), _latency(result)]
+                _estimates(result), _recommendations(result), _cross_runtime(result), _notes(result),
+                _environment(result), _latency(result)]
     return "\n\n".join("\n".join(s).strip("\n") for s in sections if s) + "\n"

@@ -17,6 +17,7 @@ from torch import nn
 import edgekit
 from edgekit.artifacts import Artifact
 from edgekit.errors import MissingDependencyError, RuntimeAdapterError
+from edgekit.layout import to_layout
 from edgekit.pipeline import build_artifact
 from edgekit.registry import FORMATS, RUNTIMES, get_runtime
 from edgekit.runtimes.base import RuntimeOptions, Session
@@ -84,7 +85,7 @@ def test_loads_runs_and_matches_the_source(runtime: str, fmt: str, source: Model
     sess = rt.load(artifacts[fmt].path, RuntimeOptions(threads=1))  # type: ignore[attr-defined]
     assert isinstance(sess, Session)
     for feed in _feeds(source):
-        got = sess.run(feed)
+        got = sess.run(to_layout(feed, artifacts[fmt].layout))  # the artifact's recorded input layout
         want = source.run_reference(feed)
         assert got[0].shape == want[0].shape
         np.testing.assert_allclose(got[0], want[0], atol=1e-3, rtol=1e-3)
