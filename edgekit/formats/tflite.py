@@ -202,11 +202,8 @@ class TfliteAdapter:
         elif precision is Precision.INT8_DYNAMIC:
             rep = tflite_quant.quantize_dynamic(fp32, out_path)
         elif precision is Precision.INT8:
-            names = list(ctx.source.io.input_names)
-
-            def adapt(feeds: Feeds) -> list[np.ndarray]:
-                f = to_layout(feeds, layout)
-                return [f[n].astype(np.float32) for n in names]
+            def adapt(feeds: Feeds) -> Feeds:
+                return to_layout(feeds, layout)
 
             rep = tflite_quant.quantize_full_int8(fp32, out_path, ctx.calibration, adapt, self._options(ctx).int8)
         else:  # pragma: no cover - enum is closed

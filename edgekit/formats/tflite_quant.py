@@ -100,8 +100,8 @@ def quantize_dynamic(fp32: Path, out_path: Path) -> TfliteQuantReport:
                              ("dynamic-range int8: int8 weights, float activations",))
 
 
-def signature_inputs(fp32: Path) -> tuple[str, list[str]]:
-    """The model's first signature key and its input names, in order (a signature is required)."""
+def signature_inputs(fp32: Path) -> tuple[str, dict[str, Any]]:
+    """The model's first signature key and its inputs (name -> numpy dtype), in order (a signature is required)."""
     interp = require("ai_edge_litert.interpreter", "tflite", "reading .tflite signatures")
     it = interp.Interpreter(model_path=str(fp32))
     sigs = it.get_signature_list()
@@ -109,24 +109,31 @@ def signature_inputs(fp32: Path) -> tuple[str, list[str]]:
         raise QuantizationError("the .tflite model has no signature", where=str(fp32),
                                 hint="ai-edge-quantizer needs a model with a signature; convert with edgekit")
     key = next(iter(sigs))
-    return key, list(sigs[key]["inputs"])
+    details = it.get_signature_runner(key).get_input_details()
+    return key, {str(n): details[n]["dtype"] for n in sigs[key]["inputs"]}
 
 
 def quantize_full_int8(fp32: Path, out_path: Path, calibration: Callable[[], Iterator[Feeds]],
-                       adapt: Callable[[Feeds], list[np.ndarray]], options: TfliteInt8Options) -> TfliteQuantReport:
+                       adapt: Callable[[Feeds], Feeds], options: TfliteInt8Options) -> TfliteQuantReport:
     """Full-integer int8 calibrated with min/max on the calibration split (``adapt`` turns edgekit feeds into
-    the model's inputs in order, e.g. NCHW→NHWC)."""
+    the model's inputs, e.g. NCHW→NHWC). Inputs are matched to the signature by name (by position only when
+    the names differ) and cast to the dtype the signature declares (token ids stay integers)."""
     q = _quantizer()
     from ai_edge_quantizer import recipe
 
-    key, names = signature_inputs(fp32)
+    key, dtypes = signature_inputs(fp32)
+    names = list(dtypes)
     t0 = time.perf_counter()
     samples: list[dict[str, np.ndarray]] = []
     for i, feeds in enumerate(calibration()):
         if options.max_items is not None and i >= options.max_items:
             break
-        values = adapt(feeds)
-        samples.append(dict(zip(names, values, strict=True)))
+        given = adapt(feeds)
+        values = [given[n] for n in names] if all(n in given for n in names) else list(given.values())
+        if len(values) != len(names):
+            raise CalibrationError("calibration items do not match the model's inputs", where=str(out_path),
+                                   expected=", ".join(names), got=sorted(given))
+        samples.append({n: np.asarray(v).astype(dtypes[n]) for n, v in zip(names, values, strict=True)})
     if not samples:
         raise CalibrationError("full-integer int8 needs calibration items; the calibration split is empty",
                                where=str(out_path), hint="pass --calibration with a calibration split")
@@ -135,8 +142,13 @@ def quantize_full_int8(fp32: Path, out_path: Path, calibration: Callable[[], Ite
     import contextlib
     import io
 
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        stats = qt.calibrate({key: samples})
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            stats = qt.calibrate({key: samples})
+    except Exception as exc:  # ai-edge-quantizer raises plain ValueError/RuntimeError
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise QuantizationError(f"ai-edge-quantizer calibration failed: {text[:200]}", where=str(out_path),
+                                hint="check that the calibration items match the model's inputs") from exc
     result = _quiet_quantize(qt, stats)
     seconds = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="edgekit-aeq-", dir=out_path.parent) as tmp:

@@ -120,7 +120,7 @@ class LiteRTSession:
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         values = self._match(feeds)
         try:
-            for d, x in zip(self._inputs, values, strict=True):
+            for d, x in zip(self._inputs, values):  # noqa: B905 - runs on Python 3.9 boards; _match sized it
                 x = _to_tensor(x, d)
                 if tuple(x.shape) != tuple(d["shape"]):
                     self._it.resize_tensor_input(d["index"], list(x.shape))
