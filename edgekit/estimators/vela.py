@@ -98,7 +98,7 @@ def estimate(path: Path, accelerator: str, *, system_config: str | None = None,
         raise ConfigError("unknown Ethos-U accelerator", where="[estimate].accelerator",
                           expected=", ".join(ACCELERATORS), got=accelerator)
     check_int8(path)
-    cmd = [*_vela_command(), str(path), "--accelerator-config", accelerator]
+    cmd = [*_vela_command(), str(Path(path).resolve()), "--accelerator-config", accelerator]
     if system_config:
         cmd += ["--system-config", system_config]
     if memory_mode:

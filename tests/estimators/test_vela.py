@@ -84,3 +84,11 @@ def test_run_reports_measured_tflite_rows_and_ethos_u_estimates_apart(small_tfli
     results, _, rest = md.partition("## Compiler estimates (not measured)")
     assert "ethos-u55-128" not in results.split("## Results", 1)[1]  # kept apart from measured rows
     assert "ethos-u-vela" in rest and "yes" in rest.split("##")[0]
+
+
+def test_relative_artifact_path_works(small_tflite: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`edgekit run --out runs/x` gives relative artifact paths; Vela runs in a temp dir, so they must be resolved."""
+    path = small_tflite["int8"].path
+    monkeypatch.chdir(path.parent.parent)
+    est = estimate(Path(path.parent.name) / path.name, "ethos-u55-128")
+    assert est.npu_ops > 0
