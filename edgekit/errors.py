@@ -115,6 +115,14 @@ class BenchmarkError(EdgekitError):
     """A benchmark could not be completed."""
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message (its type name when empty), cut to ``limit`` characters:
+    library errors are often pages long, and edgekit messages are one line."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if limit is None else line[:limit]
+
+
 def require(module: str, extra: str, purpose: str) -> Any:
     """Import ``module`` or raise :class:`MissingDependencyError` naming the extra that provides it."""
     import importlib

@@ -12,17 +12,12 @@ from typing import Any
 import numpy as np
 
 from edgekit.artifacts import atomic_path
-from edgekit.errors import ExportError, SourceError, require
+from edgekit.errors import ExportError, SourceError, first_line, require
 from edgekit.formats.base import TOLERANCES, BuildContext, BuildOutput, check_numerics
 from edgekit.sources.base import ModelSource
 from edgekit.types import Format, Precision
 
 DEFAULT_OPSET = 17
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:240]
 
 
 def export_torch(source: ModelSource, out_path: Path, *, opset: int, dynamic_batch: bool) -> None:
@@ -41,7 +36,7 @@ def export_torch(source: ModelSource, out_path: Path, *, opset: int, dynamic_bat
                               input_names=in_names, output_names=out_names, dynamic_axes=axes,
                               do_constant_folding=True)
         except Exception as exc:
-            raise ExportError(f"torch.onnx.export failed: {_first_line(exc)}", where=source.name,
+            raise ExportError(f"torch.onnx.export failed: {first_line(exc, 240)}", where=source.name,
                               hint="try another --opset; unsupported ops need a custom symbolic") from exc
 
 
@@ -57,7 +52,7 @@ def export_huggingface(source: ModelSource, out_path: Path, *, opset: int | None
                                   do_validation=False, no_dynamic_axes=not dynamic_batch,
                                   library_name="transformers")
         except Exception as exc:
-            raise ExportError(f"optimum export failed: {_first_line(exc)}", where=str(source.path),
+            raise ExportError(f"optimum export failed: {first_line(exc, 240)}", where=str(source.path),
                               hint="is the architecture supported by optimum-onnx for this task?") from exc
         produced = Path(tmp) / "model.onnx"
         if not produced.exists():

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.artifacts import atomic_path
-from edgekit.errors import CalibrationError, ConfigError, QuantizationError, UnknownNameError, require
+from edgekit.errors import CalibrationError, ConfigError, QuantizationError, UnknownNameError, first_line, require
 from edgekit.formats.onnx_qdq import (
     WEIGHTED_OPS,
     float_weights,
@@ -223,11 +223,6 @@ def _quiet() -> Iterator[None]:
         root.removeFilter(flt)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:240]
-
-
 def _load_model(path: Path) -> Any:
     """Load an ONNX model or raise :class:`QuantizationError` naming the file."""
     onnx = require("onnx", "onnx", "quantizing ONNX models")
@@ -236,7 +231,7 @@ def _load_model(path: Path) -> Any:
     try:
         model = onnx.load(str(path))
     except Exception as exc:
-        raise QuantizationError(f"not a loadable ONNX model: {_first_line(exc)}", where=str(path),
+        raise QuantizationError(f"not a loadable ONNX model: {first_line(exc, 240)}", where=str(path),
                                 hint="pass the fp32 .onnx file written by the export stage") from exc
     if not model.graph.node:
         raise QuantizationError("the ONNX graph has no nodes", where=str(path),
@@ -434,7 +429,7 @@ def _calibrate(src: Path, calibration: Callable[[], Iterator[Feeds]], settings: 
     try:
         it = iter(calibration())
     except Exception as exc:
-        raise CalibrationError(f"the calibration data could not be opened: {_first_line(exc)}", where=where,
+        raise CalibrationError(f"the calibration data could not be opened: {first_line(exc, 240)}", where=where,
                                hint="check the calibration set path and its preprocessing") from exc
     stream = _CalibrationStream(it, inputs, where, settings["calibration_limit"])
     first = stream.next_feed()
@@ -447,7 +442,7 @@ def _calibrate(src: Path, calibration: Callable[[], Iterator[Feeds]], settings: 
             calibrator = q.create_calibrator(src, list(op_types), augmented_model_path=str(tmp / "augmented.onnx"),
                                              calibrate_method=method, extra_options={})
         except Exception as exc:
-            raise QuantizationError(f"onnxruntime cannot prepare the model for calibration: {_first_line(exc)}",
+            raise QuantizationError(f"onnxruntime cannot prepare the model for calibration: {first_line(exc, 240)}",
                                     where=where, hint="try op_types_to_exclude for the failing op") from exc
         if method == q.CalibrationMethod.MinMax:
             chunk = _MINMAX_CHUNK
@@ -461,12 +456,12 @@ def _calibrate(src: Path, calibration: Callable[[], Iterator[Feeds]], settings: 
             except CalibrationError:
                 raise
             except Exception as exc:
-                raise CalibrationError(f"calibration failed near item {stream.feeds - 1}: {_first_line(exc)}",
+                raise CalibrationError(f"calibration failed near item {stream.feeds - 1}: {first_line(exc, 240)}",
                                        where=where, hint="check the data's input shapes and dtypes") from exc
         try:
             ranges = calibrator.compute_data()
         except Exception as exc:
-            raise QuantizationError(f"computing calibration ranges failed: {_first_line(exc)}", where=where,
+            raise QuantizationError(f"computing calibration ranges failed: {first_line(exc, 240)}", where=where,
                                     hint="try calibration_method='minmax'") from exc
         del calibrator
     return ranges, stream, time.perf_counter() - t0, (rss.peak_mb, rss.increase_mb)
@@ -528,7 +523,7 @@ def _measure(model: Any, feeds: Sequence[Feeds], ref: Sequence[Sequence[np.ndarr
         sess = _session(model)
         return _agreement(feeds, ref, _run_all(sess, feeds))
     except Exception as exc:
-        raise QuantizationError(f"onnxruntime cannot run the quantized model: {_first_line(exc)}", where=where,
+        raise QuantizationError(f"onnxruntime cannot run the quantized model: {first_line(exc, 240)}", where=where,
                                 hint="try op_types_to_exclude / nodes_to_exclude for the failing op") from exc
 
 
@@ -682,7 +677,7 @@ def _preprocess(src: Path, tmp: Path, notes: list[str]) -> Path:
                 notes.append("pre-processing: symbolic shape inference failed; used ONNX shape inference only")
             return out
         except Exception as exc:  # ORT's pre-processing raises assorted errors on unusual graphs
-            last = _first_line(exc)
+            last = first_line(exc, 240)
     notes.append(f"pre-processing skipped: quant_pre_process failed ({last})")
     return src
 
@@ -745,7 +740,7 @@ def _ort_quantize(src: Path, out: Path, ranges: Any, settings: Mapping[str, Any]
                               weight_type=qt[settings["weight_type"]], nodes_to_exclude=list(exclude),
                               calibrate_method=method, calibration_cache_path=str(cache))
     except Exception as exc:
-        raise QuantizationError(f"onnxruntime could not quantize the model: {_first_line(exc)}", where=where,
+        raise QuantizationError(f"onnxruntime could not quantize the model: {first_line(exc, 240)}", where=where,
                                 hint="try op_types_to_exclude for the op named, or another preset") from exc
     return onnx.load(str(out))
 
@@ -868,7 +863,7 @@ def _smoke_check(fp32_path: Path, model_path: Path, model: Any, notes: list[str]
     try:
         sess = _session(model_path)
     except Exception as exc:
-        raise QuantizationError(f"onnxruntime cannot load the converted model: {_first_line(exc)}",
+        raise QuantizationError(f"onnxruntime cannot load the converted model: {first_line(exc, 240)}",
                                 where=str(model_path), hint="exclude the op named from conversion") from exc
     feed = _synthetic_feed(model)
     try:
@@ -879,7 +874,7 @@ def _smoke_check(fp32_path: Path, model_path: Path, model: Any, notes: list[str]
     try:
         got = _run_all(sess, [feed])
     except Exception as exc:
-        raise QuantizationError(f"onnxruntime cannot run the converted model: {_first_line(exc)}",
+        raise QuantizationError(f"onnxruntime cannot run the converted model: {first_line(exc, 240)}",
                                 where=str(model_path), hint="exclude the op named from conversion") from exc
     check = _agreement([feed], ref, got)
     notes.append("smoke check on one synthetic input (seeded normal / zeros): loads and runs in onnxruntime, "
@@ -909,7 +904,7 @@ def quantize_dynamic(fp32_path: Path, out_path: Path, options: DynamicInt8Option
                                    per_channel=options.per_channel, reduce_range=reduce_range, weight_type=qt,
                                    nodes_to_exclude=list(options.nodes_to_exclude))
         except Exception as exc:
-            raise QuantizationError(f"onnxruntime could not quantize the model: {_first_line(exc)}",
+            raise QuantizationError(f"onnxruntime could not quantize the model: {first_line(exc, 240)}",
                                     where=str(fp32_path), hint="narrow op_types or add nodes_to_exclude") from exc
         qmodel = onnx.load(str(tmp_out))
         n_int = sum(1 for n in qmodel.graph.node
@@ -932,7 +927,7 @@ def convert_fp16(fp32_path: Path, out_path: Path) -> QuantReport:
     try:
         half = convert_float_to_float16(model, keep_io_types=True)
     except Exception as exc:
-        raise QuantizationError(f"fp16 conversion failed: {_first_line(exc)}", where=str(fp32_path),
+        raise QuantizationError(f"fp16 conversion failed: {first_line(exc, 240)}", where=str(fp32_path),
                                 hint="the model may hold ops without fp16 support; use fp32 or int8") from exc
     notes = ["fp16 via onnxruntime.transformers.float16 (keep_io_types=True: float32 inputs and outputs)"]
     with atomic_path(out_path) as tmp_out:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import ConfigError, QuantizationError, require
+from edgekit.errors import ConfigError, QuantizationError, first_line, require
 from edgekit.metrics import primary_output
 from edgekit.runtimes.openvino import port_name, telemetry_off
 from edgekit.types import Task
@@ -126,11 +126,6 @@ def _quiet() -> Iterator[None]:
 def _nncf() -> Any:
     telemetry_off()
     return require("nncf", "openvino", "NNCF quantization")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:240]
 
 
 def _compile(model: Any, threads: int | None = None) -> Any:
@@ -356,7 +351,7 @@ def quantize_static(fp32_model: Any, calibration: Callable[[], Iterator[Feeds]],
     except QuantizationError:
         raise
     except Exception as exc:
-        raise QuantizationError(f"NNCF quantization failed: {_first_line(exc)}", where="nncf.quantize",
+        raise QuantizationError(f"NNCF quantization failed: {first_line(exc, 240)}", where="nncf.quantize",
                                 hint="an op may be unsupported by NNCF: add it to ignored_types") from exc
     return qmodel, OvQuantReport(settings, tuple(kept), check, len(items), time.perf_counter() - t0, tuple(notes))
 
@@ -371,7 +366,8 @@ def compress_weights(fp32_model: Any, options: OvWeightOptions) -> tuple[Any, Ov
             mode = modes.INT8_ASYM if options.mode == "int8_asym" else modes.INT8_SYM
             model = nncf.compress_weights(fp32_model, mode=mode)
     except Exception as exc:
-        raise QuantizationError(f"NNCF weight compression failed: {_first_line(exc)}", where="nncf.compress_weights",
+        raise QuantizationError(f"NNCF weight compression failed: {first_line(exc, 240)}",
+                                where="nncf.compress_weights",
                                 hint="try mode int8_sym") from exc
     return model, OvQuantReport({"mode": options.mode, "weights_only": True}, (), {}, 0, time.perf_counter() - t0,
                                 (f"weight-only int8 ({options.mode}) with nncf.compress_weights; activations float",))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.artifacts import atomic_path
-from edgekit.errors import ExportError, SourceError, require
+from edgekit.errors import ExportError, SourceError, first_line, require
 from edgekit.formats.base import TOLERANCES, BuildContext, BuildOutput, check_numerics
 from edgekit.formats.tflite_quant import TfliteInt8Options
 from edgekit.layout import to_layout
@@ -42,11 +42,6 @@ class TfliteOptions:
 
     nhwc: bool = True
     int8: TfliteInt8Options = field(default_factory=TfliteInt8Options)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:240]
 
 
 def _image_input(ctx: BuildContext) -> bool:
@@ -81,7 +76,7 @@ def convert_torch(ctx: BuildContext, out_path: Path, nhwc: bool) -> str:
             with atomic_path(out_path) as tmp:
                 edge.export(str(tmp))
     except Exception as exc:
-        raise ExportError(f"litert-torch conversion failed: {_first_line(exc)}", where=ctx.source.name,
+        raise ExportError(f"litert-torch conversion failed: {first_line(exc, 240)}", where=ctx.source.name,
                           hint="the model must be torch.export-able; or convert through ONNX") from exc
     from edgekit.formats.tflite_quant import rename_inputs
 
@@ -162,7 +157,7 @@ def convert_onnx(ctx: BuildContext, out_path: Path) -> str:
                                     non_verbose=True, copy_onnx_input_output_names_to_tflite=True,
                                     output_signaturedefs=True)
             except Exception as exc:
-                raise ExportError(f"onnx2tf conversion failed: {_first_line(exc)}", where=str(onnx_path),
+                raise ExportError(f"onnx2tf conversion failed: {first_line(exc, 240)}", where=str(onnx_path),
                                   hint="see onnx2tf's parameter replacement; or convert from PyTorch") from exc
             finally:
                 os.chdir(cwd)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.artifacts import atomic_write_bytes
-from edgekit.errors import CalibrationError, QuantizationError, require
+from edgekit.errors import CalibrationError, QuantizationError, first_line, require
 
 Feeds = dict[str, np.ndarray]
 IO_TYPES = ("int8", "float")
@@ -146,7 +146,7 @@ def quantize_full_int8(fp32: Path, out_path: Path, calibration: Callable[[], Ite
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             stats = qt.calibrate({key: samples})
     except Exception as exc:  # ai-edge-quantizer raises plain ValueError/RuntimeError
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         raise QuantizationError(f"ai-edge-quantizer calibration failed: {text[:200]}", where=str(out_path),
                                 hint="check that the calibration items match the model's inputs") from exc
     result = _quiet_quantize(qt, stats)

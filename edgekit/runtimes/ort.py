@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import DeviceUnavailableError, RuntimeAdapterError, require
+from edgekit.errors import DeviceUnavailableError, RuntimeAdapterError, first_line, require
 from edgekit.runtimes.base import RuntimeOptions
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -85,7 +85,7 @@ class OrtRuntime:
         try:
             sess = ort.InferenceSession(str(path), sess_options=so, providers=usable)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise RuntimeAdapterError(f"onnxruntime cannot load the model: {first}", where=str(path),
                                       hint="is the file a complete .onnx model? re-export it") from exc
         return OrtSession(sess, tuple(providers), options.threads)

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgekit.artifacts import sha256_file
 from edgekit.calibration import ImagePreprocess, Preprocess
-from edgekit.errors import SourceError, require
+from edgekit.errors import SourceError, first_line, require
 from edgekit.sources.base import ModelSource
 from edgekit.types import IOSpec, Task, TensorSpec
 
@@ -46,7 +46,7 @@ def check_onnx_file(path: Path) -> Any:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise SourceError(f"not a valid ONNX model ({type(exc).__name__}: {first[:160]})", where=str(path),
                           hint="the file may be truncated or corrupt: re-export it") from exc
     if not model.graph.output:

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgekit.artifacts import sha256_file
 from edgekit.calibration import ImagePreprocess, Preprocess, TextPreprocess
-from edgekit.errors import SourceError, require
+from edgekit.errors import SourceError, first_line, require
 from edgekit.sources.base import ModelSource, as_numpy_list
 from edgekit.types import IOSpec, Task, TensorSpec
 
@@ -82,7 +82,7 @@ def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: 
     try:
         model = auto.from_pretrained(str(directory), local_files_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise SourceError(f"cannot load the model ({type(exc).__name__}: {first[:200]})", where=str(directory),
                           hint="are the weight files complete? re-save with save_pretrained") from exc
     model.eval()

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgekit.artifacts import sha256_file
 from edgekit.calibration import ImagePreprocess, Preprocess
-from edgekit.errors import ConfigError, SourceError, require
+from edgekit.errors import ConfigError, SourceError, first_line, require
 from edgekit.sources.base import ModelSource, as_numpy_list
 from edgekit.types import IOSpec, Task, TensorSpec
 
@@ -69,7 +69,7 @@ def load_state_dict(path: Path) -> dict[str, Any]:
     except SourceError:
         raise
     except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile, Exception) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         hint = ("the file is truncated or corrupt: re-save it" if "weights_only" not in msg
                 else "the checkpoint holds pickled objects; save model.state_dict() or use safetensors")
         raise SourceError(f"cannot read checkpoint ({type(exc).__name__}: {msg[:160]})", where=str(path),
