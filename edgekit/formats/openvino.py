@@ -26,8 +26,7 @@ from edgekit.errors import ConfigError, ExportError, SourceError, require
 from edgekit.formats.base import TOLERANCES, BuildContext, BuildOutput, check_numerics
 from edgekit.formats.openvino_quant import OvInt8Options, OvQuantReport, OvWeightOptions
 from edgekit.runtimes.base import RuntimeOptions
-from edgekit.runtimes.openvino import OpenVinoRuntime, read_model, telemetry_off
-from edgekit.runtimes.openvino import ov_message as _first_line
+from edgekit.runtimes.openvino import OpenVinoRuntime, ov_message, read_model, telemetry_off
 from edgekit.types import Format, Precision
 
 CONVERT_FROM = ("onnx", "source")
@@ -61,7 +60,7 @@ def save_ir(model: Any, out_path: Path, *, compress_to_fp16: bool = False) -> No
         try:
             ov.save_model(model, str(xml), compress_to_fp16=compress_to_fp16)
         except Exception as exc:
-            raise ExportError(f"OpenVINO could not save the IR: {_first_line(exc)}", where=str(out_path)) from exc
+            raise ExportError(f"OpenVINO could not save the IR: {ov_message(exc)}", where=str(out_path)) from exc
         umask = os.umask(0)
         os.umask(umask)
         for f in (xml.with_suffix(".bin"), xml):
@@ -77,7 +76,7 @@ def convert_onnx(onnx_path: Path) -> Any:
     try:
         return ov.convert_model(str(onnx_path))
     except Exception as exc:
-        raise ExportError(f"OpenVINO cannot convert the ONNX model: {_first_line(exc)}", where=str(onnx_path),
+        raise ExportError(f"OpenVINO cannot convert the ONNX model: {ov_message(exc)}", where=str(onnx_path),
                           hint="an op may be unsupported by OpenVINO's ONNX frontend: check the op list of "
                                "this OpenVINO version, or export with another opset") from exc
 
@@ -92,7 +91,7 @@ def convert_torch(module: Any, input_names: tuple[str, ...], output_names: tuple
         model = ov.convert_model(module, example_input=torch.zeros(shape),
                                  input=[ov.PartialShape([-1, *shape[1:]])])
     except Exception as exc:
-        raise ExportError(f"OpenVINO cannot convert the torch module: {_first_line(exc)}", where=where,
+        raise ExportError(f"OpenVINO cannot convert the torch module: {ov_message(exc)}", where=where,
                           hint="use convert_from='onnx' (the default)") from exc
     for port, name in zip(model.inputs, input_names, strict=False):
         port.get_tensor().set_names({name})

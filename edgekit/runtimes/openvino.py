@@ -90,8 +90,6 @@ def ov_message(exc: BaseException) -> str:
     return text[:300]
 
 
-_first_line = ov_message
-
 
 def _check_xml(path: Path) -> None:
     """Raise a clear error if ``path`` is not well-formed IR XML (checked before blaming a missing ``.bin``)."""
@@ -100,7 +98,7 @@ def _check_xml(path: Path) -> None:
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError, UnicodeDecodeError) as exc:
-        raise RuntimeAdapterError(f"OpenVINO IR .xml is corrupt: {_first_line(exc)}", where=str(path),
+        raise RuntimeAdapterError(f"OpenVINO IR .xml is corrupt: {ov_message(exc)}", where=str(path),
                                   hint="the file is truncated or not an IR: rebuild the artifact") from exc
     if root.tag != "net":
         raise RuntimeAdapterError("OpenVINO IR .xml is corrupt: no <net> root element", where=str(path),
@@ -125,7 +123,7 @@ def read_model(core: Any, path: Path) -> Any:
     try:
         return core.read_model(str(path))
     except Exception as exc:
-        raise RuntimeAdapterError(f"OpenVINO cannot read the model (corrupt file?): {_first_line(exc)}",
+        raise RuntimeAdapterError(f"OpenVINO cannot read the model (corrupt file?): {ov_message(exc)}",
                                   where=str(path),
                                   hint="the file is corrupt or truncated, or holds an op this OpenVINO "
                                        "version does not support: rebuild it") from exc
@@ -178,7 +176,7 @@ class OpenVinoSession:
             return [np.array(self._request.get_output_tensor(i).data, copy=True)
                     for i in range(len(self._compiled.outputs))]
         except Exception as exc:  # OpenVINO raises untyped RuntimeErrors
-            raise RuntimeAdapterError(f"OpenVINO failed to run the model: {_first_line(exc)}",
+            raise RuntimeAdapterError(f"OpenVINO failed to run the model: {ov_message(exc)}",
                                       hint="check input names, shapes and dtypes") from exc
 
     def info(self) -> dict[str, Any]:
@@ -258,7 +256,7 @@ class OpenVinoRuntime:
         try:
             compiled = core.compile_model(model, device, config)
         except Exception as exc:
-            raise RuntimeAdapterError(f"OpenVINO cannot compile the model for {device}: {_first_line(exc)}",
+            raise RuntimeAdapterError(f"OpenVINO cannot compile the model for {device}: {ov_message(exc)}",
                                       where=str(path),
                                       hint="an op may be unsupported on this device: try CPU, or AUTO") from exc
         compile_ms = (time.perf_counter_ns() - t1) / 1e6
