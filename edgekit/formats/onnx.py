@@ -13,7 +13,7 @@ import numpy as np
 
 from edgekit.artifacts import atomic_path
 from edgekit.errors import ExportError, SourceError, first_line, require
-from edgekit.formats.base import TOLERANCES, BuildContext, BuildOutput, check_numerics
+from edgekit.formats.base import BuildContext, BuildOutput, verify
 from edgekit.sources.base import ModelSource
 from edgekit.types import Format, Precision
 
@@ -107,9 +107,11 @@ class OnnxAdapter:
             **dict(rep.settings), "nodes_kept_float": list(rep.nodes_kept_float),
             "calibration_items": rep.calibration_items, "calibration_seconds": rep.calibration_seconds,
             "calibration_peak_rss_mb": rep.calibration_peak_rss_mb, "check": dict(rep.check)}
+        notes = list(rep.notes)
         if precision is Precision.FP16:
-            self._check(ctx, out_path, precision)
-        return BuildOutput(out_path, tuple(rep.notes), settings)
+            settings["numeric_check"], note = self._check(ctx, out_path, precision)
+            notes.append(note)
+        return BuildOutput(out_path, tuple(notes), settings)
 
     def _export(self, ctx: BuildContext, out_path: Path) -> BuildOutput:
         src = ctx.source
@@ -124,15 +126,14 @@ class OnnxAdapter:
             _copy_single_file(src.path, out_path)
         else:
             raise SourceError("unknown source kind", where=src.name, got=src.kind)
-        check = self._check(ctx, out_path, Precision.FP32)
+        check, checked = self._check(ctx, out_path, Precision.FP32)
         opset = _opset_of(out_path)
         notes = (f"exported from {src.kind} (opset {opset}, {'dynamic' if dynamic else 'static'} batch); "
-                 f"numeric check on {int(check['items'])} items: max-abs {check['max_abs']:.2g}, "
-                 f"cosine {check['min_cosine']:.6f}",) if src.kind != "onnx" else (
+                 f"{checked}",) if src.kind != "onnx" else (
                      "copied from the given .onnx file unchanged",)
         return BuildOutput(out_path, notes, {"opset": opset, "dynamic_batch": dynamic, "numeric_check": check})
 
-    def _check(self, ctx: BuildContext, path: Path, precision: Precision) -> dict[str, float]:
+    def _check(self, ctx: BuildContext, path: Path, precision: Precision) -> tuple[dict[str, float], str]:
         from edgekit.runtimes.base import RuntimeOptions
         from edgekit.runtimes.ort import OrtRuntime
 
@@ -141,5 +142,5 @@ class OnnxAdapter:
         def run(feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
             return sess.run(feeds)
 
-        return check_numerics(f"{path.name}", ctx.source.run_reference, run, list(ctx.check_feeds)[:8],
-                              TOLERANCES[precision], ctx.source.io.output_names)
+        return verify(path.name, precision, ctx.source.run_reference, run, list(ctx.check_feeds)[:8],
+                      ctx.source.io.output_names)

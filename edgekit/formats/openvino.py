@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import ConfigError, ExportError, SourceError, require
-from edgekit.formats.base import TOLERANCES, BuildContext, BuildOutput, check_numerics
+from edgekit.formats.base import BuildContext, BuildOutput, verify
 from edgekit.formats.openvino_quant import OvInt8Options, OvQuantReport, OvWeightOptions
 from edgekit.runtimes.base import RuntimeOptions
 from edgekit.runtimes.openvino import OpenVinoRuntime, ov_message, read_model, telemetry_off
@@ -121,9 +121,9 @@ class OpenVinoAdapter:
             ctx.canonical.path)
         if precision is Precision.FP16:
             save_ir(fp32, out_path, compress_to_fp16=True)
-            check = self._check(ctx, out_path, precision)
-            return BuildOutput(out_path, (f"fp16-compressed weights (compute stays in the device's default "
-                                          f"precision); numeric check: cosine {check['min_cosine']:.6f}",),
+            check, checked = self._check(ctx, out_path, precision)
+            return BuildOutput(out_path, ("fp16-compressed weights (compute stays in the device's default "
+                                          f"precision); {checked}",),
                                {"compress_to_fp16": True, "numeric_check": check})
         from edgekit.formats import openvino_quant
 
@@ -162,18 +162,17 @@ class OpenVinoAdapter:
         else:
             model, how = convert_onnx(onnx_in), f"converted from {onnx_in.name}"
         save_ir(model, out_path)
-        check = self._check(ctx, out_path, Precision.FP32)
+        check, checked = self._check(ctx, out_path, Precision.FP32)
         ops = len(model.get_ordered_ops())
-        note = (f"{how} ({ops} ops); numeric check on {int(check['items'])} items: max-abs "
-                f"{check['max_abs']:.2g}, cosine {check['min_cosine']:.6f}")
+        note = f"{how} ({ops} ops); {checked}"
         return BuildOutput(out_path, (note,), {"convert_from": options.convert_from, "ops": ops,
                                                "numeric_check": check})
 
-    def _check(self, ctx: BuildContext, path: Path, precision: Precision) -> dict[str, float]:
+    def _check(self, ctx: BuildContext, path: Path, precision: Precision) -> tuple[dict[str, float], str]:
         sess = OpenVinoRuntime().load(path, RuntimeOptions(threads=None))
 
         def run(feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
             return sess.run(feeds)
 
-        return check_numerics(path.name, ctx.source.run_reference, run, list(ctx.check_feeds)[:8],
-                              TOLERANCES[precision], ctx.source.io.output_names)
+        return verify(path.name, precision, ctx.source.run_reference, run, list(ctx.check_feeds)[:8],
+                      ctx.source.io.output_names)

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgekit.artifacts import atomic_path
 from edgekit.errors import ExportError, SourceError, first_line, require
-from edgekit.formats.base import TOLERANCES, BuildContext, BuildOutput, check_numerics
+from edgekit.formats.base import BuildContext, BuildOutput, verify
 from edgekit.formats.tflite_quant import TfliteInt8Options
 from edgekit.layout import to_layout
 from edgekit.types import Format, Precision
@@ -206,8 +206,8 @@ class TfliteAdapter:
         settings: dict[str, Any] = {**dict(rep.settings), "calibration_seconds": rep.calibration_seconds}
         notes = list(rep.notes)
         if precision is Precision.FP16:
-            check = self._check(ctx, out_path, precision, layout)
-            settings["numeric_check"] = check
+            settings["numeric_check"], checked = self._check(ctx, out_path, precision, layout)
+            notes.append(checked)
         return BuildOutput(out_path, tuple(notes), settings, layout=layout)
 
     def _convert(self, ctx: BuildContext, out_path: Path) -> BuildOutput:
@@ -220,12 +220,12 @@ class TfliteAdapter:
             how = "onnx2tf (from the fp32 ONNX model)"
         else:
             raise SourceError("unknown source kind", where=src.name, got=src.kind)
-        check = self._check(ctx, out_path, Precision.FP32, layout)
-        note = (f"converted from {src.kind} with {how}; input layout {layout}; numeric check on "
-                f"{int(check['items'])} items: max-abs {check['max_abs']:.2g}, cosine {check['min_cosine']:.6f}")
+        check, checked = self._check(ctx, out_path, Precision.FP32, layout)
+        note = f"converted from {src.kind} with {how}; input layout {layout}; {checked}"
         return BuildOutput(out_path, (note,), {"converter": how, "numeric_check": check}, layout=layout)
 
-    def _check(self, ctx: BuildContext, path: Path, precision: Precision, layout: str) -> dict[str, float]:
+    def _check(self, ctx: BuildContext, path: Path, precision: Precision,
+               layout: str) -> tuple[dict[str, float], str]:
         from edgekit.runtimes.base import RuntimeOptions
         from edgekit.runtimes.litert import LiteRTRuntime
 
@@ -236,5 +236,5 @@ class TfliteAdapter:
             f = to_layout(feeds, layout)
             return sess.run({n: f[n] for n in names})
 
-        return check_numerics(path.name, ctx.source.run_reference, run, list(ctx.check_feeds)[:8],
-                              TOLERANCES[precision], ctx.source.io.output_names)
+        return verify(path.name, precision, ctx.source.run_reference, run, list(ctx.check_feeds)[:8],
+                      ctx.source.io.output_names)

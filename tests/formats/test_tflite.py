@@ -119,9 +119,13 @@ def test_nhwc_option_off_keeps_nchw(small_tflite: dict[str, Any], tmp_path: Path
 
 
 @pytest.mark.slow
-def test_digits_full_int8_loses_at_most_one_point_and_fp16_none(digits_model_dir: Path, tmp_path: Path) -> None:
+def test_digits_full_int8_and_fp16_hold_the_accuracy_budget(digits_model_dir: Path, tmp_path: Path) -> None:
+    """The budget (1 point, cosine 0.99), not one CPU's numbers: the seeded fine-tune's weights, and what
+    fp16/int8 do to them, differ by CPU and by the kernels each runtime picks for the ISA."""
     import edgekit
     from edgekit.calibration import load_dataset
+    from edgekit.report.recommend import budget_failures
+    from edgekit.results import AccuracyBudget, Row
 
     repo = Path(__file__).resolve().parents[2]
     src = edgekit.load_source(f"{repo}/examples/digits_model.py:build_model",
@@ -129,15 +133,13 @@ def test_digits_full_int8_loses_at_most_one_point_and_fp16_none(digits_model_dir
     ds = load_dataset("digits")
     ref = reference_outputs(src, ds, tmp_path, None, progress=lambda _m: None)
     fp32 = build_artifact(src, Format.TFLITE, Precision.FP32, tmp_path, dataset=ds, progress=lambda _m: None)
-    acc = {}
+    budget = AccuracyBudget()
     for prec in (Precision.FP32, Precision.FP16, Precision.INT8):
         art = fp32 if prec is Precision.FP32 else build_artifact(
             src, Format.TFLITE, prec, tmp_path, dataset=ds, canonical=fp32, progress=lambda _m: None)
         m = validate_artifact(src, art, ds, reference=ref)
         assert m.accuracy is not None and m.n == 597
-        acc[prec] = 100.0 * m.accuracy
-    assert acc[Precision.FP32] - acc[Precision.INT8] <= 1.0, acc
-    assert abs(acc[Precision.FP32] - acc[Precision.FP16]) < 100.0 / 597, acc  # not even one item differs
+        assert budget_failures(Row(art, "local-cpu", "litert", "measured", m), budget) == [], (prec, m)
 
 
 @pytest.mark.slow

@@ -129,3 +129,56 @@ def test_telemetry_is_off_and_nothing_is_written_under_home(tmp_path: Path) -> N
     env = {**os.environ, "HOME": str(tmp_path)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=Path(__file__).resolve().parents[2])
     assert not (tmp_path / "intel").exists()
+
+
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA, read by OpenVINO's CPU plugin at start) and the /proc/cpuinfo flags each
+# needs: a cap this CPU lacks is skipped with the reason, every other one is run.
+ONEDNN_CAPS = {
+    "AVX2": ("avx2",),
+    "AVX512_CORE": ("avx512f", "avx512bw", "avx512vl", "avx512dq"),
+    "AVX512_CORE_VNNI": ("avx512_vnni",),
+    "AVX512_CORE_BF16": ("avx512_bf16",),
+    "AVX512_CORE_FP16": ("avx512_fp16",),
+    "AVX512_CORE_AMX": ("amx_tile", "amx_int8", "amx_bf16"),
+}
+_CAP_SCRIPT = """
+import sys, numpy as np
+from edgekit.runtimes.base import RuntimeOptions
+from edgekit.runtimes.openvino import OpenVinoRuntime
+data = np.load(sys.argv[1])
+sess = OpenVinoRuntime().load(sys.argv[2], RuntimeOptions(threads=1))
+np.save(sys.argv[3], sess.run({"input": data["x"]})[0])
+kernels = sorted({str(op.get_rt_info()["primitiveType"]) for op in sess._compiled.get_runtime_model().get_ops()})
+print(sess.info()["config"]["INFERENCE_PRECISION_HINT"], " ".join(kernels))
+"""
+
+
+@pytest.mark.parametrize("cap", list(ONEDNN_CAPS))
+def test_fp32_ir_keeps_fp32_numerics_under_every_isa_this_cpu_has(cap: str, arts: dict[str, Artifact],
+                                                                  tiny: ModelSource, feed: dict[str, np.ndarray],
+                                                                  tmp_path: Path) -> None:
+    """The f32 precision hint is what keeps an fp32 IR fp32 on CPUs whose default is bf16 (AVX512_BF16, AMX):
+    run the IR with oneDNN capped at each ISA level this CPU offers and compare with the source."""
+    import os
+    import subprocess
+    import sys
+
+    from edgekit.formats.base import TOLERANCES
+    from edgekit.targets import detect_isa
+
+    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else set(detect_isa())
+    missing = [f for f in ONEDNN_CAPS[cap] if f not in flags]
+    if missing:
+        pytest.skip(f"ISA level {cap} needs {', '.join(missing)}, which this CPU lacks")
+    np.savez(tmp_path / "in.npz", x=feed["input"])
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": cap}
+    done = subprocess.run([sys.executable, "-c", _CAP_SCRIPT, str(tmp_path / "in.npz"), str(arts["ir"].path),
+                           str(tmp_path / "out.npy")], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    hint, *kernels = done.stdout.split()
+    assert hint == "f32"
+    if cap == "AVX2":  # the cap is real: oneDNN picked no AVX-512 kernel
+        assert not any("avx512" in k for k in kernels), kernels
+    got, want = np.load(tmp_path / "out.npy"), tiny.run_reference(feed)[0]
+    tol = TOLERANCES[Precision.FP32]
+    assert float(np.max(np.abs(got - want))) <= tol.atol + tol.rtol * float(np.max(np.abs(want))), cap
