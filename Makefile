@@ -14,7 +14,7 @@ export ORT_DISABLE_TELEMETRY := 1
 
 .PHONY: setup system-deps demo test lint typecheck pytest bench clean arm-emulated
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# constraints.txt pins the whole environment (torch 2.13.0 CPU, numpy, protobuf, ...) in one place
@@ -44,7 +44,7 @@ demo: setup
 	@echo "reports: runs/demo-digits/report.md runs/demo-minilm/report.md"
 
 lint: setup
-	$(BIN)/ruff check edgekit tests benchmarks examples
+	$(BIN)/ruff check edgekit tests benchmarks examples scripts
 
 typecheck: setup
 	$(BIN)/mypy

@@ -39,7 +39,7 @@ def imagenet_artifacts(out: Path) -> tuple[list[Path], dict[str, np.ndarray]]:
     arts = [fp32.path]
     for prec in (Precision.FP16, Precision.INT8):
         arts.append(edgekit.quantize(src, fp32, prec, calibration="photos", out_dir=out, options=opts).path)
-    from edgekit.calibration import load_dataset
+    from edgekit.data import load_dataset
 
     ds = load_dataset("photos")
     feed = next(iter(ds.batches("eval", src.io, src.preprocess, limit=1)))
@@ -87,7 +87,7 @@ def main() -> int:
         models[key], feeds[key] = p, feed
     digits = REPO / "runs" / "demo-digits" / "artifacts"
     if (digits / "model.int8.onnx").exists():
-        from edgekit.calibration import ImagePreprocess, load_dataset
+        from edgekit.data import ImagePreprocess, load_dataset
         from edgekit.types import IOSpec, TensorSpec
 
         io = IOSpec((TensorSpec("input", ("batch", 3, 64, 64)),))

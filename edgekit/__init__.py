@@ -14,15 +14,21 @@ Attributes are imported lazily so that ``import edgekit`` (and the on-device age
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccuracyBudget",
+    "Artifact",
     "BenchOptions",
+    "BenchResult",
     "EdgekitError",
+    "Metrics",
+    "ModelSource",
     "RunOptions",
+    "RunResult",
+    "Target",
     "__version__",
     "benchmark",
     "export",
@@ -32,6 +38,16 @@ __all__ = [
     "validate",
 ]
 
+if TYPE_CHECKING:  # the real names for type checkers; at run time they are imported on first use
+    from edgekit.api import benchmark, export, load_source, quantize, run, validate
+    from edgekit.artifacts import Artifact
+    from edgekit.bench import BenchOptions
+    from edgekit.errors import EdgekitError
+    from edgekit.pipeline import RunOptions
+    from edgekit.results import AccuracyBudget, BenchResult, Metrics, RunResult
+    from edgekit.sources.base import ModelSource
+    from edgekit.targets import Target
+
 _LAZY = {
     "load_source": "edgekit.api",
     "export": "edgekit.api",
@@ -39,16 +55,26 @@ _LAZY = {
     "validate": "edgekit.api",
     "benchmark": "edgekit.api",
     "run": "edgekit.api",
+    "Artifact": "edgekit.artifacts",
     "RunOptions": "edgekit.pipeline",
     "BenchOptions": "edgekit.bench",
     "AccuracyBudget": "edgekit.results",
+    "BenchResult": "edgekit.results",
+    "Metrics": "edgekit.results",
+    "RunResult": "edgekit.results",
+    "ModelSource": "edgekit.sources.base",
+    "Target": "edgekit.targets",
     "EdgekitError": "edgekit.errors",
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'edgekit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -8,7 +8,7 @@ pass and benchmarks on a remote board. A job is a JSON object::
      "bench_options": {...BenchOptions fields...}, "outputs_path": "out.npz"}
 
 Relative paths are resolved against the job file's folder. Feeds files hold one array per key
-``"<i>/<input_name>"`` for feed ``i`` (see :func:`write_feeds_npz`); outputs files use
+``"<i>/<input_name>"`` for feed ``i`` (see :mod:`edgekit.feeds`, re-exported here); outputs files use
 ``"<i>/<output_index>"``.
 
 Exactly one JSON object is printed on stdout (anything the runtime prints goes to stderr):
@@ -27,7 +27,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,49 +35,13 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import BenchmarkError, ConfigError, EdgekitError
+from edgekit.feeds import read_feeds_npz as read_feeds_npz
+from edgekit.feeds import read_outputs_npz as read_outputs_npz
+from edgekit.feeds import write_feeds_npz as write_feeds_npz
+from edgekit.feeds import write_npz
 from edgekit.runtimes.base import RuntimeOptions
 
 MODES = ("bench", "memory", "outputs")
-
-
-# ---------------------------------------------------------------------------------------------- feeds
-def _write_npz(arrays: Mapping[str, np.ndarray], path: Path) -> None:
-    from edgekit.artifacts import atomic_path
-
-    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
-        # keys always hold a "/", so they cannot collide with savez's own keyword arguments
-        np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
-
-
-def write_feeds_npz(feeds: Sequence[Mapping[str, np.ndarray]], path: Path) -> None:
-    """Write feeds as one ``.npz`` with keys ``"<i>/<input_name>"`` (atomically)."""
-    _write_npz({f"{i}/{name}": arr for i, feed in enumerate(feeds) for name, arr in feed.items()}, Path(path))
-
-
-def read_feeds_npz(path: Path) -> list[dict[str, np.ndarray]]:
-    """Read a file written by :func:`write_feeds_npz`, feeds in index order."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise BenchmarkError(f"cannot read the feeds file: {exc}", where=str(path),
-                             expected="an .npz written by edgekit.agent.write_feeds_npz") from exc
-    by_index: dict[int, dict[str, np.ndarray]] = {}
-    for key, arr in arrays.items():
-        index, sep, name = key.partition("/")
-        if not sep or not index.isdigit() or not name:
-            raise BenchmarkError("malformed key in the feeds file", where=f"{path}:{key}",
-                                 expected='"<feed index>/<input name>"', got=key)
-        by_index.setdefault(int(index), {})[name] = arr
-    if sorted(by_index) != list(range(len(by_index))):
-        raise BenchmarkError("feed indices are not 0..n-1", where=str(path), got=sorted(by_index)[:10])
-    return [by_index[i] for i in range(len(by_index))]
-
-
-def read_outputs_npz(path: Path) -> list[list[np.ndarray]]:
-    """Read an ``outputs`` mode file: for each feed, the outputs in model order."""
-    return [[feed[k] for k in sorted(feed, key=int)] for feed in read_feeds_npz(path)]
 
 
 # ------------------------------------------------------------------------------------------------ job
@@ -220,7 +184,7 @@ def _outputs(job: Job) -> dict[str, Any]:
     for i, feed in enumerate(feeds):
         for k, out in enumerate(session.run(feed)):
             arrays[f"{i}/{k}"] = np.asarray(out)
-    _write_npz(arrays, job.outputs_path)
+    write_npz(arrays, job.outputs_path)
     return {"outputs_path": str(job.outputs_path), "feeds": len(feeds),
             "outputs": [{"name": key, "shape": list(a.shape), "dtype": str(a.dtype)}
                         for key, a in arrays.items()]}

@@ -3,31 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from edgekit.artifacts import Artifact
-from edgekit.calibration import Dataset, Preprocess, load_dataset
-from edgekit.errors import ConfigError, SourceError
+from edgekit.data import Dataset, Preprocess, load_dataset
+from edgekit.errors import BenchmarkError, ConfigError, DeviceUnavailableError, SourceError
+from edgekit.executors.base import TargetJob, get_executor, plan_jobs
 from edgekit.pipeline import (
     Progress,
     RunOptions,
     build_artifact,
+    executor_options,
     reference_outputs,
     stderr_progress,
     validate_artifact,
 )
-from edgekit.pipeline import benchmark_artifact as _bench
 from edgekit.pipeline import run as _run
 from edgekit.registry import reference_runtime
 from edgekit.results import BenchResult, Metrics, RunResult
-from edgekit.sources.base import ModelSource
-from edgekit.targets import Target, load_target
+from edgekit.sources.base import ModelSource, image_options
+from edgekit.targets import RuntimeSpec, Target, load_target
 from edgekit.types import Format, Precision, Task
 
 
 def load_source(
-    model: Any,
+    model: object,
     *,
     checkpoint: str | Path | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
@@ -54,18 +56,16 @@ def load_source(
     if ".py:" in text:
         from edgekit.sources.torch import load_torch_factory
 
-        return load_torch_factory(text, ckpt, input_shape=first_shape, task=task,
-                                  preprocess=preprocess if isinstance(preprocess, Mapping) else None)
+        return load_torch_factory(text, ckpt, input_shape=first_shape, task=task, preprocess=image_options(preprocess))
     path = Path(text)
     if path.is_dir():
         from edgekit.sources.huggingface import load_hf_dir
 
-        return load_hf_dir(path, task=task, max_length=max_length)
+        return load_hf_dir(path, task=task, max_length=max_length, preprocess=image_options(preprocess))
     if path.suffix == ".onnx":
         from edgekit.sources.files import load_onnx_file
 
-        return load_onnx_file(path, input_shapes=input_shapes, task=task or Task.GENERIC,
-                              preprocess=preprocess if not isinstance(preprocess, Mapping) else None)
+        return load_onnx_file(path, input_shapes=input_shapes, task=task or Task.GENERIC, preprocess=preprocess)
     if not path.exists():
         raise SourceError("model not found", where=text,
                           expected="a file.py:factory, a Hugging Face directory or an .onnx file")
@@ -82,15 +82,16 @@ def _ds(calibration: str | Path | Dataset | None) -> Dataset | None:
 
 def export(source: ModelSource, out_dir: str | Path, *, fmt: Format | str = Format.ONNX,
            calibration: str | Path | Dataset | None = None, options: RunOptions = RunOptions(),
-           progress: Progress = stderr_progress) -> Artifact:
+           progress: Progress = stderr_progress, canonical: Artifact | None = None) -> Artifact:
     """Export ``source`` to the fp32 artifact of ``fmt`` in ``out_dir``, checked numerically against the
-    source on real inputs (calibration items if given, else zeros are not accepted: pass calibration)."""
+    source on real inputs (calibration items if given, else zeros are not accepted: pass calibration).
+    ``canonical``: the fp32 ONNX artifact a converted format (OpenVINO, TFLite) starts from, if any."""
     ds = _ds(calibration)
     if ds is None:
         raise ConfigError("export needs real inputs for its numeric check", where="--calibration",
                           hint="pass --calibration with a few items the model accepts")
     return build_artifact(source, Format.parse(fmt, where="--format"), Precision.FP32, Path(out_dir), dataset=ds,
-                          options=options, progress=progress)
+                          options=options, progress=progress, canonical=canonical)
 
 
 def quantize(source: ModelSource, fp32: Artifact, precision: Precision | str, *,
@@ -115,30 +116,31 @@ def validate(source: ModelSource, artifact: Artifact, *, calibration: str | Path
 def benchmark(artifact: Artifact, *, target: str | Target = "local-cpu", runtime: str | None = None,
               source: ModelSource, calibration: str | Path | Dataset, options: RunOptions = RunOptions(),
               progress: Progress = stderr_progress) -> BenchResult:
-    """Benchmark ``artifact`` on a target (locally, or on a board for ``access = "ssh"`` targets: ``options.hosts``)
-    with real held-out inputs."""
+    """Benchmark ``artifact`` on a target with real held-out inputs, through the executor of the target's
+    access: here (``local``), on the first of its boards (``ssh``: ``options.hosts``), or a compiler
+    estimate (``estimate``). ``runtime``: default the format's reference runtime where the target has it,
+    else the target's first runtime that takes the artifact. A job that gives no numbers raises
+    :class:`~edgekit.errors.DeviceUnavailableError` (not available there) or
+    :class:`~edgekit.errors.BenchmarkError`, with the reason."""
     tgt = target if isinstance(target, Target) else load_target(target)
     ds = _ds(calibration)
     assert ds is not None
     feeds = list(ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=8))
-    name = runtime or reference_runtime(artifact.format.value)
-    if tgt.access == "ssh":  # on the board: options.hosts (--host / --inventory), first matching host
-        from dataclasses import replace
-
-        from edgekit.errors import BenchmarkError
-        from edgekit.executors.fleet import fleet_rows, hosts_for
-
-        hosts = hosts_for(tgt.name, options.hosts)[:1]
-        rows, _ = fleet_rows([tgt], [artifact], {}, feeds, replace(options, hosts=tuple(hosts)), progress)
-        row = next((r for r in rows[tgt.name] if r.runtime == name), None)
-        if row is None or row.bench is None:
-            raise BenchmarkError(f"no measurement on {tgt.name}: {row.reason if row else 'runtime not on target'}",
-                                 where=tgt.name, hint="pass --host USER@HOST:PORT or --inventory")
-        return row.bench
-    return _bench(artifact, tgt, name, feeds, options, progress)
+    planned = [job.runtime.name for job in plan_jobs(tgt, [artifact])]
+    reference = reference_runtime(artifact.format.value)
+    name = runtime or (reference if reference in planned or not planned else planned[0])
+    job = TargetJob(tgt, tgt.runtime(name) or RuntimeSpec(name), artifact)
+    opts = replace(executor_options(options), hosts_per_target=1)
+    (row, *_) = get_executor(tgt.access).run([job], feeds, opts, progress).rows
+    if row.bench is None:
+        error = DeviceUnavailableError if row.status == "not-available" else BenchmarkError
+        raise error(f"no measurement of {artifact.name} on {tgt.name}/{name}: {row.reason or row.status}",
+                    where=tgt.name)
+    return row.bench
 
 
-def run(source: ModelSource | Any, *, calibration: str | Path | Dataset, out_dir: str | Path,
+def run(source: object, *, calibration: str | Path | Dataset, out_dir: str | Path,
         options: RunOptions = RunOptions(), progress: Progress = stderr_progress) -> RunResult:
-    """The whole pipeline; see :func:`edgekit.pipeline.run`."""
+    """The whole pipeline on ``source`` (a :class:`ModelSource`, or anything :func:`load_source` takes); see
+    :func:`edgekit.pipeline.run`."""
     return _run(load_source(source), calibration, out_dir, options, progress)

@@ -264,7 +264,7 @@ def memory_pass(runtime_name: str, path: Path, feeds: Sequence[Mapping[str, np.n
 
     Never raises for a failure of the child process: memory is secondary to the timing result.
     """
-    from edgekit.agent import write_feeds_npz
+    from edgekit.feeds import write_feeds_npz
 
     try:
         with tempfile.TemporaryDirectory(prefix="edgekit-mem-") as tmp:

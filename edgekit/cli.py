@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from edgekit import __version__
 from edgekit.errors import ConfigError, EdgekitError
 
 EXIT_USER_ERROR = 2
@@ -32,12 +33,21 @@ def _shapes(values: Sequence[str] | None) -> dict[str, tuple[int, ...]] | None:
     return out
 
 
+def _numbers(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError("not a list of numbers", where=flag, expected="1 or 3 comma-separated numbers, "
+                          "e.g. 0.485,0.456,0.406", got=text) from None
+
+
 def _preprocess(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--mean``/``--std`` as preprocessing options; the source honours them or refuses them by name."""
     pre: dict[str, Any] = {}
     if getattr(args, "mean", None):
-        pre["mean"] = tuple(float(x) for x in args.mean.split(","))
+        pre["mean"] = _numbers(args.mean, "--mean")
     if getattr(args, "std", None):
-        pre["std"] = tuple(float(x) for x in args.std.split(","))
+        pre["std"] = _numbers(args.std, "--std")
     return pre or None
 
 
@@ -67,7 +77,8 @@ def _options(args: argparse.Namespace) -> Any:
     if getattr(args, "target", None):
         opts = replace(opts, targets=tuple(args.target))
     budget = AccuracyBudget(max_drop_points=getattr(args, "max_drop", 1.0),
-                            min_cosine=getattr(args, "min_cosine", 0.99))
+                            min_cosine=getattr(args, "min_cosine", 0.99),
+                            governs=getattr(args, "budget_rule", None) or "both")
     bench = BenchOptions(min_runs=getattr(args, "min_runs", 50), min_seconds=getattr(args, "min_seconds", 3.0),
                          warmup_runs=getattr(args, "warmup", 10), memory_pass=not getattr(args, "no_memory", False))
     static = replace(opts.static_int8, calibration_limit=getattr(args, "calibration_limit", None))
@@ -87,7 +98,7 @@ def _options(args: argparse.Namespace) -> Any:
 
 def _hosts(args: argparse.Namespace) -> tuple[Any, ...]:
     """Boards from ``--host`` (any ssh target) and ``--inventory`` (host -> target), with the SSH flags."""
-    from edgekit.executors.ssh import load_inventory, parse_host
+    from edgekit.executors.hosts import load_inventory, parse_host
 
     hosts = [parse_host(h) for h in getattr(args, "host", None) or ()]
     if getattr(args, "inventory", None):
@@ -133,12 +144,19 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
+    from edgekit.results import BUDGET_RULES
+
     p.add_argument("--target", action="append", help="target name or .toml path (repeatable); default local-cpu")
-    p.add_argument("--formats", help="comma list of onnx,openvino,tflite; default: every installed format")
-    p.add_argument("--precisions", help="comma list of fp32,fp16,int8,int8-dynamic; default depends on the task")
+    p.add_argument("--formats", help="comma list of onnx,openvino,tflite; run: default every installed format; "
+                                     "export/quantize: default onnx")
+    p.add_argument("--precisions", help="comma list of fp32,fp16,int8,int8-dynamic,int8-weights (OpenVINO's "
+                                        "weight-only int8); default depends on the task")
     p.add_argument("--threads", type=int, help="threads for validation and benchmarks (default: the target's)")
     p.add_argument("--max-drop", type=float, default=1.0, help="accuracy budget: max points lost (default 1.0)")
     p.add_argument("--min-cosine", type=float, default=0.99, help="accuracy budget: min mean cosine (0.99)")
+    p.add_argument("--budget-rule", choices=BUDGET_RULES, default="both",
+                   help="which budget governs: both (default: cosine always, accuracy where labels exist), "
+                        "accuracy (--max-drop alone where labels exist), cosine (--min-cosine alone)")
     p.add_argument("--calibration-limit", type=int, help="use at most N calibration items")
     p.add_argument("--eval-limit", type=int, help="validate on at most N held-out items")
     p.add_argument("--min-runs", type=int, default=50)
@@ -162,26 +180,78 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    from edgekit.api import export
+# Which commands use each option that _add_run_args gives them all; any other command refuses it when given
+# (an option is never silently ignored). Options not listed here are not checked.
+_USED_BY: dict[str, frozenset[str]] = {
+    "formats": frozenset({"run", "export", "quantize"}), "precisions": frozenset({"run"}),
+    "target": frozenset({"run", "quantize", "bench", "doctor"}), "threads": frozenset({"run", "bench"}),
+    "max_drop": frozenset({"run", "quantize"}), "min_cosine": frozenset({"run", "quantize"}),
+    "calibration_limit": frozenset({"run", "quantize"}), "eval_limit": frozenset({"run", "validate"}),
+    "min_runs": frozenset({"run", "bench"}), "min_seconds": frozenset({"run", "bench"}),
+    "warmup": frozenset({"run", "bench"}), "no_memory": frozenset({"run", "bench"}),
+    "int8_preset": frozenset({"run", "quantize"}), "exclude_nodes": frozenset({"run", "quantize"}),
+    "opset": frozenset({"run", "export", "quantize"}), "static_batch": frozenset({"run", "export", "quantize"}),
+    "budget_rule": frozenset({"run", "quantize"}),
+    **{k: frozenset({"run", "bench", "doctor"}) for k in ("host", "inventory", "ssh_key", "ssh_known_hosts",
+                                                         "remote_python", "remote_tmp",
+                                                         "insecure_no_host_key_check")},
+}
+_INSTEAD = {("export", "precisions"): "export builds fp32 only: use 'edgekit quantize --precision P' or "
+                                      "'edgekit run --precisions ...'",
+            ("quantize", "precisions"): "quantize makes one precision: use --precision"}
 
-    art = export(_source(args), args.out, calibration=args.calibration, options=_options(args))
-    print(art.path)
+
+def _refuse_unused(args: argparse.Namespace) -> None:
+    """Raise :class:`ConfigError` naming the first option given to a command that does not use it."""
+    probe = argparse.ArgumentParser(add_help=False)
+    _add_run_args(probe)
+    defaults = vars(probe.parse_args([]))
+    for dest, users in _USED_BY.items():
+        if args.command in users or dest not in defaults or getattr(args, dest, defaults[dest]) == defaults[dest]:
+            continue  # used here, or not an option of this command, or not given
+        flag = "--" + dest.replace("_", "-")
+        raise ConfigError(f"{flag} does not apply to 'edgekit {args.command}'", where=flag,
+                          expected=f"used by: {', '.join(sorted(users))}", got=getattr(args, dest),
+                          hint=_INSTEAD.get((args.command, dest), f"drop {flag}"))
+
+
+def _export_formats(args: argparse.Namespace, opts: Any) -> tuple[Any, list[Any]]:
+    """Export the fp32 artifact of every format in ``--formats`` (default: onnx), ONNX first: the converted
+    formats start from it when it is among them (as in ``edgekit run``)."""
+    from edgekit.api import export
+    from edgekit.types import Format
+
+    src = _source(args)
+    formats = sorted(opts.formats or (Format.ONNX,), key=lambda f: f is not Format.ONNX)
+    out: list[Any] = []
+    canonical = None
+    for fmt in formats:
+        art = export(src, args.out, fmt=fmt, calibration=args.calibration, options=opts, canonical=canonical)
+        if fmt is Format.ONNX:
+            canonical = art
+        out.append(art)
+    return src, out
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    _, arts = _export_formats(args, _options(args))
+    for art in arts:
+        print(art.path)
     return 0
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from edgekit.api import export, quantize
+    from edgekit.api import quantize
 
-    src = _source(args)
     opts = _options(args)
-    fp32 = export(src, args.out, calibration=args.calibration, options=opts)
+    src, fp32s = _export_formats(args, opts)
     target = args.target[0] if args.target else "local-cpu"
-    art = quantize(src, fp32, args.precision, calibration=args.calibration, out_dir=args.out, target=target,
-                   options=opts)
-    print(art.path)
-    for note in art.notes:
-        print(f"  {note}")
+    for fp32 in fp32s:
+        art = quantize(src, fp32, args.precision, calibration=args.calibration, out_dir=args.out, target=target,
+                       options=opts)
+        print(art.path)
+        for note in art.notes:
+            print(f"  {note}")
     return 0
 
 
@@ -264,13 +334,14 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgekit", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"edgekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="export, quantize, validate, benchmark and report")
     _add_source_args(p)
     _add_run_args(p)
     p.add_argument("--out", required=True, help="run folder (re-running reuses complete artifacts)")
     p.set_defaults(func=_cmd_run)
-    p = sub.add_parser("export", help="export the fp32 ONNX model (numerically checked)")
+    p = sub.add_parser("export", help="export the fp32 model of each --formats (default onnx; numerically checked)")
     _add_source_args(p)
     _add_run_args(p)
     p.add_argument("--out", required=True)
@@ -278,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", help="export, then make one quantized variant")
     _add_source_args(p)
     _add_run_args(p)
-    p.add_argument("--precision", required=True, help="fp16 | int8 | int8-dynamic")
+    p.add_argument("--precision", required=True, help="fp16 | int8 | int8-dynamic (ONNX, TFLite) | "
+                                                      "int8-weights (OpenVINO)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_quantize)
     p = sub.add_parser("validate", help="compare an artifact with its source on held-out items")
@@ -310,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _refuse_unused(args)
         return int(args.func(args))
     except EdgekitError as exc:
         if args.debug:

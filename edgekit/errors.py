@@ -75,7 +75,7 @@ class UnknownNameError(ConfigError):
 
 
 class MissingDependencyError(EdgekitError):
-    """An optional dependency is not installed; the hint names the ``edgekit[...]`` extra."""
+    """A dependency is not installed; the hint is the pip line that installs it (:func:`install_hint`)."""
 
 
 class SourceError(EdgekitError):
@@ -123,8 +123,22 @@ def first_line(exc: BaseException, limit: int | None = None) -> str:
     return line if limit is None else line[:limit]
 
 
-def require(module: str, extra: str, purpose: str) -> Any:
-    """Import ``module`` or raise :class:`MissingDependencyError` naming the extra that provides it."""
+_PIP_NAMES = {"PIL": "pillow"}  # import name -> pip name, where a base dependency's differ
+
+
+def install_hint(extra: str | None, *packages: str) -> str:
+    """The exact pip line that brings what is missing: ``pip install 'edgekit[<extra>]'``, or, for a base
+    dependency of edgekit (``extra=None``: numpy, onnx, onnxruntime, pillow, psutil), the ``packages``
+    themselves, given as module names (``"onnxruntime.quantization"`` -> ``onnxruntime``)."""
+    if extra is not None:
+        return f"pip install 'edgekit[{extra}]'"
+    names = dict.fromkeys(_PIP_NAMES.get(top, top) for top in (p.split(".")[0] for p in packages))
+    return f"pip install {' '.join(names)} (a base dependency of edgekit; reinstalling edgekit also brings it)"
+
+
+def require(module: str, extra: str | None, purpose: str) -> Any:
+    """Import ``module`` or raise :class:`MissingDependencyError` with :func:`install_hint`'s pip line:
+    ``extra`` names the ``edgekit[...]`` extra that provides it, ``None`` a base dependency."""
     import importlib
 
     try:
@@ -133,5 +147,5 @@ def require(module: str, extra: str, purpose: str) -> Any:
         raise MissingDependencyError(
             f"{purpose} needs the Python package {module!r}, which is not installed",
             where=module,
-            hint=f"pip install 'edgekit[{extra}]'",
+            hint=install_hint(extra, module),
         ) from exc

@@ -4,6 +4,7 @@ interrupted run reuses every complete artifact."""
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -14,28 +15,39 @@ from typing import Any
 import numpy as np
 
 from edgekit import __version__
-from edgekit.artifacts import Artifact, finish_artifact, recipe_key, reuse_artifact, sha256_file
+from edgekit.artifacts import Artifact, content_sha256, file_hashes, finish_artifact, recipe_key, reuse_artifact
 from edgekit.bench import BenchOptions
-from edgekit.calibration import Dataset, check_compatible, load_dataset
+from edgekit.data import Dataset, check_compatible, load_dataset
 from edgekit.errors import (
     CalibrationError,
     ConfigError,
-    DeviceUnavailableError,
     EdgekitError,
     MissingDependencyError,
 )
-from edgekit.executors.ssh import HostSpec
+from edgekit.executors.base import ExecutorOptions, run_targets
+from edgekit.executors.hosts import HostSpec
 from edgekit.formats.base import TOLERANCES, BuildContext, Feeds, FormatAdapter
-from edgekit.formats.onnx_quant import DynamicInt8Options, StaticInt8Options
 from edgekit.formats.openvino import OpenVinoOptions
 from edgekit.formats.tflite import TfliteOptions
 from edgekit.layout import to_layout
 from edgekit.metrics import collect, compare, cross_runtime_agreement
-from edgekit.registry import FORMATS, format_missing, get_format, get_runtime, reference_runtime, runtimes_for_format
-from edgekit.results import AccuracyBudget, BenchResult, CrossRuntime, Metrics, Row, RunResult
+from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
+from edgekit.quantization.checks import DecisionBudget
+from edgekit.quantization.onnx import StaticInt8Options
+from edgekit.quantization.onnx_dynamic import DynamicInt8Options
+from edgekit.registry import (
+    FORMATS,
+    format_missing,
+    get_format,
+    get_runtime,
+    reference_runtime,
+    runs_here,
+    runtimes_for_format,
+)
+from edgekit.results import AccuracyBudget, CrossRuntime, Metrics, RunResult
 from edgekit.runtimes.base import RuntimeOptions
 from edgekit.sources.base import ModelSource
-from edgekit.targets import Target, load_target
+from edgekit.targets import load_target
 from edgekit.types import Format, Precision, Task
 
 Progress = Callable[[str], None]
@@ -43,9 +55,10 @@ Progress = Callable[[str], None]
 
 
 def default_precisions(task: Task) -> tuple[Precision, ...]:
-    """Precisions built when the user names none: dynamic int8 only where it suits (transformers)."""
+    """Precisions built when the user names none: dynamic-range and weight-only int8 only where they suit
+    (transformers); each format builds those of them it has (:func:`run`)."""
     if task in (Task.TEXT_CLASSIFICATION, Task.FEATURE_EXTRACTION):
-        return (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8)
+        return (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8_WEIGHTS, Precision.INT8)
     return (Precision.FP32, Precision.FP16, Precision.INT8)
 
 
@@ -59,7 +72,7 @@ def available_formats() -> tuple[tuple[Format, ...], dict[str, str]]:
         if why is None:
             usable.append(Format.parse(name))
         else:
-            skipped[name] = f"{why}; pip install 'edgekit[{FORMATS[name].extra}]'"
+            skipped[name] = f"{why}; {FORMATS[name].install_hint()}"
     usable.sort(key=lambda f: f is not Format.ONNX)
     return tuple(usable), skipped
 
@@ -80,6 +93,7 @@ class RunOptions:
     eval_limit: int | None = None
     static_int8: StaticInt8Options = field(default_factory=StaticInt8Options)
     dynamic_int8: DynamicInt8Options = field(default_factory=DynamicInt8Options)
+    tuning: TuningOptions = field(default_factory=TuningOptions)  # int8: ranges / tuning split and margin
     opset: int | None = None  # None: the exporter's default (torch 17, optimum's recommended for HF)
     dynamic_batch: bool = True
     check_items: int = 16
@@ -100,10 +114,53 @@ def _adapter(fmt: Format) -> FormatAdapter:
 
 def dataset_identity(ds: Dataset) -> dict[str, Any]:
     """What identifies a data set in cache keys: its description without the absolute path (moving the
-    repository must not invalidate cached artifacts)."""
+    repository must not invalidate cached artifacts) and the content hash of its files (a changed item,
+    label or manifest invalidates them; each file is streamed once per process, see
+    :func:`edgekit.artifacts.content_sha256`)."""
     d = {k: v for k, v in ds.describe().items() if k != "path"}
     d["folder"] = Path(ds.path).name
+    d["content_sha256"] = content_sha256(ds.path)
     return d
+
+
+# The distributions whose code shapes an artifact's bytes, recorded in its recipe (an upgrade rebuilds it):
+# those of the format (converters, quantizers) for every precision, and for fp32 also those that export the
+# source (a lower precision derives from the fp32 artifact, whose hash its recipe already holds).
+FORMAT_LIBRARIES: dict[Format, tuple[str, ...]] = {
+    Format.ONNX: ("onnx", "onnxruntime"),
+    Format.OPENVINO: ("openvino", "nncf"),
+    Format.TFLITE: ("ai-edge-litert", "ai-edge-quantizer", "litert-torch", "onnx2tf", "tensorflow"),
+}
+SOURCE_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "torch": ("torch", "onnxscript"),
+    "huggingface": ("torch", "transformers", "optimum", "optimum-onnx"),
+}
+
+
+@functools.cache
+def _dist_version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def library_versions(fmt: Format, precision: Precision, source_kind: str) -> dict[str, str]:
+    """``{distribution: version}`` of the libraries that build ``fmt``/``precision`` from a ``source_kind`` source."""
+    names = FORMAT_LIBRARIES.get(fmt, ())
+    if precision is Precision.FP32:
+        names = (*names, *SOURCE_LIBRARIES.get(source_kind, ()))
+    return {n: _dist_version(n) for n in sorted(set(names))}
+
+
+_OTHER_NAME = {(Format.OPENVINO, Precision.INT8_DYNAMIC): "OpenVINO's weight-only int8 is 'int8-weights' "
+                                                          "(activations stay float; not dynamic-range int8)",
+               (Format.ONNX, Precision.INT8_WEIGHTS): "int8-weights is OpenVINO's weight-only int8; ONNX has "
+                                                      "int8-dynamic (dynamic-range activations)",
+               (Format.TFLITE, Precision.INT8_WEIGHTS): "int8-weights is OpenVINO's weight-only int8; TFLite has "
+                                                        "int8-dynamic (dynamic-range activations)"}
 
 
 def _dataset(calibration: str | Path | Dataset) -> Dataset:
@@ -123,6 +180,14 @@ def _check_feeds(ds: Dataset, source: ModelSource, n: int) -> list[Feeds]:
     return feeds
 
 
+def _calibration_split(ds: Dataset, source: ModelSource, options: RunOptions) -> CalibrationSplit:
+    """The calibration split (up to ``calibration_limit`` items) divided into ranges and tuning items."""
+    total = min(ds.count("calibration"), options.calibration_limit or 10**9)
+    labels = ds.labels("calibration")
+    return split_calibration(_stream(ds, source, "calibration", options.calibration_limit), options.tuning,
+                             total=total, labels=labels[:total] if labels is not None else None)
+
+
 def build_artifact(
     source: ModelSource,
     fmt: Format,
@@ -139,11 +204,13 @@ def build_artifact(
     adapter = _adapter(fmt)
     if precision not in adapter.precisions:
         raise ConfigError("precision not supported by this format", where=f"{fmt.value}",
-                          expected=", ".join(p.value for p in adapter.precisions), got=precision.value)
+                          expected=", ".join(p.value for p in adapter.precisions), got=precision.value,
+                          hint=_OTHER_NAME.get((fmt, precision)))
     out_path = Path(out_dir) / adapter.file_name(precision)
     recipe: dict[str, Any] = {"edgekit": __version__, "format": fmt.value, "precision": precision.value,
                               "source": source.fingerprint, "opset": options.opset,
-                              "dynamic_batch": options.dynamic_batch}
+                              "dynamic_batch": options.dynamic_batch,
+                              "libraries": library_versions(fmt, precision, source.kind)}
     if precision is not Precision.FP32:
         if canonical is None:
             raise ConfigError("an fp32 artifact is needed first", where=str(out_path))
@@ -154,14 +221,15 @@ def build_artifact(
         recipe["tflite"] = asdict(options.tflite)
     if fmt is Format.OPENVINO:
         recipe["openvino"] = asdict(options.openvino)
-        if precision is Precision.INT8:
-            recipe["max_drop_points"] = options.budget.max_drop_points
     if precision is Precision.INT8:
         if dataset is None:
             raise CalibrationError("static int8 needs calibration data", where=str(out_path),
                                    hint="pass --calibration (a bundled set name, a folder, .npz or .txt)")
         recipe["static_int8"] = asdict(options.static_int8)
         recipe["calibration"] = {"dataset": dataset_identity(dataset), "limit": options.calibration_limit}
+        # the search aims for the run's budget on the tuning items: both shape the artifact
+        recipe["budget"] = asdict(options.budget)
+        recipe["tuning"] = asdict(options.tuning)
     if precision is Precision.INT8_DYNAMIC:
         recipe["dynamic_int8"] = asdict(options.dynamic_int8)
     cached = reuse_artifact(out_path, recipe)
@@ -171,9 +239,8 @@ def build_artifact(
     progress(f"build {fmt.value} {precision.value} -> {out_path}")
     t0 = time.perf_counter()
     check = _check_feeds(dataset, source, options.check_items) if dataset is not None else []
-    labels = dataset.labels("calibration") if dataset is not None else None
-    if labels is not None and options.calibration_limit is not None:
-        labels = labels[:options.calibration_limit]
+    split = _calibration_split(dataset, source, options) if dataset is not None and precision is Precision.INT8 \
+        else None
     ctx = BuildContext(
         source=source, canonical=canonical,
         calibration=_stream(dataset, source, "calibration", options.calibration_limit) if dataset else (
@@ -181,14 +248,15 @@ def build_artifact(
         check_feeds=check, isa_preset=isa_preset,
         options={"opset": options.opset, "dynamic_batch": options.dynamic_batch,
                  "static": options.static_int8, "dynamic": options.dynamic_int8, "openvino": options.openvino,
-                 "tflite": options.tflite,
-                 "calibration_labels": labels, "max_drop_points": options.budget.max_drop_points},
+                 "tflite": options.tflite},
+        split=split, budget=DecisionBudget(options.budget, options.tuning.margin),
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     built = adapter.build(precision, ctx, out_path)
-    art = Artifact(path=out_path, format=fmt, precision=precision, io=source.io, sha256=sha256_file(out_path),
-                   recipe=recipe, notes=built.notes, layout=built.layout, settings=dict(built.settings))
-    finish_artifact(art)
+    files = file_hashes(out_path)
+    art = finish_artifact(Artifact(path=out_path, format=fmt, precision=precision, io=source.io,
+                                   sha256=files[out_path.name], recipe=recipe, notes=built.notes,
+                                   layout=built.layout, settings=dict(built.settings), files=files))
     progress(f"built {out_path.name} in {time.perf_counter() - t0:.1f}s ({art.size_bytes / 2**20:.2f} MiB)")
     return art
 
@@ -228,55 +296,9 @@ def validate_artifact(source: ModelSource, artifact: Artifact, ds: Dataset, *, r
                    labels=labels if source.task.is_classification else None)
 
 
-def benchmark_artifact(artifact: Artifact, target: Target, runtime: str, feeds: Sequence[Feeds],
-                       options: RunOptions, progress: Progress = stderr_progress) -> BenchResult:
-    """Benchmark one artifact on a local target's runtime with the target's settings."""
-    from edgekit.bench import benchmark
-
-    spec = target.runtime(runtime)
-    threads = options.threads or (spec.threads if spec else None) or options.bench.threads
-    bopts = replace(options.bench, threads=threads)
-    ropts = RuntimeOptions(threads=threads, providers=spec.providers if spec else (),
-                           device=spec.device if spec else None)
-    last = [0.0]
-
-    def tick(phase: str, i: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] > 2.0:
-            last[0] = now
-            progress(f"  bench {artifact.name} [{phase}] {i}/{total}")
-
-    feeds = [to_layout(f, artifact.layout) for f in feeds]  # e.g. NCHW data for an NHWC .tflite
-    return benchmark(runtime, artifact.path, feeds, bopts, ropts, progress=tick)
-
-
-def _rows_for_target(target: Target, artifacts: Sequence[Artifact], metrics: dict[str, Metrics],
-                     bench_feeds: Sequence[Feeds], options: RunOptions, progress: Progress) -> list[Row]:
-    if target.access == "estimate":  # NPU compiler estimates: rows with status "estimated"
-        from edgekit.estimators.vela import estimate_rows
-
-        return estimate_rows(target, artifacts, metrics, progress)
-    rows: list[Row] = []
-    for spec in target.runtimes:
-        for art in artifacts:
-            if spec.name not in runtimes_for_format(art.format.value):
-                continue
-            m = metrics.get(art.name)
-            if art.precision not in spec.precisions:
-                continue
-            if target.access != "local":
-                rows.append(Row(art, target.name, spec.name, "not-available", m,
-                                reason=f"access '{target.access}' is not supported by this edgekit version yet"))
-                continue
-            try:
-                progress(f"benchmark {art.name} on {target.name}/{spec.name}")
-                b = benchmark_artifact(art, target, spec.name, bench_feeds, options, progress)
-                rows.append(Row(art, target.name, spec.name, "measured", m, b))
-            except DeviceUnavailableError as exc:
-                rows.append(Row(art, target.name, spec.name, "not-available", m, reason=f"not available here: {exc}"))
-            except EdgekitError as exc:
-                rows.append(Row(art, target.name, spec.name, "failed", m, reason=str(exc)))
-    return rows
+def executor_options(options: RunOptions) -> ExecutorOptions:
+    """What the run tells every executor (benchmark settings, threads, the boards of ``--host``/``--inventory``)."""
+    return ExecutorOptions(bench=options.bench, threads=options.threads, hosts=options.hosts)
 
 
 def _narrow_inputs(source: ModelSource, canonical: Artifact, notes: list[str]) -> ModelSource:
@@ -352,7 +374,7 @@ def run(
     targets = [load_target(t) for t in options.targets]
     check_data(ds, source, options)
     precisions = options.precisions or default_precisions(source.task)
-    local = next((t for t in targets if t.access == "local"), None)
+    local = next((t for t in targets if runs_here(t.access)), None)  # the first target on this machine
     isa_preset = local.int8_preset if local else "generic"
     notes: list[str] = [f"int8 preset '{isa_preset}' chosen from the ISA of target "
                         f"'{local.name if local else '-'}' ({', '.join(local.isa) if local else 'n/a'})"]
@@ -381,8 +403,8 @@ def run(
             onnx_fp32 = canonical
         source = _narrow_inputs(source, canonical, notes)
         for prec in precisions:
-            if prec is Precision.FP32:
-                continue
+            if prec is Precision.FP32 or (options.precisions is None and prec not in _adapter(fmt).precisions):
+                continue  # a default precision this format does not have: nothing to say
             try:
                 artifacts.append(build_artifact(source, fmt, prec, art_dir, dataset=ds, canonical=canonical,
                                                 options=options, isa_preset=isa_preset, progress=progress))
@@ -404,15 +426,10 @@ def run(
               f"max-abs {c.metrics.max_abs:.3g} (limit {c.tolerance['max_abs']:.3g}), min cosine "
               f"{c.metrics.cosine_min:.6f}" for c in cross if not c.within_tolerance]
     bench_feeds = list(ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=8))  # type: ignore[arg-type]
-    from edgekit.executors.fleet import fleet_rows
-
-    remote, remote_notes = fleet_rows([t for t in targets if t.access == "ssh"], artifacts, metrics, bench_feeds,
-                                      options, progress)  # all boards in parallel, one job at a time per board
-    notes += remote_notes
-    rows: list[Row] = []
-    for target in targets:
-        rows.extend(remote[target.name] if target.access == "ssh" else
-                    _rows_for_target(target, artifacts, metrics, bench_feeds, options, progress))
+    # each target's jobs go to the executor registered for its access (local, ssh boards in parallel, estimate)
+    executed = run_targets(targets, artifacts, metrics, bench_feeds, executor_options(options), progress)
+    notes += executed.notes
+    rows = list(executed.rows)
     result = RunResult(
         model=source.describe(),
         dataset={**ds.describe(), "eval_items": int(reference.shape[0]),

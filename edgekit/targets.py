@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import ConfigError, UnknownNameError
+from edgekit.resources import bundled_dir
 from edgekit.types import Precision
 
-ACCESS_KINDS = ("local", "ssh", "estimate")
 ISA_FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8",
                 "neon", "asimddp", "i8mm", "sve")
 
@@ -29,7 +29,7 @@ class RuntimeSpec:
     threads: int | None = None
     providers: tuple[str, ...] = ()
     device: str | None = None
-    precisions: tuple[Precision, ...] = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC)
+    precisions: tuple[Precision, ...] = tuple(Precision)
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,30 @@ def _check(cond: bool, where: str, message: str, expected: str, got: Any) -> Non
         raise ConfigError(message, where=where, expected=expected, got=got)
 
 
-def _parse_runtime(raw: Any, where: str) -> RuntimeSpec:
+def access_kinds() -> tuple[str, ...]:
+    """The ``access`` a target may have: the executors of the registry (``local``, ``ssh``, ``estimate``, ...)."""
+    from edgekit.registry import access_kinds as registered
+
+    return registered()
+
+
+def runs_here(access: str) -> bool:
+    """Whether targets of ``access`` run on this machine (the registry's executor says so)."""
+    from edgekit.registry import runs_here as registered
+
+    return registered(access)
+
+
+def runtime_names(access: str) -> tuple[str, ...]:
+    """The names a target's ``[[runtime]]`` may give: registered runtimes (built-in and entry points) for
+    ``local``/``ssh`` targets, the registered estimators for ``estimate`` targets (the access's executor says
+    which)."""
+    from edgekit.registry import target_runtime_names
+
+    return target_runtime_names(access)
+
+
+def _parse_runtime(raw: Any, where: str, access: str = "local") -> RuntimeSpec:
     _check(isinstance(raw, dict), where, "a runtime entry must be a table", "[[runtime]] table", raw)
     for key in raw:
         if key not in _RUNTIME_KEYS:
@@ -102,6 +125,12 @@ def _parse_runtime(raw: Any, where: str) -> RuntimeSpec:
     name = raw.get("name")
     _check(isinstance(name, str) and bool(name), f"{where}.name", "runtime name missing", "a registry name",
            name)
+    known = runtime_names(access)
+    if name not in known:  # a misspelled name would otherwise match no artifact and give zero rows
+        raise UnknownNameError(f"unknown runtime for an access = {access!r} target", where=f"{where}.name",
+                               expected="one of: " + ", ".join(known), got=name,
+                               hint="edgekit doctor lists the runtimes; a plugin's runtime needs its package "
+                                    "installed")
     threads = raw.get("threads")
     _check(threads is None or (isinstance(threads, int) and threads > 0), f"{where}.threads",
            "bad thread count", "a positive integer", threads)
@@ -128,12 +157,13 @@ def parse_target(data: dict[str, Any], source: str = "<target>") -> Target:
     name = data.get("name")
     _check(isinstance(name, str) and bool(name), f"{source}:name", "target name missing", "a string", name)
     access = data.get("access", "local")
-    _check(access in ACCESS_KINDS, f"{source}:access", "unknown access kind", " | ".join(ACCESS_KINDS), access)
+    kinds = access_kinds()
+    _check(access in kinds, f"{source}:access", "unknown access kind", " | ".join(kinds), access)
     arch = data.get("arch", "auto")
     _check(isinstance(arch, str), f"{source}:arch", "bad arch", "a string such as x86_64 or aarch64", arch)
     if arch == "auto":
         arch = platform.machine()
-    isa = data.get("isa", "auto" if access == "local" else [])
+    isa = data.get("isa", "auto" if runs_here(access) else [])  # this machine's CPU by default
     if isa == "auto":
         isa = list(detect_isa())
     _check(isinstance(isa, list) and all(isinstance(f, str) for f in isa), f"{source}:isa",
@@ -147,7 +177,7 @@ def parse_target(data: dict[str, Any], source: str = "<target>") -> Target:
     raw_runtimes = data.get("runtime", [])
     _check(isinstance(raw_runtimes, list) and bool(raw_runtimes), f"{source}:runtime",
            "a target needs at least one [[runtime]]", "one or more [[runtime]] tables", raw_runtimes)
-    runtimes = tuple(_parse_runtime(r, f"{source}:runtime[{i}]") for i, r in enumerate(raw_runtimes))
+    runtimes = tuple(_parse_runtime(r, f"{source}:runtime[{i}]", str(access)) for i, r in enumerate(raw_runtimes))
     extra: dict[str, Any] = {k: data[k] for k in ("estimate", "board") if k in data}
     return Target(
         name=str(name), description=str(data.get("description", "")), access=str(access), arch=arch,
@@ -157,12 +187,8 @@ def parse_target(data: dict[str, Any], source: str = "<target>") -> Target:
 
 
 def builtin_targets_dir() -> Path:
-    """Where the built-in target files are: the repo's ``targets/`` or the wheel's copy."""
-    here = Path(__file__).resolve().parent
-    for cand in (here / "_data" / "targets", here.parent / "targets"):
-        if cand.is_dir():
-            return cand
-    return here.parent / "targets"
+    """Where the built-in target files are: the wheel's ``edgekit/_data/targets`` or the repo's ``targets/``."""
+    return bundled_dir("targets")
 
 
 def list_targets(extra_dirs: tuple[Path, ...] = ()) -> list[Target]:

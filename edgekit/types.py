@@ -49,12 +49,19 @@ class Format(_NamedEnum):
 
 
 class Precision(_NamedEnum):
-    """Numeric precision of an artifact. ``int8`` is static (calibrated); ``int8-dynamic`` is not."""
+    """Numeric precision of an artifact.
+
+    ``int8`` is static: weights and activations int8, activation ranges calibrated. ``int8-dynamic`` has int8
+    weights and activations quantized at run time from their observed range (ONNX Runtime, TFLite).
+    ``int8-weights`` is weight-only: int8 weights, float activations (OpenVINO ``nncf.compress_weights``).
+    The three are different numerics and are never compared as one precision.
+    """
 
     FP32 = "fp32"
     FP16 = "fp16"
     INT8 = "int8"
     INT8_DYNAMIC = "int8-dynamic"
+    INT8_WEIGHTS = "int8-weights"
 
 
 class Task(_NamedEnum):

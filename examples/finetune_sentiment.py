@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.epochs < 1:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
     if not SENTENCES.is_file():
-        parser.error(f"{SENTENCES} is missing: build it with `python -m edgekit.datasets_build calibration/`")
+        parser.error(f"{SENTENCES} is missing: restore it from the edgekit repository (it is the sentences' one copy)")
 
     out: Path = args.out.resolve()
     wanted = settings(args.epochs, args.seed)

@@ -87,7 +87,7 @@ def small_tflite(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     from torch import nn
 
     import edgekit
-    from edgekit.calibration import load_dataset
+    from edgekit.data import load_dataset
     from edgekit.pipeline import RunOptions, build_artifact
     from edgekit.types import Format, Precision
 

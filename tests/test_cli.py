@@ -68,7 +68,8 @@ def test_rerun_reuses_complete_artifacts(done_run: Path, tiny_model: tuple[str, 
 
 BAD_CASES = ["missing_onnx", "corrupt_onnx", "truncated_onnx", "truncated_checkpoint", "mismatched_checkpoint",
              "pickled_checkpoint", "wrong_shape_npz", "empty_npz", "nan_npz", "string_npz", "unknown_target",
-             "unknown_target_key", "unknown_format", "unknown_precision", "missing_shape", "text_for_image_model"]
+             "unknown_target_key", "unknown_format", "unknown_precision", "missing_shape", "text_for_image_model",
+             "misspelled_runtime", "mean_not_numbers", "precisions_on_export", "bench_option_on_quantize"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -138,6 +139,21 @@ def test_bad_input_is_one_clear_line_and_loses_nothing(case: str, done_run: Path
         args, expect = _run_args(f"{factory}:build", done_run), ("input shape", "--input-shape")
     elif case == "text_for_image_model":
         args, expect = _run_args(spec, done_run, *tiny, calibration="sentences"), ("sentences",)
+    elif case == "misspelled_runtime":  # would otherwise match no artifact: zero rows, no word why
+        bad = tmp_path / "board.toml"
+        bad.write_text('schema = 1\nname = "b"\naccess = "local"\n[[runtime]]\nname = "onnxruntme"\n')
+        args, expect = (_run_args(spec, done_run, *tiny, "--target", str(bad)),
+                        ("board.toml:runtime[0].name", "'onnxruntme'", "onnxruntime"))
+    elif case == "mean_not_numbers":
+        args, expect = _run_args(spec, done_run, *tiny, "--mean", "0.5,half"), ("--mean", "0.5,half")
+    elif case == "precisions_on_export":  # export builds fp32 only: --precisions was silently ignored
+        args = ["export", "--model", spec, *tiny, "--calibration", "digits", "--out", str(done_run / "artifacts"),
+                "--precisions", "int8"]
+        expect = ("--precisions", "does not apply to 'edgekit export'", "quantize --precision")
+    elif case == "bench_option_on_quantize":
+        args = ["quantize", "--model", spec, *tiny, "--calibration", "digits", "--out", str(done_run / "artifacts"),
+                "--precision", "int8", "--min-runs", "5"]
+        expect = ("--min-runs", "does not apply to 'edgekit quantize'")
     else:  # pragma: no cover
         raise AssertionError(case)
     line = _fail(args, capsys)
@@ -195,3 +211,30 @@ def test_stage_commands_are_thin_layers_over_the_api(tiny_model: tuple[str, Path
                  "--min-seconds", "0.1", "--no-memory"]) == 0
     line = capsys.readouterr().out
     assert "threads=1" in line and "p50=" in line and "n=" in line
+
+
+def test_export_and_quantize_build_every_format_asked(tiny_model: tuple[str, Path], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """--formats was ignored by export/quantize (always ONNX): now each listed format is built."""
+    pytest.importorskip("openvino")
+    spec, ckpt = tiny_model
+    common = ["--model", spec, "--checkpoint", str(ckpt), "--calibration", "digits", "--out", str(tmp_path)]
+    assert main(["export", *common, "--formats", "openvino,onnx"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(tmp_path / "model.fp32.onnx"), str(tmp_path / "model.fp32.xml")]
+    assert all(Path(p).exists() for p in printed)
+    assert main(["quantize", *common, "--formats", "openvino", "--precision", "int8-weights"]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path / "model.int8-weights.xml") in out and (tmp_path / "model.int8-weights.xml").exists()
+    assert not (tmp_path / "model.int8-weights.onnx").exists()
+    # OpenVINO's weight-only int8 is not dynamic-range int8: asking for that is refused with the right name
+    line = _fail(["quantize", *common, "--formats", "openvino", "--precision", "int8-dynamic"], capsys)
+    assert "openvino" in line and "int8-dynamic" in line and "'int8-weights'" in line
+
+
+def test_image_options_for_a_text_model_are_refused(minilm_dir: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    line = _fail(["run", "--model", str(minilm_dir), "--calibration", "sentences", "--out", str(tmp_path / "o"),
+                  "--mean", "0.5"], capsys)
+    assert "--mean" in line and "does not apply" in line and "no image preprocessing" in line
+    assert not (tmp_path / "o").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,9 +12,11 @@ import pytest
 import edgekit
 from edgekit.bench import BenchOptions
 from edgekit.pipeline import RunOptions
+from edgekit.report.recommend import MEASURED, budget_failures
 from edgekit.results import RunResult
-from edgekit.types import Format, Precision
+from edgekit.types import Precision
 
+REPO = Path(__file__).resolve().parents[1]
 QUICK_BENCH = BenchOptions(min_runs=10, min_seconds=0.3, warmup_runs=3, memory_pass=False)
 
 
@@ -20,55 +24,101 @@ def _row(result: RunResult, precision: Precision) -> edgekit.results.Row:  # typ
     return next(r for r in result.rows if r.artifact.precision is precision)
 
 
+def assert_budget_bars(result: RunResult, may_miss: frozenset[str] = frozenset()) -> None:
+    """The bar for every artifact the run built, at the run's own budget: it is measured and within the
+    budget; or, for one named in ``may_miss`` (a precision that legitimately misses on this model), every
+    recommendation of a pair it ran on rejects it with the over-budget reason. Whatever is recommended is
+    within the budget (never merely "fp32 qualifies")."""
+    budget = result.budget
+    assert result.artifacts, "the run built nothing"
+    for art in result.artifacts:
+        rows = [r for r in result.rows if r.artifact.name == art.name and r.status in MEASURED]
+        assert rows and all(r.metrics is not None for r in rows), f"{art.name} was not validated and measured"
+        failures = budget_failures(rows[0], budget)  # the metrics are the artifact's, the same on every row
+        if not failures:
+            continue
+        assert art.name in may_miss, f"{art.name} misses the budget: {failures}"
+        for r in rows:
+            rec = next(x for x in result.recommendations if (x.target, x.runtime) == (r.target, r.runtime))
+            line = next(x for x in rec.rejected if x.startswith(f"{art.name}: "))
+            assert rec.artifact != art.name and "over budget" in line, line
+    assert result.recommendations
+    for rec in result.recommendations:
+        assert rec.artifact is not None, rec.reason
+        chosen = next(r for r in result.rows
+                      if r.artifact.name == rec.artifact and (r.target, r.runtime) == (rec.target, rec.runtime))
+        assert not budget_failures(chosen, budget), f"{rec.artifact} recommended over budget"
+
+
+# Whole-process calibration peak of the digits int8 build, measured standalone (a fresh `edgekit run`
+# process, 200 calibration items): 519 MB (README "Measured numbers"; 615-652 MB for 100 photo items at
+# 224x224 in benchmarks/results/int8_accuracy_vs_defaults.md). The test runs the same command in a fresh
+# process, so the figures compare; 1.5x leaves room for other library builds and CPUs.
+DIGITS_CALIBRATION_PEAK_MB = 519
+PEAK_MARGIN = 1.5
+
+
 @pytest.mark.slow
 def test_digits_efficientnet_int8_keeps_accuracy(digits_model_dir: Path, tmp_path: Path) -> None:
-    src = edgekit.load_source(f"{Path('examples/digits_model.py').resolve()}:build_model",
-                              checkpoint=digits_model_dir / "model.safetensors", task="image-classification")
-    opts = RunOptions(formats=(Format.ONNX,), precisions=(Precision.FP32, Precision.INT8), bench=QUICK_BENCH)
-    result = edgekit.run(src, calibration="digits", out_dir=tmp_path, options=opts)
-    fp32, int8 = _row(result, Precision.FP32), _row(result, Precision.INT8)
-    assert fp32.metrics is not None and int8.metrics is not None
-    assert fp32.metrics.n == 597 and fp32.metrics.accuracy is not None and fp32.metrics.accuracy > 0.95
-    drop = int8.metrics.accuracy_drop_points
-    assert drop is not None and drop <= 1.0, f"int8 lost {drop:.2f} points"
-    settings = int8.artifact.settings
-    # the whole-process peak depends on what else the test process has loaded; what calibration itself added is
-    # the bar (standalone whole-process figures: README / benchmarks/results/int8_accuracy_vs_defaults.md)
-    assert settings["calibration_peak_rss_mb"] > 0
-    assert 0 <= settings["calibration_rss_increase_mb"] < 1500
+    cmd = [sys.executable, "-m", "edgekit.cli", "run", "--model",
+           f"{Path('examples/digits_model.py').resolve()}:build_model",
+           "--checkpoint", str(digits_model_dir / "model.safetensors"), "--task", "image-classification",
+           "--calibration", "digits", "--formats", "onnx", "--precisions", "fp32,int8", "--min-runs", "10",
+           "--min-seconds", "0.3", "--warmup", "3", "--no-memory", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["version"] == 1 and len([r for r in report["rows"] if r["runtime"] == "onnxruntime"]) == 2
-    assert all(r["bench"]["samples_ms"] for r in report["rows"])
+    rows = {r["precision"]: r for r in report["rows"] if r["runtime"] == "onnxruntime"}
+    fp32, int8 = rows["fp32"]["metrics"], rows["int8"]["metrics"]
+    assert fp32["n"] == 597 and fp32["accuracy"] > 0.95
+    drop = int8["accuracy_drop_points"]
+    assert drop is not None and drop <= report["budget"]["max_drop_points"], f"int8 lost {drop:.2f} points"
+    assert int8["cosine_mean"] >= report["budget"]["min_cosine"], int8["cosine_mean"]
+    settings = next(a for a in report["artifacts"] if a["name"] == "model.int8.onnx")["settings"]
+    peak = settings["calibration_peak_rss_mb"]
+    assert 0 < peak < PEAK_MARGIN * DIGITS_CALIBRATION_PEAK_MB, \
+        f"calibration peak {peak:.0f} MB (standalone figure {DIGITS_CALIBRATION_PEAK_MB} MB)"
+    assert 0 <= settings["calibration_rss_increase_mb"] < peak
+    assert report["version"] == 1 and len(rows) == 2
+    assert all(r["bench"]["samples_ms"] for r in report["rows"] if r["status"] == "measured")
+    for rec in report["recommendations"]:  # what is recommended is within the budget
+        chosen = next(r for r in report["rows"] if r["artifact"] == rec["artifact"] and r["runtime"] == rec["runtime"])
+        assert chosen["metrics"]["accuracy_drop_points"] <= report["budget"]["max_drop_points"]
     md = (tmp_path / "report.md").read_text()
     assert "model.int8.onnx" in md and "Recommendation" in md
 
 
 @pytest.mark.slow
 def test_minilm_int8_embeddings_keep_cosine(minilm_dir: Path, tmp_path: Path) -> None:
-    opts = RunOptions(precisions=(Precision.FP32, Precision.INT8_DYNAMIC, Precision.INT8), bench=QUICK_BENCH)
+    opts = RunOptions(precisions=(Precision.FP32, Precision.INT8_DYNAMIC, Precision.INT8_WEIGHTS, Precision.INT8),
+                      bench=QUICK_BENCH)
     result = edgekit.run(minilm_dir, calibration="sentences", out_dir=tmp_path, options=opts)
+    assert result.model["task"] == "feature-extraction"
+    built = {a.name: a.precision for a in result.artifacts}
+    assert built["model.int8-dynamic.onnx"] is Precision.INT8_DYNAMIC
+    if "model.fp32.xml" in built:  # OpenVINO's weight-only int8 under its own name, never as int8-dynamic
+        assert built["model.int8-weights.xml"] is Precision.INT8_WEIGHTS and "model.int8-dynamic.xml" not in built
+        assert any("openvino int8-dynamic could not be built" in n and "int8-weights" in n for n in result.notes)
     dyn = _row(result, Precision.INT8_DYNAMIC).metrics
     assert dyn is not None and dyn.n == 100
-    assert dyn.cosine_mean >= 0.98, f"int8-dynamic: mean cosine {dyn.cosine_mean:.4f}"
-    assert result.model["task"] == "feature-extraction"
-    # static int8 of a transformer is measured and reported honestly; it may only be recommended within budget
-    static = _row(result, Precision.INT8).metrics
-    assert static is not None
-    rec = result.recommendations[0]
-    assert rec.artifact is not None
-    chosen = next(r for r in result.rows if r.artifact.name == rec.artifact).metrics
-    assert chosen is not None and chosen.cosine_mean >= 0.99
+    # static int8 of a transformer (ONNX QDQ: cosine 0.84-0.94 measured) may miss the budget: it is measured,
+    # reported, and rejected for it; every other precision must be within the budget
+    assert_budget_bars(result, may_miss=frozenset({"model.int8.onnx", "model.int8.tflite"}))
 
 
 @pytest.mark.slow
 def test_hf_sequence_classifier_from_trainer_dir(sentiment_dir: Path, tmp_path: Path) -> None:
-    opts = RunOptions(precisions=(Precision.FP32, Precision.INT8_DYNAMIC), bench=QUICK_BENCH)
+    opts = RunOptions(precisions=(Precision.FP32, Precision.INT8_DYNAMIC, Precision.INT8_WEIGHTS), bench=QUICK_BENCH)
     result = edgekit.run(sentiment_dir, calibration="sentences", out_dir=tmp_path, options=opts)
     assert result.model["task"] == "text-classification"
     fp32 = _row(result, Precision.FP32).metrics
     assert fp32 is not None and fp32.accuracy is not None and fp32.top1_agreement == 1.0
     dyn = _row(result, Precision.INT8_DYNAMIC).metrics
     assert dyn is not None and dyn.accuracy_drop_points is not None
+    # ONNX Runtime dynamic int8 of this 2-class classifier measured here: logit cosine 0.980 (< 0.99) at a
+    # 1.0 pt accuracy drop, so the cosine rule refuses it; TFLite's dynamic int8 and OpenVINO's weight-only
+    # int8 kept cosine >= 0.9999. The ONNX one may miss; it must then be rejected for it.
+    assert_budget_bars(result, may_miss=frozenset({"model.int8-dynamic.onnx"}))
 
 
 def test_python_api_with_a_module_and_an_onnx_source(tiny_model: tuple[str, Path], tmp_path: Path) -> None:

@@ -80,3 +80,27 @@ def test_not_toml_is_a_clear_error(tmp_path: Path) -> None:
     f.write_text("name = [unclosed")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_target(f)
+
+
+@pytest.mark.parametrize(("text", "where", "got"), [
+    (GOOD.replace('name = "litert"', 'name = "litrt"'), "board.toml:runtime[1].name", "litrt"),
+    (GOOD.replace('name = "onnxruntime"', 'name = "onnxruntme"'), "board.toml:runtime[0].name", "onnxruntme"),
+    # an estimator is not a runtime of a board, nor a runtime an estimator
+    (GOOD.replace('name = "litert"', 'name = "ethos-u-vela"'), "board.toml:runtime[1].name", "ethos-u-vela"),
+    ('schema = 1\nname = "npu"\naccess = "estimate"\n[[runtime]]\nname = "onnxruntime"\n',
+     "board.toml:runtime[0].name", "onnxruntime"),
+])
+def test_a_misspelled_runtime_name_is_an_error_naming_file_and_key(tmp_path: Path, text: str, where: str,
+                                                                    got: str) -> None:
+    """A runtime name no registry entry has would match no artifact: zero rows and no word why. Refused."""
+    f = tmp_path / "board.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_target(f)
+    msg = str(err.value)
+    assert where in msg and repr(got) in msg and "expected one of:" in msg, msg
+
+
+def test_every_builtin_target_names_registered_runtimes() -> None:
+    assert len(list_targets()) >= 10  # each one passed the name check
+

@@ -1,1 +1,2 @@
-"""Hardware-free compiler estimates for NPU targets (``access = "estimate"``)."""
+"""Estimators: hardware-free compiler estimates for NPUs (:mod:`edgekit.estimators.vela`: Arm Ethos-U), behind
+the :class:`~edgekit.estimators.base.Estimator` protocol and run by the ``estimate`` executor."""

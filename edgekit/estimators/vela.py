@@ -4,8 +4,9 @@ depends on the system config: flash on U55, DRAM on the U65/U85 defaults); its l
 run on the NPU and which fall back to the CPU. These are compiler estimates, never measurements.
 
 A target's ``[estimate]`` table names the ``accelerator`` (``ethos-u55-128`` ...) and optionally the
-Vela ``system_config``/``memory_mode``; ``sram_kb``/``flash_kb``/``memory_mb`` (DRAM) budgets make non-fitting artifacts
-reported as such, with the numbers.
+Vela ``system_config``/``memory_mode`` and ``timeout_s`` (default 600 s; a compile that takes longer is a
+failed row); ``sram_kb``/``flash_kb``/``memory_mb`` (DRAM) budgets make non-fitting artifacts reported as
+such, with the numbers. Registered as the ``ethos-u-vela`` estimator (:class:`VelaEstimator`).
 """
 
 from __future__ import annotations
@@ -16,21 +17,23 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgekit.artifacts import Artifact
-from edgekit.errors import ConfigError, EdgekitError, MissingDependencyError, RuntimeAdapterError
-from edgekit.results import BenchResult, LatencyStats, Metrics, Row
+from edgekit.errors import ConfigError, MissingDependencyError, RuntimeAdapterError
+from edgekit.estimators.base import Estimate, estimate_bench, memory_budgets
+from edgekit.results import BenchResult, Metrics, Row
 from edgekit.targets import Target
-from edgekit.types import Format
 
 ACCELERATORS = ("ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256", "ethos-u65-256",
                 "ethos-u65-512", "ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024",
                 "ethos-u85-2048")
 RUNTIME_NAME = "ethos-u-vela"
+DEFAULT_TIMEOUT_S = 600.0
+_ESTIMATE_KEYS = ("accelerator", "system_config", "memory_mode", "timeout_s")
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,9 @@ def _int(pattern: str, text: str) -> int:
 
 
 def estimate(path: Path, accelerator: str, *, system_config: str | None = None,
-             memory_mode: str | None = None, timeout_s: float = 600.0) -> VelaEstimate:
-    """Compile ``path`` with Vela for ``accelerator`` and parse its summary CSV and op placement."""
+             memory_mode: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> VelaEstimate:
+    """Compile ``path`` with Vela for ``accelerator`` and parse its summary CSV and op placement; a compile
+    that fails or runs past ``timeout_s`` raises :class:`RuntimeAdapterError`."""
     if accelerator not in ACCELERATORS:
         raise ConfigError("unknown Ethos-U accelerator", where="[estimate].accelerator",
                           expected=", ".join(ACCELERATORS), got=accelerator)
@@ -104,8 +108,13 @@ def estimate(path: Path, accelerator: str, *, system_config: str | None = None,
     if memory_mode:
         cmd += ["--memory-mode", memory_mode]
     with tempfile.TemporaryDirectory(prefix="edgekit-vela-") as tmp:
-        proc = subprocess.run([*cmd, "--output-dir", tmp], capture_output=True, text=True, timeout=timeout_s,
-                              cwd=tmp, check=False)
+        try:
+            proc = subprocess.run([*cmd, "--output-dir", tmp], capture_output=True, text=True, timeout=timeout_s,
+                                  cwd=tmp, check=False)
+        except subprocess.TimeoutExpired as exc:  # subprocess.run has killed it: one failed row, not a crash
+            raise RuntimeAdapterError(f"vela did not finish within {timeout_s:g} s", where=str(path),
+                                      hint="raise timeout_s in the target's [estimate] table, or check the "
+                                           "model (a large one compiles slowly)") from exc
         log = proc.stdout + proc.stderr
         if proc.returncode != 0:
             tail = " / ".join(line for line in log.strip().splitlines()[-3:])
@@ -141,50 +150,57 @@ def fit_problems(est: VelaEstimate, target: Target) -> list[str]:
     return out
 
 
+def to_estimate(est: VelaEstimate, target: Target) -> Estimate:
+    """The Vela compile as the estimator protocol's :class:`~edgekit.estimators.base.Estimate` for ``target``."""
+    return Estimate(estimator=RUNTIME_NAME, accelerator=est.accelerator, latency_ms=est.latency_ms,
+                    inferences_per_second=est.inferences_per_second,
+                    memory_kib={"SRAM": est.sram_kib, "flash": est.flash_kib, "DRAM": est.dram_kib},
+                    accelerator_ops=est.npu_ops, cpu_ops=est.cpu_ops, cpu_op_messages=est.cpu_op_messages,
+                    fit_problems=tuple(fit_problems(est, target)), budgets=memory_budgets(target),
+                    details=est.to_dict())
+
+
 def as_bench(est: VelaEstimate, target: Target) -> BenchResult:
     """The estimate in the report's latency record (n=1, no samples measured) plus its details."""
-    ms = est.latency_ms
-    stats = LatencyStats(n=1, p50_ms=ms, p90_ms=ms, p99_ms=ms, mean_ms=ms, stdev_ms=0.0, min_ms=ms, max_ms=ms)
-    problems = fit_problems(est, target)
-    info = {"kind": "compiler estimate (ethos-u-vela)", **est.to_dict(), "fits": not problems,
-            "fit_problems": problems, "sram_budget_kb": target.sram_kb, "flash_budget_kb": target.flash_kb,
-            "dram_budget_mb": target.memory_mb,
-            "ops_on_cpu": est.cpu_ops, "delegates": [f"NPU {est.accelerator}"] + (["CPU"] if est.cpu_ops else [])}
-    return BenchResult(runtime=RUNTIME_NAME, threads=None, load_ms=0.0, first_inference_ms=ms, warmup_ms=(),
-                       samples_ms=(), stats=stats,
-                       memory={"sram_kib": est.sram_kib, "flash_kib": est.flash_kib, "dram_kib": est.dram_kib},
-                       session_info=info)
+    return estimate_bench(to_estimate(est, target))
 
 
-def estimate_rows(target: Target, artifacts: Sequence[Artifact], metrics: dict[str, Metrics],
+def settings(target: Target) -> dict[str, Any]:
+    """The target's ``[estimate]`` table, checked (unknown keys, accelerator, time-out), ``timeout_s`` filled in."""
+    where = f"{target.source or target.name}:estimate"
+    cfg = target.extra.get("estimate", {})
+    if not isinstance(cfg, dict):
+        raise ConfigError("[estimate] must be a table", where=where, got=cfg)
+    unknown = sorted(set(cfg) - set(_ESTIMATE_KEYS))
+    if unknown:
+        raise ConfigError("unknown key", where=f"{where}.{unknown[0]}",
+                          expected="one of " + ", ".join(_ESTIMATE_KEYS), got=unknown[0])
+    if not isinstance(cfg.get("accelerator"), str):
+        raise ConfigError("the Ethos-U accelerator is missing", where=f"{where}.accelerator",
+                          expected=", ".join(ACCELERATORS), got=cfg.get("accelerator"))
+    timeout = cfg.get("timeout_s", DEFAULT_TIMEOUT_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ConfigError("bad time-out", where=f"{where}.timeout_s", expected="a number of seconds > 0", got=timeout)
+    return {**cfg, "timeout_s": float(timeout)}
+
+
+class VelaEstimator:
+    """The ``ethos-u-vela`` estimator: compiles a full-integer int8 ``.tflite`` for the target's Ethos-U."""
+
+    def estimate(self, artifact: Artifact, target: Target, progress: Callable[[str], None]) -> Estimate:
+        """Compile ``artifact`` with the target's ``[estimate]`` settings (see the module docstring)."""
+        cfg = settings(target)
+        progress(f"  vela {cfg['accelerator']} {artifact.path.name}")
+        est = estimate(artifact.path, cfg["accelerator"], system_config=cfg.get("system_config"),
+                       memory_mode=cfg.get("memory_mode"), timeout_s=cfg["timeout_s"])
+        return to_estimate(est, target)
+
+
+def estimate_rows(target: Target, artifacts: Sequence[Artifact], metrics: Mapping[str, Metrics],
                   progress: Callable[[str], None]) -> list[Row]:
-    """Rows with status "estimated" for every TFLite artifact the target's precisions allow."""
-    est_cfg = dict(target.extra.get("estimate", {}))
-    accelerator = str(est_cfg.get("accelerator", ""))
-    rows: list[Row] = []
-    for spec in target.runtimes:
-        if spec.name != RUNTIME_NAME:
-            continue
-        for art in artifacts:
-            if art.format is not Format.TFLITE or art.precision not in spec.precisions:
-                continue
-            m = metrics.get(art.name)
-            try:
-                progress(f"estimate {art.name} on {target.name} (vela, {accelerator})")
-                est = estimate(art.path, accelerator, system_config=est_cfg.get("system_config"),
-                               memory_mode=est_cfg.get("memory_mode"))
-            except MissingDependencyError as exc:
-                rows.append(Row(art, target.name, spec.name, "not-available", m, reason=str(exc)))
-                continue
-            except EdgekitError as exc:
-                rows.append(Row(art, target.name, spec.name, "failed", m, reason=str(exc)))
-                continue
-            bench = as_bench(est, target)
-            reasons = []
-            if est.cpu_ops:
-                reasons.append(f"{est.cpu_ops} op(s) placed on the CPU")
-            if bench.session_info["fit_problems"]:
-                reasons.append("does not fit: " + "; ".join(bench.session_info["fit_problems"]))
-            rows.append(Row(art, target.name, spec.name, "estimated", m, bench,
-                            reason="; ".join(reasons) or None))
-    return rows
+    """The rows of one estimate target: the ``estimate`` executor over its planned jobs (a convenience; the
+    pipeline goes through :func:`edgekit.executors.base.get_executor` like for every access kind)."""
+    from edgekit.executors.base import ExecutorOptions, get_executor, plan_jobs
+
+    result = get_executor("estimate").run(plan_jobs(target, artifacts, metrics), (), ExecutorOptions(), progress)
+    return list(result.rows)

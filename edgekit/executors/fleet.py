@@ -1,4 +1,5 @@
-"""Fan benchmark jobs out over boards: in parallel over hosts, one job at a time per host.
+"""The SSH executor (``access = "ssh"``): fan benchmark jobs out over boards, in parallel over hosts, one job
+at a time per host.
 
 Each host gets its own connection and runs its jobs one after the other, so no two benchmarks share a
 board. Whatever goes wrong on one host (cannot connect, connection lost mid-run, the agent fails)
@@ -12,22 +13,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgekit.artifacts import Artifact
 from edgekit.bench import BenchOptions, result_from_dict
 from edgekit.errors import EdgekitError
-from edgekit.executors.ssh import HostSpec, RemoteError, RemoteJob, connect, run_remote_job
-from edgekit.results import Metrics, Row
+from edgekit.executors.base import ExecutorOptions, ExecutorResult, Feeds, Progress, TargetJob
+from edgekit.executors.hosts import HostSpec
+from edgekit.executors.ssh import RemoteError, RemoteJob, connect, run_remote_job
+from edgekit.feeds import write_feeds_npz
+from edgekit.layout import to_layout
+from edgekit.results import BenchResult, Metrics, Row
 from edgekit.runtimes.base import RuntimeOptions
-
-Progress = Callable[[str], None]
-Feeds = Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class BenchJob:
     metrics: Metrics | None = None
 
 
-def _row(job: BenchJob, spec: HostSpec, status: str, reason: str | None = None, result: Any = None) -> Row:
+def _row(job: BenchJob, spec: HostSpec, status: str, reason: str | None = None,
+         result: BenchResult | None = None) -> Row:
     return Row(job.artifact, job.target, job.runtime, status, job.metrics, result, reason=reason, host=spec.label)
 
 
@@ -107,48 +108,40 @@ def hosts_for(target: str, hosts: Sequence[HostSpec]) -> list[HostSpec]:
     return named or [h for h in hosts if h.target is None]
 
 
-def fleet_rows(targets: Sequence[Any], artifacts: Sequence[Artifact], metrics: Mapping[str, Metrics],
-               bench_feeds: Sequence[Feeds], options: Any,
-               progress: Progress) -> tuple[dict[str, list[Row]], list[str]]:
-    """Rows for every ``access = "ssh"`` target of a run (``options`` is the pipeline's ``RunOptions``):
-    benchmarked on its hosts when ``options.hosts`` has some, else ``not-available`` ("no --host given").
-    Returns rows per target name and report notes (e.g. host keys not verified)."""
-    from edgekit.agent import write_feeds_npz
-    from edgekit.layout import to_layout
-    from edgekit.registry import runtimes_for_format
+class SshExecutor:
+    """Runs each job on its target's boards from ``options.hosts`` (:func:`hosts_for`): ``measured-remote`` rows
+    tagged with the host; ``not-available`` when a target has no host. Notes say which host keys were not
+    verified."""
 
-    hosts: Sequence[HostSpec] = getattr(options, "hosts", ())
-    out: dict[str, list[Row]] = {}
-    notes: list[str] = []
-    per_host: dict[HostSpec, list[BenchJob]] = {}
-    with tempfile.TemporaryDirectory(prefix="edgekit-fleet-") as tmp:
-        for target in targets:
-            out[target.name] = []
-            chosen = hosts_for(target.name, hosts)
-            for spec in target.runtimes:
-                for art in artifacts:
-                    if spec.name not in runtimes_for_format(art.format.value) or art.precision not in spec.precisions:
-                        continue
-                    m = metrics.get(art.name)
-                    if not chosen:
-                        out[target.name].append(Row(art, target.name, spec.name, "not-available", m,
-                                                    reason="no --host given (or inventory entry) for this ssh target"))
-                        continue
-                    threads = options.threads or spec.threads or options.bench.threads
-                    feeds_file = Path(tmp) / f"feeds-{art.layout or 'native'}.npz"
-                    if not feeds_file.exists():
-                        write_feeds_npz([to_layout(f, art.layout) for f in bench_feeds], feeds_file)
-                    job = BenchJob(art, target.name, spec.name, dataclasses.replace(options.bench, threads=threads),
-                                   RuntimeOptions(threads=threads, providers=spec.providers, device=spec.device),
-                                   feeds_file, m)
-                    for host in chosen:
-                        per_host.setdefault(host, []).append(job)
-        for host in per_host:
-            if not host.verify_host_key:
-                notes.append(f"host key of {host.label} was NOT verified (--insecure-no-host-key-check)")
-        assignments = list(per_host.items())
-        results = run_fleet(assignments, progress) if assignments else []
-    for rows in results:
-        for row in rows:
-            out[row.target].append(row)
-    return out, notes
+    def run(self, jobs: Sequence[TargetJob], feeds: Sequence[Feeds], options: ExecutorOptions,
+            progress: Progress) -> ExecutorResult:
+        """One row per job and host, in job order (see :class:`~edgekit.executors.base.Executor`)."""
+        rows: dict[int, list[Row]] = {}
+        per_host: dict[HostSpec, list[BenchJob]] = {}
+        index: dict[tuple[HostSpec, int], int] = {}  # (host, position in its job list) -> job index
+        with tempfile.TemporaryDirectory(prefix="edgekit-fleet-") as tmp:
+            for i, job in enumerate(jobs):
+                chosen = hosts_for(job.target.name, options.hosts)[:options.hosts_per_target]
+                if not chosen:
+                    rows[i] = [job.row("not-available",
+                                       reason="no --host given (or inventory entry) for this ssh target")]
+                    continue
+                threads = options.threads_for(job.runtime)
+                feeds_file = Path(tmp) / f"feeds-{job.artifact.layout or 'native'}.npz"
+                if not feeds_file.exists():
+                    write_feeds_npz([to_layout(f, job.artifact.layout) for f in feeds], feeds_file)
+                bench_job = BenchJob(job.artifact, job.target.name, job.runtime.name,
+                                     dataclasses.replace(options.bench, threads=threads),
+                                     RuntimeOptions(threads=threads, providers=job.runtime.providers,
+                                                    device=job.runtime.device), feeds_file, job.metrics)
+                for host in chosen:
+                    index[(host, len(per_host.setdefault(host, [])))] = i
+                    per_host[host].append(bench_job)
+            assignments = list(per_host.items())
+            results = run_fleet(assignments, progress) if assignments else []
+        for (host, _), host_rows in zip(assignments, results, strict=True):
+            for k, row in enumerate(host_rows):
+                rows.setdefault(index[(host, k)], []).append(row)
+        notes = tuple(f"host key of {h.label} was NOT verified (--insecure-no-host-key-check)"
+                      for h in per_host if not h.verify_host_key)
+        return ExecutorResult(tuple(r for i in sorted(rows) for r in rows[i]), notes)

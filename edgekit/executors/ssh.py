@@ -1,12 +1,13 @@
 """Run the on-device agent on a board over SSH (asyncssh).
 
-One :class:`HostSpec` says how to reach a board: host, user, port, key, the remote Python command,
-known_hosts. It comes from the command line (``--host USER@HOST:PORT``, ``--ssh-key``,
+One :class:`~edgekit.executors.hosts.HostSpec` says how to reach a board: host, user, port, key, the remote
+Python command, known_hosts. It comes from the command line (``--host USER@HOST:PORT``, ``--ssh-key``,
 ``--remote-python``, ``--ssh-known-hosts``) or from a user's inventory file
-(:func:`load_inventory`), never from the repository.
+(:func:`~edgekit.executors.hosts.load_inventory`), never from the repository.
 
 A job (:func:`run_remote_job`) makes a per-run temp dir on the board (``mktemp -d``), pushes the
-agent's modules (the same files local benchmarking runs: :data:`AGENT_MODULES`), the artifact, the
+agent's modules (the same files local benchmarking runs: :data:`AGENT_MODULES` and every built-in
+runtime of the registry), the artifact, the
 feeds and ``job.json`` over SFTP, runs ``<python> -m edgekit.agent job.json`` with ``PYTHONPATH``
 pointing at the pushed package, parses the one JSON object it prints, fetches any output file, and
 removes the temp dir. Every remote command is an argument list joined with :func:`shlex.join`
@@ -23,151 +24,36 @@ import json
 import re
 import shlex
 import tempfile
-import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edgekit.errors import ConfigError, EdgekitError, require
+from edgekit.executors.hosts import HostSpec
+from edgekit.executors.hosts import load_inventory as load_inventory
+from edgekit.executors.hosts import parse_host as parse_host
+from edgekit.registry import RUNTIMES
 
-#: The modules the agent imports (relative to the ``edgekit`` package): pushed to the board as they are.
-AGENT_MODULES = ("__init__.py", "agent.py", "bench.py", "environment.py", "errors.py", "types.py", "results.py",
-                 "artifacts.py", "registry.py", "runtimes/__init__.py", "runtimes/base.py", "runtimes/ort.py",
-                 "runtimes/openvino.py", "runtimes/litert.py")
-#: Optional ones among them (pushed when present in this install).
-_OPTIONAL_MODULES = frozenset({"runtimes/openvino.py", "runtimes/litert.py"})
+#: The modules the agent imports (relative to the ``edgekit`` package): pushed to the board as they are,
+#: with the built-in runtimes' modules (:func:`runtime_modules`).
+AGENT_MODULES = ("__init__.py", "agent.py", "bench.py", "environment.py", "errors.py", "feeds.py", "types.py",
+                 "results.py", "artifacts.py", "registry.py", "runtimes/__init__.py", "runtimes/base.py")
 
-_INVENTORY_KEYS = {"name", "address", "target", "key", "python", "known_hosts", "remote_tmp", "connect_timeout",
-                   "run_timeout", "retries"}
+
+def runtime_modules() -> tuple[str, ...]:
+    """The files (relative to the package) of every built-in runtime of the registry: pushed when present
+    (a runtime whose package is missing here may still be installed on the board)."""
+    out = []
+    for entry in RUNTIMES.values():
+        module = entry.target.partition(":")[0]
+        if module.startswith("edgekit."):
+            out.append("/".join(module.split(".")[1:]) + ".py")
+    return tuple(dict.fromkeys(out))
 
 
 class RemoteError(EdgekitError):
     """Reaching a board or running the agent there failed; the message says which step and why."""
-
-
-@dataclass(frozen=True)
-class HostSpec:
-    """How to reach one board.
-
-    ``python``: the remote Python executable (one word, e.g. ``python3`` or ``/home/pi/venv/bin/python``).
-    ``known_hosts``: None = the user's ``~/.ssh/known_hosts``. ``verify_host_key=False`` disables host key
-    checking (explicit opt-out, recorded in the report). ``remote_tmp``: the folder ``mktemp -d`` creates
-    the per-run dir in (None: the board's ``$TMPDIR`` or ``/tmp``). ``target``: the target this host is
-    (None: any ssh target of the run). ``retries``: extra connection attempts on transient errors.
-    """
-
-    host: str
-    user: str | None = None
-    port: int = 22
-    key: Path | None = None
-    python: str = "python3"
-    known_hosts: Path | None = None
-    verify_host_key: bool = True
-    target: str | None = None
-    name: str | None = None
-    remote_tmp: str | None = None
-    connect_timeout: float = 15.0
-    run_timeout: float = 1800.0
-    retries: int = 2
-
-    @property
-    def label(self) -> str:
-        """``name`` or ``user@host:port``: how the host appears in rows and messages."""
-        if self.name:
-            return self.name
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.user + '@' if self.user else ''}{host}:{self.port}"
-
-    @property
-    def host_key_policy(self) -> str:
-        """What the report records about host key checking."""
-        if not self.verify_host_key:
-            return "NOT verified (--insecure-no-host-key-check)"
-        return f"verified against {self.known_hosts or '~/.ssh/known_hosts'}"
-
-
-_ADDRESS = re.compile(r"^(?:(?P<user>[^@]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:@\[\]]+))(?::(?P<port>\d+))?$")
-
-
-def parse_host(text: str, where: str = "--host") -> HostSpec:
-    """Parse ``[USER@]HOST[:PORT]`` (IPv6 as ``[addr]:port``) into a :class:`HostSpec`."""
-    m = _ADDRESS.match(text.strip())
-    if not m:
-        raise ConfigError("cannot parse the host address", where=where, expected="[USER@]HOST[:PORT]", got=text)
-    port = int(m.group("port") or 22)
-    if not 0 < port < 65536:
-        raise ConfigError("bad port", where=where, expected="1..65535", got=port)
-    return HostSpec(host=m.group("v6") or m.group("host"), user=m.group("user"), port=port)
-
-
-def load_inventory(path: Path) -> tuple[HostSpec, ...]:
-    """Read a user's inventory TOML: ``[[host]]`` tables with ``address`` (``USER@HOST:PORT``) and ``target``,
-    optionally ``name``, ``key``, ``python``, ``known_hosts``, ``remote_tmp``, ``connect_timeout``,
-    ``run_timeout``, ``retries``. A ``[defaults]`` table gives values for every host."""
-    path = Path(path).expanduser()
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read the inventory: {exc.strerror}", where=str(path)) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"the inventory is not valid TOML: {exc}", where=str(path)) from exc
-    unknown = sorted(set(data) - {"host", "defaults"})
-    if unknown:
-        raise ConfigError("unknown inventory key", where=f"{path}:{unknown[0]}", expected="[[host]] or [defaults]",
-                          got=unknown[0])
-    defaults = data.get("defaults", {})
-    hosts = data.get("host", [])
-    if not isinstance(defaults, dict) or not isinstance(hosts, list) or not hosts:
-        raise ConfigError("an inventory needs one or more [[host]] tables", where=str(path),
-                          expected='[[host]] address = "pi@192.168.1.20:22" target = "raspberry-pi-5"')
-    out = []
-    for i, raw in enumerate(hosts):
-        where = f"{path}:host[{i}]"
-        if not isinstance(raw, dict):
-            raise ConfigError("a host entry must be a table", where=where, got=raw)
-        entry = {**defaults, **raw}
-        bad = sorted(set(entry) - _INVENTORY_KEYS)
-        if bad:
-            raise ConfigError("unknown host key", where=f"{where}.{bad[0]}",
-                              expected="one of " + ", ".join(sorted(_INVENTORY_KEYS)), got=bad[0])
-        for key in ("address", "target"):
-            if not isinstance(entry.get(key), str) or not entry[key]:
-                raise ConfigError("missing host key", where=f"{where}.{key}", expected="a string", got=entry.get(key))
-        spec = parse_host(entry["address"], where=f"{where}.address")
-        spec = replace(spec, target=entry["target"], name=_opt_str(entry, "name", where),
-                       key=_opt_path(entry, "key", where, path.parent),
-                       known_hosts=_opt_path(entry, "known_hosts", where, path.parent),
-                       python=_opt_str(entry, "python", where) or "python3",
-                       remote_tmp=_opt_str(entry, "remote_tmp", where))
-        for key, minimum in (("connect_timeout", 1.0), ("run_timeout", 1.0), ("retries", 0)):
-            if key in entry:
-                val = entry[key]
-                if isinstance(val, bool) or not isinstance(val, (int, float)) or val < minimum:
-                    raise ConfigError("bad value", where=f"{where}.{key}", expected=f"a number >= {minimum}", got=val)
-                if key == "retries":
-                    spec = replace(spec, retries=int(val))
-                elif key == "run_timeout":
-                    spec = replace(spec, run_timeout=float(val))
-                else:
-                    spec = replace(spec, connect_timeout=float(val))
-        out.append(spec)
-    return tuple(out)
-
-
-def _opt_str(entry: Mapping[str, Any], key: str, where: str) -> str | None:
-    val = entry.get(key)
-    if val is not None and (not isinstance(val, str) or not val):
-        raise ConfigError("bad value", where=f"{where}.{key}", expected="a non-empty string", got=val)
-    return val
-
-
-def _opt_path(entry: Mapping[str, Any], key: str, where: str, base: Path) -> Path | None:
-    val = _opt_str(entry, key, where)
-    if val is None:
-        return None
-    p = Path(val).expanduser()
-    return p if p.is_absolute() else base / p
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -197,11 +83,10 @@ def agent_files() -> list[tuple[Path, str]]:
     out = []
     for rel in AGENT_MODULES:
         f = root / rel
-        if f.exists():
-            out.append((f, rel))
-        elif rel not in _OPTIONAL_MODULES:
+        if not f.exists():
             raise RemoteError("an agent module is missing from this install", where=str(f))
-    return out
+        out.append((f, rel))
+    return out + [(root / rel, rel) for rel in runtime_modules() if (root / rel).exists()]
 
 
 # ------------------------------------------------------------------------------------------ connect
@@ -313,9 +198,11 @@ async def _push(conn: Any, spec: HostSpec, run_dir: str, job: RemoteJob) -> dict
     remote = PurePosixPath(run_dir)
     try:
         async with conn.start_sftp_client() as sftp:
-            for sub in ("pkg", "pkg/edgekit", "pkg/edgekit/runtimes", "work"):
+            files = agent_files()
+            subdirs = sorted({str(PurePosixPath(rel).parent) for _, rel in files} - {"."})
+            for sub in ("pkg", "pkg/edgekit", *(f"pkg/edgekit/{d}" for d in subdirs), "work"):
                 await sftp.mkdir(str(remote / sub))
-            for local, rel in agent_files():
+            for local, rel in files:
                 await sftp.put(str(local), str(remote / "pkg" / "edgekit" / rel))
             for f in _artifact_files(job.artifact):
                 await sftp.put(str(f), str(remote / "work" / f.name))
@@ -410,23 +297,27 @@ for name in sys.argv[1:]:
     try:
         mod = importlib.import_module(name)
         info = {"ok": True, "version": str(getattr(mod, "__version__", ""))}
-        if name == "onnxruntime":
-            info["providers"] = list(mod.get_available_providers())
+        providers = getattr(mod, "get_available_providers", None)  # e.g. ONNX Runtime's execution providers
+        if callable(providers):
+            info["providers"] = list(providers())
     except Exception as exc:
         info = {"ok": False, "error": type(exc).__name__ + ": " + str(exc)}
     out["modules"][name] = info
 print(json.dumps(out))
 """
 
-#: runtime registry name -> (module to import on the board, pip package to install there)
-RUNTIME_PACKAGES = {"onnxruntime": ("onnxruntime", "onnxruntime"), "openvino": ("openvino", "openvino"),
-                    "litert": ("ai_edge_litert", "ai-edge-litert")}
+def board_needs(runtime: str) -> tuple[str, tuple[str, ...]]:
+    """(module to import on the board, pip packages that install it there) for a registered runtime: its
+    first non-edgekit ``requires`` and its ``pip`` (default: its ``requires``) in the registry."""
+    entry = RUNTIMES.get(runtime)
+    modules = [m for m in (entry.requires if entry else ()) if not m.startswith("edgekit.")] or [runtime]
+    return modules[0], (entry.pip if entry and entry.pip else tuple(modules))
 
 
 def doctor_remote(spec: HostSpec, runtimes: Sequence[str]) -> tuple[str, bool]:
     """Check Python (>= 3.9), numpy and ``runtimes`` on the board; a report with the exact pip command for
     what is missing, and whether everything the agent needs is there."""
-    modules = ["numpy"] + [RUNTIME_PACKAGES.get(r, (r, r))[0] for r in runtimes]
+    modules = ["numpy"] + [board_needs(r)[0] for r in runtimes]
 
     async def probe() -> Any:
         conn = await connect(spec)
@@ -452,13 +343,13 @@ def doctor_remote(spec: HostSpec, runtimes: Sequence[str]) -> tuple[str, bool]:
     missing: list[str] = []
     for runtime, module in zip(["numpy", *runtimes], modules, strict=True):
         info = data["modules"].get(module, {})
-        package = "numpy" if runtime == "numpy" else RUNTIME_PACKAGES.get(runtime, (runtime, runtime))[1]
+        packages = ("numpy",) if runtime == "numpy" else board_needs(runtime)[1]
         if info.get("ok"):
             extra = f" providers: {', '.join(info['providers'])}" if info.get("providers") else ""
             lines.append(f"  ok       {runtime:12} {info.get('version', '')}{extra}")
         else:
             lines.append(f"  missing  {runtime:12} {info.get('error', '')}")
-            missing.append(package)
+            missing.extend(p for p in packages if p not in missing)
     if missing:
         lines.append("install what is missing on the board with:")
         lines.append("  " + shlex.join([spec.python, "-m", "pip", "install", *missing]))

@@ -15,6 +15,9 @@ import numpy as np
 
 from edgekit.artifacts import Artifact
 from edgekit.errors import NumericMismatchError
+from edgekit.metrics import cosine as cosine  # re-exported: the one implementation lives in metrics
+from edgekit.quantization.calibration import CalibrationSplit
+from edgekit.quantization.checks import DecisionBudget
 from edgekit.sources.base import ModelSource
 from edgekit.types import Format, Precision
 
@@ -41,7 +44,10 @@ class BuildContext:
     """Everything an adapter may need to build one artifact.
 
     ``calibration`` returns a fresh streaming iterator over calibration-split feeds; ``check_feeds``
-    are a few calibration-split items for numeric checks (held-out items are never used here).
+    are a few calibration-split items for the numeric checks of conversions (held-out items are never used
+    here). Static int8 builds also get ``split``: the calibration split divided into the items that set the
+    ranges and the disjoint tuning items every quantizer decision is taken on, and ``budget``: the run's
+    accuracy budget with the tuning margin, which those decisions aim for.
     """
 
     source: ModelSource
@@ -50,6 +56,8 @@ class BuildContext:
     check_feeds: Sequence[Feeds]
     isa_preset: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    split: CalibrationSplit | None = None
+    budget: DecisionBudget = field(default_factory=DecisionBudget)
 
 
 @dataclass(frozen=True)
@@ -75,18 +83,6 @@ class FormatAdapter(Protocol):
     def build(self, precision: Precision, ctx: BuildContext, out_path: Path) -> BuildOutput:
         """Write the artifact for ``precision`` to ``out_path`` (atomically)."""
         ...
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two arrays flattened (1.0 for two zero arrays)."""
-    x = a.astype(np.float64).ravel()
-    y = b.astype(np.float64).ravel()
-    nx, ny = float(np.linalg.norm(x)), float(np.linalg.norm(y))
-    if nx == 0.0 and ny == 0.0:
-        return 1.0
-    if nx == 0.0 or ny == 0.0:
-        return 0.0
-    return float(np.dot(x, y) / (nx * ny))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """ONNX: export from PyTorch / Hugging Face / an existing file (the canonical fp32 artifact), and the
-fp16 / static int8 / dynamic int8 variants (quantization itself lives in :mod:`onnx_quant`)."""
+fp16 / static int8 / dynamic int8 variants (quantization itself lives in :mod:`edgekit.quantization`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -61,14 +60,14 @@ def export_huggingface(source: ModelSource, out_path: Path, *, opset: int | None
 
 
 def _opset_of(path: Path) -> int:
-    onnx = require("onnx", "onnx", "reading ONNX files")
+    onnx = require("onnx", None, "reading ONNX files")
     model = onnx.load(str(path), load_external_data=False)
     return int(next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0))
 
 
 def _copy_single_file(src: Path, out_path: Path) -> None:
     """Copy an ONNX model into one self-contained file (external data folded in) atomically."""
-    onnx = require("onnx", "onnx", "writing ONNX files")
+    onnx = require("onnx", None, "writing ONNX files")
     model = onnx.load(str(src))
     with atomic_path(out_path) as tmp:
         onnx.save_model(model, str(tmp), save_as_external_data=False)
@@ -86,27 +85,28 @@ class OnnxAdapter:
     def build(self, precision: Precision, ctx: BuildContext, out_path: Path) -> BuildOutput:
         if precision is Precision.FP32:
             return self._export(ctx, out_path)
-        from edgekit.formats import onnx_quant
+        from edgekit.quantization import onnx as static
+        from edgekit.quantization import onnx_dynamic
 
         if ctx.canonical is None:
             raise ExportError("no fp32 ONNX model to derive from", where=str(out_path))
         fp32 = ctx.canonical.path
         options = ctx.options
         if precision is Precision.FP16:
-            rep = onnx_quant.convert_fp16(fp32, out_path)
+            rep = onnx_dynamic.convert_fp16(fp32, out_path)
         elif precision is Precision.INT8:
-            rep = onnx_quant.quantize_static(fp32, out_path, ctx.calibration, ctx.check_feeds,
-                                             options.get("static", onnx_quant.StaticInt8Options()), ctx.isa_preset)
+            if ctx.split is None:
+                raise ExportError("static int8 needs the calibration split", where=str(out_path),
+                                  hint="pass --calibration")
+            rep = static.quantize_static(fp32, out_path, ctx.split, options.get("static", static.StaticInt8Options()),
+                                         ctx.isa_preset, ctx.budget)
         elif precision is Precision.INT8_DYNAMIC:
-            rep = onnx_quant.quantize_dynamic(fp32, out_path,
-                                              options.get("dynamic", onnx_quant.DynamicInt8Options()),
-                                              ctx.isa_preset)
+            rep = onnx_dynamic.quantize_dynamic(fp32, out_path,
+                                                options.get("dynamic", onnx_dynamic.DynamicInt8Options()),
+                                                ctx.isa_preset)
         else:  # pragma: no cover - enum is closed
             raise ExportError("unsupported precision", where=str(out_path), got=precision.value)
-        settings: dict[str, Any] = {
-            **dict(rep.settings), "nodes_kept_float": list(rep.nodes_kept_float),
-            "calibration_items": rep.calibration_items, "calibration_seconds": rep.calibration_seconds,
-            "calibration_peak_rss_mb": rep.calibration_peak_rss_mb, "check": dict(rep.check)}
+        settings = rep.artifact_settings()
         notes = list(rep.notes)
         if precision is Precision.FP16:
             settings["numeric_check"], note = self._check(ctx, out_path, precision)

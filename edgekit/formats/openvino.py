@@ -1,5 +1,5 @@
 """OpenVINO IR (``.xml`` graph + ``.bin`` weights): fp32 and fp16-compressed conversion, NNCF static int8
-and weight-only int8 (quantization itself lives in :mod:`openvino_quant`).
+and weight-only int8 (quantization itself lives in :mod:`edgekit.quantization.openvino`).
 
 Conversion path: from the canonical fp32 ONNX by default. Measured here on the demo EfficientNet-Lite0
 digits model, ``openvino.convert_model`` of the ONNX file and of the torch module (``example_input``) gave
@@ -7,8 +7,9 @@ the same graph (248 ops, same op types) and the same latency (p50 0.73 ms, 1 thr
 torch path loses the input/output names and the static input shape (``[?,?,?,?]``). So ``convert_from``
 defaults to ``"onnx"``; ``"source"`` converts the torch module directly (used when no ONNX artifact exists).
 
-The ``int8-dynamic`` precision of this format is weight-only int8 (``nncf.compress_weights``): weights int8,
-activations float, no calibration data; the right int8 for transformers on CPU.
+Weight-only int8 (``nncf.compress_weights``: weights int8, activations float, no calibration data; the right
+int8 for transformers on CPU) is its own precision, ``int8-weights``: it is not ``int8-dynamic`` (activations
+quantized at run time, ONNX Runtime / TFLite), and this format does not make ``int8-dynamic``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from edgekit.errors import ConfigError, ExportError, SourceError, require
 from edgekit.formats.base import BuildContext, BuildOutput, verify
-from edgekit.formats.openvino_quant import OvInt8Options, OvQuantReport, OvWeightOptions
+from edgekit.quantization.openvino import OvInt8Options, OvWeightOptions
 from edgekit.runtimes.base import RuntimeOptions
 from edgekit.runtimes.openvino import OpenVinoRuntime, ov_message, read_model, telemetry_off
 from edgekit.types import Format, Precision
@@ -101,10 +102,10 @@ def convert_torch(module: Any, input_names: tuple[str, ...], output_names: tuple
 
 
 class OpenVinoAdapter:
-    """The OpenVINO format: fp32 IR, fp16-compressed IR, NNCF static int8, weight-only int8."""
+    """The OpenVINO format: fp32 IR, fp16-compressed IR, NNCF static int8, weight-only int8 (``int8-weights``)."""
 
     format = Format.OPENVINO
-    precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC)
+    precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_WEIGHTS)
 
     def file_name(self, precision: Precision) -> str:
         return f"model.{precision.value}.xml"
@@ -125,25 +126,19 @@ class OpenVinoAdapter:
             return BuildOutput(out_path, ("fp16-compressed weights (compute stays in the device's default "
                                           f"precision); {checked}",),
                                {"compress_to_fp16": True, "numeric_check": check})
-        from edgekit.formats import openvino_quant
+        from edgekit.quantization import openvino as nncf_quant
 
         if precision is Precision.INT8:
-            labels = ctx.options.get("calibration_labels")
-            budget = float(ctx.options.get("max_drop_points", 1.0))
-            qmodel, rep = openvino_quant.quantize_static(fp32, ctx.calibration, ctx.check_feeds, options.int8,
-                                                         ctx.isa_preset, labels=labels, max_drop_points=budget)
-        elif precision is Precision.INT8_DYNAMIC:
-            qmodel, rep = openvino_quant.compress_weights(fp32, options.weights)
+            if ctx.split is None:
+                raise ExportError("static int8 needs the calibration split", where=str(out_path),
+                                  hint="pass --calibration")
+            qmodel, rep = nncf_quant.quantize_static(fp32, ctx.split, options.int8, ctx.isa_preset, ctx.budget)
+        elif precision is Precision.INT8_WEIGHTS:
+            qmodel, rep = nncf_quant.compress_weights(fp32, options.weights)
         else:  # pragma: no cover - enum is closed
             raise ExportError("unsupported precision", where=str(out_path), got=precision.value)
         save_ir(qmodel, out_path)
-        return BuildOutput(out_path, rep.notes, self._settings(rep))
-
-    @staticmethod
-    def _settings(rep: OvQuantReport) -> dict[str, Any]:
-        return {**dict(rep.settings), "layers_kept_float": list(rep.layers_kept_float),
-                "calibration_items": rep.calibration_items, "quantize_seconds": rep.seconds,
-                "check": dict(rep.check)}
+        return BuildOutput(out_path, rep.notes, rep.artifact_settings())
 
     def _convert(self, ctx: BuildContext, options: OpenVinoOptions, out_path: Path) -> BuildOutput:
         src = ctx.source

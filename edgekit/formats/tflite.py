@@ -26,8 +26,8 @@ import numpy as np
 from edgekit.artifacts import atomic_path
 from edgekit.errors import ExportError, SourceError, first_line, require
 from edgekit.formats.base import BuildContext, BuildOutput, verify
-from edgekit.formats.tflite_quant import TfliteInt8Options
 from edgekit.layout import to_layout
+from edgekit.quantization.tflite import TfliteInt8Options
 from edgekit.types import Format, Precision
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -78,7 +78,7 @@ def convert_torch(ctx: BuildContext, out_path: Path, nhwc: bool) -> str:
     except Exception as exc:
         raise ExportError(f"litert-torch conversion failed: {first_line(exc, 240)}", where=ctx.source.name,
                           hint="the model must be torch.export-able; or convert through ONNX") from exc
-    from edgekit.formats.tflite_quant import rename_inputs
+    from edgekit.formats.tflite_graph import rename_inputs
 
     rename_inputs(out_path, list(ctx.source.io.input_names))
     return layout
@@ -187,23 +187,27 @@ class TfliteAdapter:
     def build(self, precision: Precision, ctx: BuildContext, out_path: Path) -> BuildOutput:
         if precision is Precision.FP32:
             return self._convert(ctx, out_path)
-        from edgekit.formats import tflite_quant
+        from edgekit.quantization import tflite as aeq
 
         if ctx.canonical is None or ctx.canonical.format is not Format.TFLITE:
             raise ExportError("no fp32 .tflite to derive from", where=str(out_path))
         fp32, layout = ctx.canonical.path, ctx.canonical.layout
         if precision is Precision.FP16:
-            rep = tflite_quant.convert_fp16(fp32, out_path)
+            rep = aeq.convert_fp16(fp32, out_path)
         elif precision is Precision.INT8_DYNAMIC:
-            rep = tflite_quant.quantize_dynamic(fp32, out_path)
+            rep = aeq.quantize_dynamic(fp32, out_path)
         elif precision is Precision.INT8:
+            if ctx.split is None:
+                raise ExportError("full-integer int8 needs the calibration split", where=str(out_path),
+                                  hint="pass --calibration")
+
             def adapt(feeds: Feeds) -> Feeds:
                 return to_layout(feeds, layout)
 
-            rep = tflite_quant.quantize_full_int8(fp32, out_path, ctx.calibration, adapt, self._options(ctx).int8)
+            rep = aeq.quantize_full_int8(fp32, out_path, ctx.split, adapt, self._options(ctx).int8, ctx.budget)
         else:  # pragma: no cover - enum is closed
             raise ExportError("unsupported precision", where=str(out_path), got=precision.value)
-        settings: dict[str, Any] = {**dict(rep.settings), "calibration_seconds": rep.calibration_seconds}
+        settings = rep.artifact_settings()
         notes = list(rep.notes)
         if precision is Precision.FP16:
             settings["numeric_check"], checked = self._check(ctx, out_path, precision, layout)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from edgekit.report.model import artifact_size, jsonable
 from edgekit.report.recommend import MEASURED, speedups
+from edgekit.report.values import artifact_size, jsonable
 from edgekit.results import Row, RunResult
 
 DASH = "—"
@@ -142,11 +142,17 @@ def _dataset(result: RunResult) -> list[str]:
 
 def _budget(result: RunResult) -> list[str]:
     b = result.budget
+    rule = {"both": f"its mean output cosine similarity with the source is at least {b.min_cosine:g} and, where "
+                    f"labels exist, it loses at most {b.max_drop_points:g} accuracy points vs the source",
+            "accuracy": f"it loses at most {b.max_drop_points:g} accuracy points vs the source where labels exist "
+                        f"(elsewhere: its mean output cosine with the source is at least {b.min_cosine:g})",
+            "cosine": f"its mean output cosine similarity with the source is at least {b.min_cosine:g} (accuracy "
+                      "drops are shown, not judged)"}[b.governs]
     return ["## Accuracy budget", "",
-            f"An artifact may be recommended when its mean output cosine similarity with the source is at "
-            f"least {b.min_cosine:g} and, where labels exist, it loses at most {b.max_drop_points:g} "
-            "accuracy points vs the source. A quantized artifact slower than the fp32 artifact of the same "
-            "format on the same target is never recommended."]
+            f"An artifact may be recommended when {rule} (`--budget-rule {b.governs}`). A quantized artifact "
+            "slower than the fp32 artifact of the same format on the same target is never recommended. Static "
+            "int8 searches aim inside this budget on the tuning items of the calibration split (see each "
+            "artifact's notes for the split)."]
 
 
 def _results(result: RunResult) -> list[str]:
@@ -156,46 +162,48 @@ def _results(result: RunResult) -> list[str]:
              "vs the source in points; agreement, cosine and max-abs compare outputs with the source; "
              "`vs fp32` is the p50 speed-up over the fp32 artifact of the same format on the same target "
              "and runtime. Compiler estimates are listed apart, under Compiler estimates.", ""]
-    shown = [(i, r) for i, r in enumerate(result.rows) if r.status != "estimated" and r.runtime != "ethos-u-vela"]
+    shown = [(i, r) for i, r in enumerate(result.rows) if not r.is_estimate]
     if not shown:
         return [*lines, "No artifact was validated or benchmarked."]
     return lines + _table(_TABLE_HEAD, (_results_row(r, speed[i]) for i, r in shown))
 
 
-_ESTIMATE_HEAD = ("Artifact", "Target", "Estimator", "Accuracy (Δ pt)", "≈ Latency ms", "≈ Inf/s", "NPU cycles",
-                  "SRAM KiB", "Flash KiB", "DRAM KiB", "Ops NPU / CPU", "Fits", "Status")
+_ESTIMATE_HEAD = ("Artifact", "Target", "Estimator", "Accuracy (Δ pt)", "≈ Latency ms", "≈ Inf/s", "Memory KiB",
+                  "Ops accel. / CPU", "Fits", "Status")
 
 
 def _estimate_row(row: Row) -> list[str]:
+    """One estimate, from the keys every estimator's rows share (see :mod:`edgekit.estimators.base`)."""
     info = row.bench.session_info if row.bench is not None else {}
 
     def num(key: str, fmt: str) -> str:
         v = info.get(key)
         return DASH if v is None else format(v, fmt)
 
-    budget = [f"SRAM {info['sram_budget_kb']} KiB" if info.get("sram_budget_kb") else "",
-              f"flash {info['flash_budget_kb']} KiB" if info.get("flash_budget_kb") else "",
-              f"DRAM {info['dram_budget_mb']} MB" if info.get("dram_budget_mb") else ""]
-    fits = DASH if not info else ("yes" if info.get("fits") else "**NO**") + (
-        f" ({', '.join(b for b in budget if b)})" if any(budget) else "")
-    ops = DASH if not info else f"{info.get('npu_ops', 0)} / {info.get('cpu_ops', 0)}" + (
-        " **(CPU fallback)**" if info.get("cpu_ops") else "")
+    memory = info.get("memory_kib") or {}
+    mem = ", ".join(f"{name} {kib:.1f}" for name, kib in memory.items()) if memory else DASH
+    budgets = info.get("budgets") or []
+    fits = DASH if "fits" not in info else ("yes" if info["fits"] else "**NO**") + (
+        f" ({', '.join(budgets)})" if budgets else "")
+    ops = DASH if "cpu_ops" not in info else f"{info.get('accelerator_ops', 0)} / {info['cpu_ops']}" + (
+        " **(CPU fallback)**" if info["cpu_ops"] else "")
     latency = num("latency_ms", ".2f") if "latency_ms" in info else (
         _ms(row.bench.stats.p50_ms) if row.bench is not None else DASH)
     return [row.artifact.name, row.target, row.runtime, _accuracy(row), latency,
-            num("inferences_per_second", ".1f"), num("cycles_npu", ".0f"), num("sram_kib", ".1f"),
-            num("flash_kib", ".1f"), num("dram_kib", ".1f"), ops, fits, _status(row)]
+            num("inferences_per_second", ".1f"), mem, ops, fits, _status(row)]
 
 
 def _estimates(result: RunResult) -> list[str]:
-    """NPU compiler estimates (e.g. Arm Ethos-U through Vela), kept apart from measured rows."""
-    rows = [r for r in result.rows if r.status == "estimated" or r.runtime == "ethos-u-vela"]
+    """Compiler estimates (e.g. Arm Ethos-U through Vela), kept apart from measured rows: every row of kind
+    ``estimate``, also those that failed or were not available."""
+    rows = [r for r in result.rows if r.is_estimate]
     if not rows:
         return []
     lines = ["## Compiler estimates (not measured)", "",
-             "Nothing ran on these targets: the NPU compiler's performance model estimated latency, cycles and "
-             "memory for the artifact (accuracy is that of the same artifact on the CPU). Any op the compiler "
-             "placed on the CPU is flagged; Fits compares SRAM/flash use with the target's budgets.", ""]
+             "Nothing ran on these targets: the NPU compiler's performance model estimated latency and memory for "
+             "the artifact (accuracy is that of the same artifact on the CPU). Any op the compiler placed on the "
+             "CPU is flagged; Fits compares the memory use with the target's budgets. Every number the estimator "
+             "gave (cycles ...) is in `report.json`.", ""]
     return lines + _table(_ESTIMATE_HEAD, (_estimate_row(r) for r in rows))
 
 

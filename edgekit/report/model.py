@@ -16,54 +16,22 @@ Non-finite floats (a NaN cosine from a broken artifact) are written as JSON ``Na
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 import os
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 from edgekit.artifacts import Artifact, atomic_write_json, atomic_write_text
 from edgekit.errors import ConfigError
 from edgekit.report.recommend import speedups
+from edgekit.report.values import artifact_size, jsonable
 from edgekit.results import Recommendation, Row, RunResult
 
 SCHEMA_NAME = "edgekit.report"
 SCHEMA_VERSION = 1
 JSON_NAME = "report.json"
 MARKDOWN_NAME = "report.md"
-
-
-def artifact_size(artifact: Artifact) -> int | None:
-    """Size on disk including side files, or None when the file is gone."""
-    try:
-        return artifact.size_bytes
-    except OSError:
-        return None
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types: dataclasses/mappings -> dicts, tuples -> lists, paths -> str, numpy
-    scalars and arrays -> Python numbers and lists, enums -> their value."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value
-    if isinstance(value, enum.Enum):
-        return jsonable(value.value)
-    if isinstance(value, PurePath):
-        return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays, without importing numpy
-    if callable(tolist):
-        return jsonable(tolist())
-    return str(value)
 
 
 def artifact_dict(artifact: Artifact) -> dict[str, Any]:
@@ -97,6 +65,7 @@ def row_dict(row: Row, speedup: float | None) -> dict[str, Any]:
         "target": row.target,
         "runtime": row.runtime,
         "status": row.status,
+        "kind": row.kind,
         "reason": row.reason,
         "host": row.host,
         "metrics": jsonable(row.metrics.to_dict()) if row.metrics is not None else None,

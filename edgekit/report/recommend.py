@@ -1,7 +1,9 @@
 """Which artifact to ship to each target, and why.
 
 The rule, per (target, runtime) pair that has measured rows: among the measured artifacts whose
-accuracy is within the :class:`~edgekit.results.AccuracyBudget`, pick the lowest p50 latency. A
+accuracy is within the :class:`~edgekit.results.AccuracyBudget` (under the rule its ``governs`` chooses:
+each refusal names the rule that refused; a rule not applied is said in the reason), pick the lowest
+p50 latency. A
 non-fp32 artifact that runs slower than the fp32 artifact of the same format on the same target and
 runtime is never recommended (it buys nothing but lost accuracy), and the rejection says so.
 Estimated, failed and not-available rows are never recommended.
@@ -56,13 +58,8 @@ def budget_failures(row: Row, budget: AccuracyBudget) -> list[str]:
     m = row.metrics
     if m is None:
         return ["not validated: no accuracy metrics to check against the budget"]
-    out: list[str] = []
-    if not m.cosine_mean >= budget.min_cosine:  # also catches NaN
-        out.append(f"over budget: cosine {m.cosine_mean:.4f} < {budget.min_cosine:g}")
-    drop = m.accuracy_drop_points
-    if drop is not None and not drop <= budget.max_drop_points:
-        out.append(f"over budget: accuracy drop {drop:.1f} pt > {budget.max_drop_points:g} pt")
-    return out
+    # one rule set (budget.governs) shared with the int8 search: each line names the rule that refused
+    return budget.failures(m.cosine_mean, m.accuracy_drop_points)
 
 
 def describe(row: Row, speedup: float | None) -> str:
@@ -127,12 +124,14 @@ def recommend(rows: Sequence[Row], budget: AccuracyBudget) -> tuple[Recommendati
             best = min(eligible, key=lambda i: (_p50(rows[i]) or 0.0, i))
             best_p50 = _p50(rows[best]) or 0.0
             reason = "fastest within budget: " + describe(rows[best], speed[best])
+            m = rows[best].metrics
+            if m is not None:  # a rule the chosen --budget-rule does not apply is said, not dropped
+                reason += "".join(f"; {w}" for w in budget.waived(m.cosine_mean, m.accuracy_drop_points))
             artifact: str | None = rows[best].artifact.name
         else:
             best, best_p50, artifact = -1, 0.0, None
             reason = (f"nothing qualifies on {target}/{runtime}: no measured artifact is within the budget "
-                      f"(cosine >= {budget.min_cosine:g}, accuracy drop <= {budget.max_drop_points:g} pt) "
-                      "and no slower than fp32")
+                      f"({budget.describe()}) and no slower than fp32")
         for i in idx:
             if i == best:
                 continue

@@ -18,7 +18,7 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 def import_ort() -> Any:
     """Import onnxruntime with its telemetry events switched off (it otherwise logs session events to
     ``~/.cache/Microsoft/DeveloperTools/.onnxruntime``). Every edgekit use of ORT goes through here."""
-    ort = require("onnxruntime", "onnx", "ONNX Runtime")
+    ort = require("onnxruntime", None, "ONNX Runtime")
     disable = getattr(ort, "disable_telemetry_events", None)
     if disable is not None:
         disable()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.calibration import Preprocess
+from edgekit.data import ImagePreprocess, Preprocess
 from edgekit.types import IOSpec, Task
 
 ReferenceFn = Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]
@@ -48,6 +48,47 @@ class ModelSource:
             "preprocess": self.preprocess.to_dict() if self.preprocess is not None else None,
             **dict(self.details),
         }
+
+
+IMAGE_OPTIONS = ("size", "mean", "std", "layout", "resize")
+"""The image preprocessing options a user may set (``--mean``/``--std`` on the command line)."""
+
+
+def apply_image_options(pre: Preprocess, given: Mapping[str, Any] | None, *, what: str) -> Preprocess:
+    """``pre`` with the user's image options (``given``: ``mean``, ``std``, ``size``, ``layout``, ``resize``)
+    set over the source's own values. Options that cannot apply are refused, never ignored: an unknown one,
+    or any of them when the source has no image preprocessing (a text model, a non-image input); the error
+    names the option. ``what`` says what the source is, for that error."""
+    from edgekit.errors import ConfigError
+
+    if not given:
+        return pre
+    unknown = [k for k in given if k not in IMAGE_OPTIONS]
+    if unknown:
+        raise ConfigError("unknown preprocessing option", where=f"preprocess[{unknown[0]!r}]",
+                          expected=", ".join(IMAGE_OPTIONS), got=unknown[0])
+    if not isinstance(pre, ImagePreprocess):
+        options = ", ".join(f"--{k}" for k in given)
+        raise ConfigError(f"{options} does not apply: {what} has no image preprocessing", where=options,
+                          got={k: given[k] for k in given},
+                          hint="--mean/--std normalise image inputs; drop them for this model")
+    values: dict[str, Any] = {k: tuple(v) if k in ("size", "mean", "std") else v for k, v in given.items()}
+    return replace(pre, **values)
+
+
+def image_options(preprocess: Preprocess | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """User preprocessing as a mapping of image options for :func:`apply_image_options`: an
+    :class:`ImagePreprocess` gives all of its values; a text one cannot be set from outside (a Hugging Face
+    source uses its own tokenizer) and is an error."""
+    from edgekit.errors import ConfigError
+
+    if preprocess is None or isinstance(preprocess, Mapping):
+        return dict(preprocess) if preprocess else None
+    if isinstance(preprocess, ImagePreprocess):
+        return {k: v for k, v in preprocess.to_dict().items() if k != "kind"}
+    raise ConfigError("text preprocessing cannot be given for this source", where="preprocess",
+                      got=type(preprocess).__name__, hint="a Hugging Face source uses its own tokenizer; set "
+                                                          "max_length instead")
 
 
 def parse_shape(text: str, *, where: str) -> tuple[int, ...]:

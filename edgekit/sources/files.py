@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from edgekit.artifacts import sha256_file
-from edgekit.calibration import ImagePreprocess, Preprocess
+from edgekit.data import ImagePreprocess, Preprocess
 from edgekit.errors import SourceError, first_line, require
-from edgekit.sources.base import ModelSource
+from edgekit.sources.base import ModelSource, apply_image_options
 from edgekit.types import IOSpec, Task, TensorSpec
 
 _ONNX_DTYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64", 2: "uint8", 3: "int8", 9: "bool"}
@@ -37,7 +37,7 @@ def onnx_io(model: Any) -> IOSpec:
 
 def check_onnx_file(path: Path) -> Any:
     """Load and check an ONNX file; missing, truncated or corrupt files raise :class:`SourceError`."""
-    onnx = require("onnx", "onnx", "reading ONNX files")
+    onnx = require("onnx", None, "reading ONNX files")
     if not path.is_file():
         raise SourceError("model file not found", where=str(path))
     if path.stat().st_size == 0:
@@ -59,9 +59,13 @@ def load_onnx_file(
     *,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     task: Task | str = Task.GENERIC,
-    preprocess: Preprocess | None = None,
+    preprocess: Preprocess | Mapping[str, Any] | None = None,
 ) -> ModelSource:
-    """An existing ``.onnx`` file as a source. Symbolic dims other than the batch need ``input_shapes``."""
+    """An existing ``.onnx`` file as a source. Symbolic dims other than the batch need ``input_shapes``.
+
+    A single float32 ``[N, 1|3, H, W]`` input gets image preprocessing (ImageNet mean/std unless ``preprocess``
+    says otherwise: a :class:`Preprocess`, or a mapping of options such as ``mean``/``std`` set over the
+    defaults); options given for a model without an image input are an error naming them."""
     path = Path(path)
     model = check_onnx_file(path)
     io = onnx_io(model)
@@ -78,10 +82,15 @@ def load_onnx_file(
         else:
             inputs.append(t)
     io = IOSpec(tuple(inputs), io.outputs)
+    given = preprocess if isinstance(preprocess, Mapping) else None
+    if isinstance(preprocess, Mapping):
+        preprocess = None
     if preprocess is None and len(io.inputs) == 1 and len(io.inputs[0].shape) == 4 and io.inputs[0].dtype == "float32":
         s = io.inputs[0].shape
         if isinstance(s[2], int) and isinstance(s[3], int) and s[1] in (1, 3):
             preprocess = ImagePreprocess(size=(s[2], s[3]))
+    preprocess = apply_image_options(preprocess, given, what=f"{path.name} (inputs: "
+                                     f"{', '.join(f'{t.name} {t.dtype} {list(t.shape)}' for t in io.inputs)})")
     from edgekit.runtimes.ort import import_ort
 
     ort = import_ort()

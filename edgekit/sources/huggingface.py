@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from edgekit.artifacts import sha256_file
-from edgekit.calibration import ImagePreprocess, Preprocess, TextPreprocess
+from edgekit.data import ImagePreprocess, Preprocess, TextPreprocess
 from edgekit.errors import SourceError, first_line, require
-from edgekit.sources.base import ModelSource, as_numpy_list
+from edgekit.sources.base import ModelSource, apply_image_options, as_numpy_list
 from edgekit.types import IOSpec, Task, TensorSpec
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -60,8 +60,12 @@ def _weights_fingerprint(directory: Path) -> str:
     return "+".join(sha256_file(f)[:16] for f in files)
 
 
-def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: int = 64) -> ModelSource:
-    """Load an HF directory: config, tokenizer/image processor, and the PyTorch model for reference."""
+def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: int = 64,
+                preprocess: Mapping[str, Any] | None = None) -> ModelSource:
+    """Load an HF directory: config, tokenizer/image processor, and the PyTorch model for reference.
+
+    ``preprocess`` options (``mean``, ``std``, ...) are set over the image processor's values of an image
+    model; for a text model they are an error naming them."""
     go_offline()
     directory = Path(directory)
     cfg_path = directory / "config.json"
@@ -73,6 +77,9 @@ def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: 
     except ValueError as exc:
         raise SourceError(f"config.json is not valid JSON: {exc}", where=str(cfg_path)) from exc
     the_task = Task.parse(task, where="--task") if task else task_from_config(config, str(cfg_path))
+    what = f"{directory.name} (a {the_task.value} model)"
+    if the_task is not Task.IMAGE_CLASSIFICATION:  # refuse image options before the slow model load
+        apply_image_options(None, preprocess, what=what)
     fingerprint = _weights_fingerprint(directory)
     transformers = require("transformers", "hf", "a Hugging Face source")
     torch = require("torch", "hf", "a Hugging Face source")
@@ -86,14 +93,14 @@ def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: 
         raise SourceError(f"cannot load the model ({type(exc).__name__}: {first[:200]})", where=str(directory),
                           hint="are the weight files complete? re-save with save_pretrained") from exc
     model.eval()
-    preprocess: Preprocess
+    pre: Preprocess
     if the_task is Task.IMAGE_CLASSIFICATION:
         proc = json.loads((directory / "preprocessor_config.json").read_text()) \
             if (directory / "preprocessor_config.json").is_file() else {}
         size = proc.get("size", {"height": 224, "width": 224})
         hw = (int(size.get("height", 224)), int(size.get("width", 224))) if isinstance(size, dict) else (224, 224)
-        preprocess = ImagePreprocess(size=hw, mean=tuple(proc.get("image_mean", (0.5, 0.5, 0.5))),  # type: ignore[arg-type]
-                                     std=tuple(proc.get("image_std", (0.5, 0.5, 0.5))))  # type: ignore[arg-type]
+        pre = ImagePreprocess(size=hw, mean=tuple(proc.get("image_mean", (0.5, 0.5, 0.5))),  # type: ignore[arg-type]
+                              std=tuple(proc.get("image_std", (0.5, 0.5, 0.5))))  # type: ignore[arg-type]
         inputs: tuple[TensorSpec, ...] = (TensorSpec("pixel_values", ("batch", 3, *hw), "float32"),)
     else:
         try:
@@ -101,7 +108,7 @@ def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: 
         except Exception as exc:
             raise SourceError("cannot load the tokenizer", where=str(directory),
                               hint="save the tokenizer beside the model (tokenizer.save_pretrained)") from exc
-        preprocess = TextPreprocess(tokenizer_dir=directory, max_length=max_length)
+        pre = TextPreprocess(tokenizer_dir=directory, max_length=max_length)
         inputs = tuple(TensorSpec(n, ("batch", "sequence"), "int64") for n in tok.model_input_names)
     if the_task is Task.FEATURE_EXTRACTION:
         outputs = (TensorSpec("last_hidden_state", ("batch", "sequence", int(config.get("hidden_size", 0))),
@@ -109,6 +116,7 @@ def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: 
     else:
         outputs = (TensorSpec("logits", ("batch", len(config.get("id2label", {})) or "labels"), "float32"),)
     io = IOSpec(inputs, outputs)
+    pre = apply_image_options(pre, preprocess, what=what)
 
     def reference(feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         with torch.no_grad():
@@ -117,7 +125,7 @@ def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: 
         return as_numpy_list([first])
 
     return ModelSource(
-        kind="huggingface", name=directory.name, io=io, task=the_task, preprocess=preprocess,
+        kind="huggingface", name=directory.name, io=io, task=the_task, preprocess=pre,
         fingerprint=fingerprint, path=directory, handle=directory, reference=reference,
         details={"architecture": (config.get("architectures") or ["?"])[0],
                  "optimum_task": OPTIMUM_TASK.get(the_task, "auto"),

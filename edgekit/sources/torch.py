@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from edgekit.artifacts import sha256_file
-from edgekit.calibration import ImagePreprocess, Preprocess
+from edgekit.data import ImagePreprocess, Preprocess
 from edgekit.errors import ConfigError, SourceError, first_line, require
-from edgekit.sources.base import ModelSource, as_numpy_list
+from edgekit.sources.base import ModelSource, apply_image_options, as_numpy_list
 from edgekit.types import IOSpec, Task, TensorSpec
 
 
@@ -93,17 +93,15 @@ def _fingerprint_module(module: Any) -> str:
     return h.hexdigest()
 
 
-def _image_preprocess(shape: tuple[int, ...], given: Mapping[str, Any] | None) -> Preprocess:
-    if len(shape) != 4:
-        return None
-    layout = "NCHW" if shape[1] in (1, 3) else "NHWC"
-    size = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
-    if given:
-        return ImagePreprocess(size=tuple(given.get("size", size)),  # type: ignore[arg-type]
-                               mean=tuple(given.get("mean", (0.485, 0.456, 0.406))),  # type: ignore[arg-type]
-                               std=tuple(given.get("std", (0.229, 0.224, 0.225))),  # type: ignore[arg-type]
-                               layout=str(given.get("layout", layout)))
-    return ImagePreprocess(size=size, layout=layout)
+def _image_preprocess(shape: tuple[int, ...], given: Mapping[str, Any] | None, what: str) -> Preprocess:
+    """Image preprocessing for a rank-4 input (ImageNet mean/std unless ``given`` says otherwise); image
+    options given for another input are an error naming them."""
+    default: Preprocess = None
+    if len(shape) == 4:
+        layout = "NCHW" if shape[1] in (1, 3) else "NHWC"
+        size = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+        default = ImagePreprocess(size=size, layout=layout)
+    return apply_image_options(default, given, what=f"{what} (input shape {list(shape)})")
 
 
 def torch_source(
@@ -147,7 +145,7 @@ def torch_source(
     )
     prep = preprocess if (preprocess is None or not isinstance(preprocess, Mapping)) else None
     if prep is None:
-        prep = _image_preprocess(shape, preprocess if isinstance(preprocess, Mapping) else None)
+        prep = _image_preprocess(shape, preprocess if isinstance(preprocess, Mapping) else None, name or "model")
 
     def reference(feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         with torch.no_grad():
@@ -173,7 +171,7 @@ def load_torch_factory(
     """Build a module from ``file.py:factory`` and load ``checkpoint`` into it (strictly).
 
     The factory file may define ``INPUT_SHAPE``, ``PREPROCESS`` (dict) and ``TASK``; command-line
-    values win over them.
+    values win over them, key by key (``--mean`` keeps the file's ``std``).
     """
     factory, mod = load_factory(spec)
     try:
@@ -192,6 +190,6 @@ def load_torch_factory(
     return torch_source(
         module, input_shape=tuple(shape) if shape else None,
         task=task or str(getattr(mod, "TASK", Task.GENERIC.value)),
-        preprocess=preprocess or getattr(mod, "PREPROCESS", None),
+        preprocess={**dict(getattr(mod, "PREPROCESS", None) or {}), **dict(preprocess or {})} or None,
         name=Path(spec.rpartition(":")[0]).stem, checkpoint=checkpoint,
     )

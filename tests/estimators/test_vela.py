@@ -56,7 +56,8 @@ def test_rows_are_estimated_and_a_model_over_budget_is_reported_as_not_fitting(s
     rows = estimate_rows(target, arts, {}, lambda _m: None)
     assert [r.artifact.precision.value for r in rows] == ["int8"]  # the target only takes int8
     row = rows[0]
-    assert row.status == "estimated" and row.bench is not None and row.bench.samples_ms == ()
+    assert row.status == "estimated" and row.kind == "estimate" and row.bench is not None
+    assert row.bench.samples_ms == () and row.runtime == "ethos-u-vela" == row.bench.runtime
     assert row.bench.session_info["fits"] and row.reason is None
     tight = replace(target, sram_kb=1, flash_kb=1)
     (row,) = estimate_rows(tight, arts, {}, lambda _m: None)
@@ -64,6 +65,26 @@ def test_rows_are_estimated_and_a_model_over_budget_is_reported_as_not_fitting(s
     assert row.reason is not None and "does not fit" in row.reason and "budget 1 KiB" in row.reason
     est = estimate(small_tflite["int8"].path, "ethos-u55-128")
     assert as_bench(est, tight).session_info["fit_problems"][0].startswith("SRAM")
+
+
+def test_estimate_settings_are_checked_and_a_time_out_is_a_failed_row(small_tflite: dict[str, Any]) -> None:
+    """Through the registry and the estimate executor: a misspelled [estimate] key names file:key, a
+    compile past timeout_s is a failed row (never a crashed run)."""
+    from edgekit.estimators.base import get_estimator
+    from edgekit.estimators.vela import VelaEstimator
+    from edgekit.executors.base import ExecutorOptions, get_executor, plan_jobs
+
+    target = load_target("ethos-u55-128")
+    assert isinstance(get_estimator("ethos-u-vela"), VelaEstimator)
+
+    def rows(tgt: Any) -> list[Any]:
+        jobs = plan_jobs(tgt, [small_tflite["int8"]])
+        return list(get_executor("estimate").run(jobs, [], ExecutorOptions(), lambda _m: None).rows)
+
+    (typo,) = rows(replace(target, extra={"estimate": {"accelerator": "ethos-u55-128", "sytem_config": "x"}}))
+    assert typo.status == "failed" and typo.kind == "estimate" and "estimate.sytem_config" in (typo.reason or "")
+    (slow,) = rows(replace(target, extra={"estimate": {"accelerator": "ethos-u55-128", "timeout_s": 0.001}}))
+    assert slow.status == "failed" and "did not finish within 0.001 s" in (slow.reason or "")
 
 
 @pytest.mark.slow

@@ -29,7 +29,8 @@ from edgekit.agent import read_outputs_npz, write_feeds_npz
 from edgekit.artifacts import Artifact, sha256_file
 from edgekit.bench import BenchOptions, benchmark, result_from_dict
 from edgekit.errors import ConfigError
-from edgekit.executors.fleet import BenchJob, fleet_rows, run_fleet
+from edgekit.executors.base import ExecutorOptions, get_executor, plan_jobs, run_targets
+from edgekit.executors.fleet import BenchJob, SshExecutor, run_fleet
 from edgekit.executors.ssh import (
     AGENT_MODULES,
     HostSpec,
@@ -421,26 +422,92 @@ def test_parse_host_and_inventory(tmp_path: Path) -> None:
 
 
 def test_ssh_target_without_host_is_not_available(model: tuple[Artifact, Path]) -> None:
-    from edgekit.pipeline import RunOptions
     from edgekit.targets import load_target
 
     art, _ = model
     feeds = make_feeds(2, SIZE)
-    rows, notes = fleet_rows([load_target("raspberry-pi-5")], [art], {}, feeds, RunOptions(), lambda _m: None)
-    assert [(r.status, r.reason) for r in rows["raspberry-pi-5"]] == [
-        ("not-available", "no --host given (or inventory entry) for this ssh target")]
-    assert notes == []
+    jobs = plan_jobs(load_target("raspberry-pi-5"), [art])
+    assert isinstance(get_executor("ssh"), SshExecutor)
+    result = get_executor("ssh").run(jobs, feeds, ExecutorOptions(), lambda _m: None)
+    assert [(r.status, r.reason, r.target) for r in result.rows] == [
+        ("not-available", "no --host given (or inventory entry) for this ssh target", "raspberry-pi-5")]
+    assert result.notes == ()
+
+
+def test_ssh_executor_runs_each_job_on_every_host_of_its_target_in_job_order(
+        ssh_env: SshEnv, model: tuple[Artifact, Path]) -> None:
+    """Through the executor protocol: an inventory's two boards for one target, one CLI host for the others;
+    rows per job and host in job order; ``hosts_per_target`` keeps the first; unverified keys are noted."""
+    from dataclasses import replace
+
+    from edgekit.targets import load_target
+
+    art, _ = model
+    int8 = replace(art, precision=Precision.INT8)  # the same file: the rows must keep the artifacts apart
+    pi5, pi4 = load_target("raspberry-pi-5"), load_target("raspberry-pi-4")
+    a = ssh_env.spec("a", name="kitchen", target="raspberry-pi-5")
+    b = ssh_env.spec("b", name="garage", target="raspberry-pi-5", verify_host_key=False)
+    anyhost = ssh_env.spec("a", name="any")  # names no target: used by targets no host names
+    opts = ExecutorOptions(bench=FAST, threads=1, hosts=(a, b, anyhost))
+    feeds = make_feeds(2, SIZE)
+    result = run_targets([pi5, pi4], [art, int8], {}, feeds, opts, lambda _m: None)
+    got = [(r.target, r.artifact.precision.value, r.host, r.status) for r in result.rows]
+    assert got == [("raspberry-pi-5", "fp32", "kitchen", "measured-remote"),
+                   ("raspberry-pi-5", "fp32", "garage", "measured-remote"),
+                   ("raspberry-pi-5", "int8", "kitchen", "measured-remote"),
+                   ("raspberry-pi-5", "int8", "garage", "measured-remote"),
+                   ("raspberry-pi-4", "fp32", "any", "measured-remote"),
+                   ("raspberry-pi-4", "int8", "any", "measured-remote")], [r.reason for r in result.rows]
+    assert all(r.kind == "measurement" and r.bench is not None and r.bench.threads == 1 for r in result.rows)
+    assert result.notes == ("host key of garage was NOT verified (--insecure-no-host-key-check)",)
+    one = get_executor("ssh").run(plan_jobs(pi5, [art]), feeds, replace(opts, hosts_per_target=1), lambda _m: None)
+    assert [(r.host, r.status) for r in one.rows] == [("kitchen", "measured-remote")]
+
+
+def test_api_benchmark_on_an_ssh_target_uses_its_board(ssh_env: SshEnv, tiny_model: tuple[str, Path],
+                                                         tmp_path: Path) -> None:
+    import edgekit
+    from edgekit.errors import DeviceUnavailableError
+    from edgekit.pipeline import RunOptions
+    from edgekit.targets import load_target
+
+    spec_text, ckpt = tiny_model
+    src = edgekit.load_source(spec_text, checkpoint=ckpt)
+    fp32 = edgekit.export(src, tmp_path, calibration="digits", progress=lambda _m: None)
+    hosts = (ssh_env.spec("a", name="board-a"), ssh_env.spec("b", name="board-b"))
+    res = edgekit.benchmark(fp32, target="raspberry-pi-5", source=src, calibration="digits",
+                            options=RunOptions(bench=FAST, threads=1, hosts=hosts), progress=lambda _m: None)
+    assert res.runtime == "onnxruntime" and res.environment["remote"]["host"] == "board-a"  # the first board only
+    with pytest.raises(DeviceUnavailableError, match="no --host given"):
+        edgekit.benchmark(fp32, target=load_target("raspberry-pi-5"), source=src, calibration="digits",
+                          options=RunOptions(bench=FAST), progress=lambda _m: None)
 
 
 def test_agent_modules_are_python39_compatible() -> None:
     """The pushed subset must parse as Python 3.9 and avoid 3.10+/3.11+ only APIs at import time."""
     files = agent_files()
-    assert {rel for _, rel in files} >= set(AGENT_MODULES) - {"runtimes/openvino.py", "runtimes/litert.py"}
+    assert {rel for _, rel in files} >= {*AGENT_MODULES, "runtimes/ort.py"}
     for path, rel in files:
         source = path.read_text()
         ast.parse(source, filename=rel, feature_version=(3, 9))
         assert "datetime.UTC" not in source, rel
         assert "from enum import StrEnum" not in source or "except ImportError" in source, rel
+
+
+def test_pushed_modules_are_everything_the_agent_imports_and_every_registered_runtime() -> None:
+    """The pushed set is closed under edgekit imports (a board has nothing else of edgekit), and a runtime added
+    to the registry is pushed without touching this executor (``runtime_modules`` comes from the registry)."""
+    from test_architecture import import_graph
+
+    from edgekit.executors.ssh import runtime_modules
+    from edgekit.registry import RUNTIMES
+
+    assert set(runtime_modules()) == {"/".join(e.target.partition(":")[0].split(".")[1:]) + ".py"
+                                      for e in RUNTIMES.values() if e.target.startswith("edgekit.")}
+    pushed = {("edgekit." + rel[:-3].replace("/", ".")).removesuffix(".__init__") for _, rel in agent_files()}
+    graph = import_graph()
+    missing = {m: sorted(graph[m] - pushed) for m in pushed if graph[m] - pushed}
+    assert not missing, f"agent modules import modules that are not pushed to the board: {missing}"
 
 
 # ------------------------------------------------------------------------------------------ end to end

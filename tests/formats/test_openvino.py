@@ -17,11 +17,11 @@ pytest.importorskip("nncf")
 import edgekit
 from edgekit.artifacts import Artifact
 from edgekit.bench import BenchOptions
-from edgekit.calibration import Dataset, load_dataset
+from edgekit.data import Dataset, load_dataset
 from edgekit.errors import ConfigError, ExportError
 from edgekit.formats.openvino import OpenVinoOptions, convert_onnx
-from edgekit.formats.openvino_quant import OvInt8Options, OvWeightOptions, input_layers
 from edgekit.pipeline import RunOptions, available_formats, build_artifact
+from edgekit.quantization.openvino import OvInt8Options, OvWeightOptions, input_layers
 from edgekit.runtimes.base import RuntimeOptions
 from edgekit.runtimes.openvino import OpenVinoRuntime
 from edgekit.sources.base import ModelSource
@@ -49,7 +49,7 @@ def built(tiny: ModelSource, digits: Dataset, tmp_path_factory: pytest.TempPathF
     arts = {"onnx": onnx}
     arts["fp32"] = build_artifact(tiny, Format.OPENVINO, Precision.FP32, out, dataset=digits, canonical=onnx,
                                   options=opts)
-    for prec in (Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC):
+    for prec in (Precision.FP16, Precision.INT8, Precision.INT8_WEIGHTS):
         arts[prec.value] = build_artifact(tiny, Format.OPENVINO, prec, out, dataset=digits, canonical=arts["fp32"],
                                           options=opts, isa_preset="vnni")
     return arts
@@ -89,12 +89,15 @@ def test_int8_keeps_the_input_layer_float_and_checks_on_calibration_items(built:
     s = int8.settings
     assert s["preset"] == "mixed" and s["fast_bias_correction"] is False and s["model_type"] == "cnn"
     assert s["overflow_fix"] == "disable", "VNNI kernels do not saturate: no 7-bit weights"
-    assert s["calibration_items"] == 64 and s["subset_size"] == 64
-    assert len(s["ignored_names"]) == 1 and s["layers_kept_float"] == s["ignored_names"]
-    assert s["check"]["cosine_mean"] > 0.98 and s["check"]["items"] == 16
-    assert any("calibration-split check items" in n for n in int8.notes)
-    weights_only = built["int8-dynamic"]
-    assert weights_only.settings["weights_only"] is True
+    # 64 calibration items: 16 (seeded, labelled) tuning items for the check, the other 48 set the ranges
+    assert s["calibration_items"] == 64 and s["subset_size"] == 48
+    assert s["calibration_split"] == {"calibration_items": 64, "ranges_items": 48, "tuning_items": 16,
+                                      "tuning_seed": 0, "tuning_labelled": True, "split_of": 64}
+    assert len(s["ignored_names"]) == 1 and s["kept_float"][:1] == s["ignored_names"]
+    assert s["check"]["cosine"] > 0.98 and s["check"]["items"] == 16 and s["check"]["labelled_items"] == 16
+    assert int8.notes[0].startswith("calibration split (64 items): 48 set the ranges; 16 others (seed 0, labelled)")
+    weights_only = built["int8-weights"]
+    assert weights_only.settings["weights_only"] is True and weights_only.path.name == "model.int8-weights.xml"
     assert weights_only.path.with_suffix(".bin").stat().st_size < built["fp32"].path.with_suffix(".bin").stat().st_size
 
 
@@ -187,7 +190,7 @@ def test_minilm_openvino_int8_keeps_cosine(minilm_dir: Path, tmp_path: Path) -> 
     onnx = build_artifact(src, Format.ONNX, Precision.FP32, tmp_path, dataset=ds)
     fp32 = build_artifact(src, Format.OPENVINO, Precision.FP32, tmp_path, dataset=ds, canonical=onnx)
     ref = reference_outputs(src, ds, tmp_path, None)
-    for prec in (Precision.INT8_DYNAMIC, Precision.INT8):
+    for prec in (Precision.INT8_WEIGHTS, Precision.INT8):
         art = build_artifact(src, Format.OPENVINO, prec, tmp_path, dataset=ds, canonical=fp32, isa_preset="vnni")
         m = validate_artifact(src, art, ds, reference=ref)
         assert m.n == 100 and m.cosine_mean >= 0.98, f"{art.name}: mean cosine {m.cosine_mean:.4f}"
@@ -204,23 +207,51 @@ def test_accuracy_control_validates_on_labelled_calibration_items_only(tiny: Mod
     art = build_artifact(tiny, Format.OPENVINO, Precision.INT8, tmp_path, dataset=digits, canonical=built["fp32"],
                          options=opts, isa_preset="vnni")
     ac = art.settings["accuracy_control"]
-    assert ac == {"max_drop": 0.01, "validation_items": 48, "split": "calibration"}
-    assert art.recipe["max_drop_points"] == 1.0
-    assert any("quantize_with_accuracy_control" in n for n in art.notes)
+    # validated on the 12 labelled tuning items only (not the 36 that set the ranges), aiming inside --max-drop
+    assert ac == {"max_drop": 0.0075, "validation_items": 12, "split": "tuning"}
+    assert art.recipe["budget"]["max_drop_points"] == 1.0 and art.settings["budget"]["aim_max_drop_points"] == 0.75
+    assert any("quantize_with_accuracy_control" in n and "12 labelled tuning items" in n for n in art.notes)
 
 
 def test_label_free_search_keeps_layers_float_only_when_they_help(tiny: ModelSource, digits: Dataset,
                                                                   built: dict[str, Artifact]) -> None:
     import openvino as ov
 
-    from edgekit.formats.openvino_quant import quantize_static
+    from edgekit.quantization.calibration import split_calibration
+    from edgekit.quantization.checks import DecisionBudget
+    from edgekit.quantization.openvino import quantize_static
+    from edgekit.results import AccuracyBudget
 
     model = ov.Core().read_model(str(built["fp32"].path))
     feeds = list(digits.batches("calibration", tiny.io, tiny.preprocess, limit=32))  # type: ignore[arg-type]
-    opts = OvInt8Options(min_cosine=0.999999, min_top1_agreement=1.0, max_float_layers=3)
-    _, rep = quantize_static(model, lambda: iter(feeds), feeds[:8], opts, "vnni", labels=None)
+    budget = DecisionBudget(AccuracyBudget(min_cosine=0.999999), margin=0.0)  # out of reach: the search runs
+    _, rep = quantize_static(model, split_calibration(lambda: iter(feeds)), OvInt8Options(max_float_layers=3),
+                             "vnni", budget)
     extra = rep.settings["sensitivity_search"]["kept_float"]
-    assert len(extra) <= 3 and set(extra) <= set(rep.layers_kept_float)
+    assert len(extra) <= 3 and set(extra) <= set(rep.kept_float)
     assert rep.check["items"] == 8 and "accuracy_control" not in rep.settings
-    first = rep.notes[0]
-    assert first.startswith("NNCF int8") and all(("kept" in n or "budget" in n) for n in rep.notes[1:])
+    assert rep.notes[0].startswith("calibration split (32 items): 24 set the ranges; 8 others")
+    assert rep.notes[1].startswith("NNCF int8")
+    assert any(n.startswith("sensitivity search: ranked") and "relative output error" in n for n in rep.notes)
+    decisions = [n for n in rep.notes[3:] if not n.startswith(("aim not met", "sensitivity search stopped"))]
+    assert all(n.startswith(("kept ", "left ")) for n in decisions)
+
+
+def test_a_collapsed_output_scores_cosine_zero_not_one() -> None:
+    """The check NNCF decisions use (shared with every quantizer): an all-zero output against a nonzero
+    fp32 output is cosine 0.0, not a perfect match (the old OpenVINO-only agreement said 1.0)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from edgekit.quantization.checks import DecisionBudget, Judge
+    from edgekit.quantization.openvino import first_outputs
+
+    x = ops.parameter([1, 4], np.float32, name="x")
+    identity = ov.Model([ops.multiply(x, ops.constant(np.ones((1, 4), np.float32)))], [x], "same")
+    collapsed = ov.Model([ops.multiply(x, ops.constant(np.zeros((1, 4), np.float32)))], [x], "zeros")
+    feeds = [{"x": np.full((1, 4), v, np.float32)} for v in (1.0, -2.0, 3.0)]
+    judge = Judge(feeds, first_outputs(identity, feeds), None, first_outputs)
+    assert judge.check(identity).cosine == pytest.approx(1.0)
+    check = judge.check(collapsed)
+    assert check.cosine == 0.0 and check.cosine_min == 0.0
+    assert not DecisionBudget().meets(check)

@@ -93,7 +93,7 @@ def other_rows(a: dict[str, Artifact]) -> list[Row]:
         Row(a["ir32"], "local-cpu", "openvino", "not-available",
             reason="runtime 'openvino' is not installed: pip install 'edgekit[openvino]'"),
         Row(a["int8"], "ethos-u55", "vela", "estimated", make_metrics(0.998, SOURCE_ACC),
-            make_bench(0.8, "vela"), reason="compiler estimate (ethos-u-vela)"),
+            make_bench(0.8, "vela"), reason="compiler estimate (ethos-u-vela)", kind="estimate"),
     ]
 
 
@@ -237,7 +237,8 @@ def test_json_round_trip_keeps_raw_samples(tmp_path: Path, arts: dict[str, Artif
     assert loaded["created"].endswith("+00:00")
     assert loaded["rows"] == doc["rows"] and loaded["recommendations"] == doc["recommendations"]
     r1 = loaded["rows"][1]
-    assert (r1["artifact"], r1["precision"], r1["status"]) == ("model.int8.onnx", "int8", "measured")
+    assert (r1["artifact"], r1["precision"], r1["status"], r1["kind"]) == ("model.int8.onnx", "int8", "measured",
+                                                                       "measurement")
     assert r1["size_bytes"] == 2**20 and r1["artifact_sha256"] == arts["int8"].sha256
     assert r1["bench"]["samples_ms"] == list(rows[1].bench.samples_ms)  # type: ignore[union-attr]
     assert r1["bench"]["warmup_ms"] == list(rows[1].bench.warmup_ms)  # type: ignore[union-attr]
@@ -246,7 +247,7 @@ def test_json_round_trip_keeps_raw_samples(tmp_path: Path, arts: dict[str, Artif
     na = loaded["rows"][5]
     assert na["metrics"] is None and na["bench"] is None and na["speedup_vs_fp32"] is None
     assert [a["name"] for a in loaded["artifacts"]] == [a.name for a in arts.values()]
-    assert loaded["budget"] == {"max_drop_points": 1.0, "min_cosine": 0.99}
+    assert loaded["budget"] == {"max_drop_points": 1.0, "min_cosine": 0.99, "governs": "both"}
     assert md_path.read_text(encoding="utf-8") == render_markdown(result)
 
 

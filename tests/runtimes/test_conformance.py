@@ -47,7 +47,7 @@ def source() -> ModelSource:
 
 @pytest.fixture(scope="module")
 def artifacts(source: ModelSource, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Artifact]:
-    from edgekit.calibration import load_dataset
+    from edgekit.data import load_dataset
 
     ds = load_dataset("digits")
     out: dict[str, Artifact] = {}
@@ -71,7 +71,7 @@ def _runtime(name: str) -> object:
 
 
 def _feeds(source: ModelSource, n: int = 4) -> list[dict[str, np.ndarray]]:
-    from edgekit.calibration import load_dataset
+    from edgekit.data import load_dataset
 
     return list(load_dataset("digits").batches("eval", source.io, source.preprocess, limit=n))
 
@@ -99,19 +99,54 @@ def test_versions_are_reported(runtime: str, fmt: str) -> None:
     assert versions and all(isinstance(v, str) and v for v in versions.values())
 
 
+# Each built-in adapter's own words for a file that is not there and for a file that is not a model. The
+# files are named neutrally (``model<suffix>`` in a folder named ``case``) and the path is cut out of the
+# message before matching, so only the adapter's wording can pass (a file named ``missing.onnx`` would
+# put the word into every message that quotes the path).
+ADAPTER_WORDS: dict[tuple[str, str], tuple[str, str]] = {
+    ("onnxruntime", "onnx"): ("model file not found", "onnxruntime cannot load the model"),
+    ("openvino", "openvino"): ("model file missing", "OpenVINO IR .xml is corrupt"),
+    ("openvino", "onnx"): ("model file missing", "OpenVINO cannot read the model (corrupt file?)"),
+    ("litert", "tflite"): ("model file not found", "not a TFLite flatbuffer"),
+}
+# a plugin runtime: any of the usual wordings (regular expressions)
+GENERIC_WORDS = (r"not found|missing|does not exist|no such", r"corrupt|cannot (load|read|parse)|not a |invalid")
+
+
+def _words(runtime: str, fmt: str) -> tuple[str, str]:
+    """Regular expressions for the (absent file, not-a-model file) messages of ``runtime`` loading ``fmt``."""
+    import re
+
+    known = ADAPTER_WORDS.get((runtime, fmt))
+    return (re.escape(known[0]), re.escape(known[1])) if known else GENERIC_WORDS
+
+
+def _own_words(err: RuntimeAdapterError, path: Path) -> str:
+    assert err.where is not None and str(path) in err.where, f"the error must name the file: {err}"
+    assert "\n" not in str(err)
+    return err.message.replace(str(path), "<path>")
+
+
 @pytest.mark.parametrize(("runtime", "fmt"), CASES)
-def test_missing_and_corrupt_files_are_runtime_errors(runtime: str, fmt: str, tmp_path: Path,
-                                                      artifacts: dict[str, Artifact]) -> None:
+def test_unloadable_files_are_runtime_errors_in_the_adapters_words(runtime: str, fmt: str,
+                                                                    tmp_path_factory: pytest.TempPathFactory,
+                                                                    artifacts: dict[str, Artifact]) -> None:
+    import re
+
     rt = _runtime(runtime)
     suffix = artifacts[fmt].path.suffix if fmt in artifacts else f".{fmt}"
+    absent_words, garbage_words = _words(runtime, fmt)
+    absent = tmp_path_factory.mktemp("case") / f"model{suffix}"
     with pytest.raises(RuntimeAdapterError) as err:
-        rt.load(tmp_path / f"missing{suffix}", RuntimeOptions())  # type: ignore[attr-defined]
-    assert "missing" in str(err.value)
-    bad = tmp_path / f"corrupt{suffix}"
-    bad.write_bytes(b"\x08\x01garbage" * 64)
+        rt.load(absent, RuntimeOptions())  # type: ignore[attr-defined]
+    words = _own_words(err.value, absent)
+    assert re.search(absent_words, words), words
+    garbage = tmp_path_factory.mktemp("case") / f"model{suffix}"
+    garbage.write_bytes(b"\x08\x01garbage" * 64)
     with pytest.raises(RuntimeAdapterError) as err:
-        rt.load(bad, RuntimeOptions())  # type: ignore[attr-defined]
-    assert "corrupt" in str(err.value) and "\n" not in str(err.value)
+        rt.load(garbage, RuntimeOptions())  # type: ignore[attr-defined]
+    words = _own_words(err.value, garbage)
+    assert re.search(garbage_words, words), words
 
 
 @pytest.mark.parametrize(("runtime", "fmt"), CASES)

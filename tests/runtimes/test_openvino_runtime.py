@@ -15,7 +15,7 @@ pytest.importorskip("openvino")
 import edgekit
 from edgekit.artifacts import Artifact
 from edgekit.bench import BenchOptions
-from edgekit.calibration import load_dataset
+from edgekit.data import load_dataset
 from edgekit.errors import ConfigError, DeviceUnavailableError, RuntimeAdapterError
 from edgekit.pipeline import RunOptions, build_artifact
 from edgekit.runtimes.base import RuntimeOptions

@@ -1,4 +1,4 @@
-"""QDQ graph edits for :mod:`edgekit.formats.onnx_quant`: keep chosen nodes float in an ORT QDQ model.
+"""QDQ graph edits for :mod:`edgekit.quantization.onnx`: keep chosen nodes float in an ORT QDQ model.
 
 * :func:`protect_float_nodes`: ONNX Runtime's ``WeightBiasQuantization`` optimizer (graph optimization
   level 1) quantizes, at session load, the float weight of any Conv / ConvTranspose / Gemm that reads a

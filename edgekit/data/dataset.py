@@ -1,0 +1,113 @@
+"""The :class:`Dataset` record: counts, labels, streamed feeds per split, and :func:`check_compatible`."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.data.plans import Feeds, Plan, plan
+from edgekit.data.preprocess import Preprocess
+from edgekit.data.readers import Item, Reader
+from edgekit.data.splits import SPLITS, Split, check_split
+from edgekit.errors import CalibrationError
+from edgekit.types import IOSpec
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A calibration / evaluation set. ``kind`` is ``image``, ``text`` or ``tensor``."""
+
+    name: str
+    kind: str
+    path: Path
+    manifest: Mapping[str, Any]
+    _reader: Reader = field(repr=False, compare=False)
+
+    def count(self, split: Split) -> int:
+        """Number of items in ``split`` (0 if the set has no such split)."""
+        return self._reader.count(check_split(split))
+
+    def labels(self, split: Split) -> np.ndarray | None:
+        """Integer labels of ``split`` in item order, or ``None`` for an unlabelled set."""
+        return self._reader.labels(check_split(split))
+
+    def batches(self, split: Split, io: IOSpec, preprocess: Preprocess, *, batch_size: int = 1,
+                limit: int | None = None) -> Iterator[Feeds]:
+        """Stream feeds for ``io``'s inputs, ``batch_size`` items at a time, over the first ``limit`` items.
+
+        Checks the model fit now; reads items only as the generator is consumed. A model with a fixed
+        batch size B > 1 gets only full batches.
+        """
+        split = check_split(split)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise CalibrationError("batch_size must be a positive integer", where=str(self.path), got=batch_size)
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise CalibrationError("limit must be a positive integer or None", where=str(self.path), got=limit)
+        p = self._plan(io, preprocess)
+        if p.fixed_batch is not None and p.fixed_batch != batch_size:
+            raise CalibrationError(f"the model takes batches of exactly {p.fixed_batch}", where=str(self.path),
+                                   got=f"batch_size={batch_size}", hint=f"use batch_size={p.fixed_batch}")
+        self._require_items(split)
+        n = self.count(split) if limit is None else min(limit, self.count(split))
+        return _stream(self._reader, split, p, batch_size, n)
+
+    def raw_items(self, split: Split, limit: int | None = None) -> Iterator[tuple[str, Any]]:
+        """Unpreprocessed items as ``(where, item)``: an image path or uint8 array, a sentence, or a tensor."""
+        items = self._reader.items(check_split(split))
+        return items if limit is None else itertools.islice(items, limit)
+
+    def describe(self) -> dict[str, Any]:
+        """What the report says about the set: name, kind, path, counts, provenance, licence, split rule."""
+        m = self.manifest
+        return {
+            "name": self.name, "kind": self.kind, "path": str(self.path),
+            "counts": {s: self.count(s) for s in SPLITS if self.count(s) or s != "train"},
+            "labelled": self.labels("eval") is not None,
+            "label_names": list(m.get("label_names", [])) or None,
+            "description": m.get("description"), "provenance": m.get("provenance"),
+            "licence": m.get("licence"),
+            "split_rule": m.get("split_rule") or {s: v.get("rule") for s, v in dict(m.get("splits", {})).items()
+                                                  if isinstance(v, Mapping)} or None,
+        }
+
+    def _plan(self, io: IOSpec, preprocess: Preprocess) -> Plan:
+        return plan(self.kind, self.path, self._reader, io, preprocess)
+
+    def _require_items(self, split: Split) -> None:
+        if self.count(split) == 0:
+            raise CalibrationError(f"the {split!r} split is empty", where=str(self.path),
+                                   expected="at least 1 item", got=0,
+                                   hint="add items to it" if self.kind != "tensor" else
+                                   "give the .npz both 'calibration' and 'eval' arrays")
+
+
+def _stream(reader: Reader, split: Split, p: Plan, batch_size: int, n: int) -> Iterator[Feeds]:
+    buf: list[Item] = []
+    with contextlib.closing(reader.items(split)) as items:
+        for i, item in enumerate(items):
+            if i >= n:
+                break
+            buf.append(item)
+            if len(buf) == batch_size:
+                yield p.convert(buf)
+                buf = []
+    if buf and p.fixed_batch is None:
+        yield p.convert(buf)
+
+
+def check_compatible(ds: Dataset, io: IOSpec, preprocess: Preprocess,
+                     splits: Sequence[Split] = ("calibration", "eval")) -> None:
+    """Raise :class:`CalibrationError` now if ``ds`` cannot feed the model; reads at most one item."""
+    p = ds._plan(io, preprocess)
+    for s in splits:
+        ds._require_items(check_split(s))
+    with contextlib.closing(ds._reader.items(splits[0])) as items:
+        first = next(items, None)
+    if first is not None:
+        p.convert([first])

@@ -1,0 +1,91 @@
+"""Image readers: the bundled ``npz-images`` form and folders of image files."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.data.readers.base import Item, check_labels, open_npz
+from edgekit.data.splits import HASH_RULE, SPLITS, Split, by_name_hash
+from edgekit.errors import CalibrationError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+@dataclass(frozen=True)
+class ImageArrays:
+    """The bundled npz-images form: ``images`` (N,H,W[,C]) uint8, ``labels``, ``<split>_index``."""
+
+    file: Path
+    index: Mapping[str, np.ndarray]
+    all_labels: np.ndarray | None
+
+    @staticmethod
+    def open(file: Path) -> ImageArrays:
+        """Check the arrays' names, dtype and index ranges; reads the images only in :meth:`items`."""
+        with open_npz(file) as z:
+            keys = set(z.files)
+            if "images" not in keys:
+                raise CalibrationError("no 'images' array", where=str(file), expected="arrays images, "
+                                       "<split>_index", got=sorted(keys))
+            n, dtype = z["images"].shape[0], z["images"].dtype
+            if dtype != np.uint8:
+                raise CalibrationError("images must be uint8", where=str(file), got=str(dtype))
+            index: dict[str, np.ndarray] = {s: z[f"{s}_index"].astype(np.int64) for s in SPLITS if f"{s}_index" in keys}
+            labels = check_labels(z["labels"], n, f"{file}:labels") if "labels" in keys else None
+        for s, idx in index.items():
+            if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= n)):
+                raise CalibrationError(f"{s}_index is not a list of item numbers", where=str(file),
+                                       expected=f"1-D integers in [0, {n})", got=idx.shape)
+        return ImageArrays(file, index, labels)
+
+    def count(self, split: Split) -> int:
+        return len(self.index.get(split, ()))
+
+    def labels(self, split: Split) -> np.ndarray | None:
+        if self.all_labels is None:
+            return None
+        return self.all_labels[self.index[split]] if split in self.index else np.zeros(0, np.int64)
+
+    def items(self, split: Split) -> Generator[Item, None, None]:
+        with open_npz(self.file) as z:
+            images = z["images"]
+        for i in self.index.get(split, ()):
+            yield f"{self.file}[{int(i)}]", images[i]
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """Image files per split (unlabelled); items are their paths, decoded only when preprocessed."""
+
+    files: Mapping[Split, tuple[Path, ...]]
+
+    def count(self, split: Split) -> int:
+        return len(self.files.get(split, ()))
+
+    def labels(self, split: Split) -> np.ndarray | None:
+        return None
+
+    def items(self, split: Split) -> Generator[Item, None, None]:
+        for f in self.files.get(split, ()):
+            yield str(f), f
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (by suffix, any case), sorted."""
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def split_subfolders(folder: Path) -> ImageFiles:
+    """The images of ``folder``'s ``calibration/``, ``eval/`` and ``train/`` subfolders, those that exist."""
+    return ImageFiles({s: tuple(image_files(folder / s)) for s in SPLITS if (folder / s).is_dir()})
+
+
+def folder_reader(folder: Path) -> tuple[ImageFiles, str]:
+    """A folder without a manifest: its split subfolders if it has them, else :data:`HASH_RULE`; and the rule."""
+    if (folder / "calibration").is_dir() or (folder / "eval").is_dir():
+        return split_subfolders(folder), "the calibration/, eval/ subfolders"
+    return ImageFiles(by_name_hash(image_files(folder))), HASH_RULE

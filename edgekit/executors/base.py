@@ -1,0 +1,130 @@
+"""The executor protocol: where the benchmark jobs of a target run, chosen by the target's ``access``.
+
+The pipeline plans one :class:`TargetJob` per artifact × runtime of a target (:func:`plan_jobs`: the
+runtime, or estimator, takes the artifact's format and the target allows its precision), hands every job
+of one access kind to the executor registered under that name (:func:`get_executor`), and gets back one
+report :class:`~edgekit.results.Row` per job (per job and host, where a job runs on several machines).
+An executor never raises for one job: a job that cannot run is a ``failed`` or ``not-available`` row
+with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from edgekit.artifacts import Artifact
+from edgekit.bench import BenchOptions
+from edgekit.errors import ConfigError, MissingDependencyError
+from edgekit.executors.hosts import HostSpec
+from edgekit.registry import EXECUTORS, formats_of, instantiate, lookup
+from edgekit.results import BenchResult, Metrics, Row
+from edgekit.targets import RuntimeSpec, Target
+
+Progress = Callable[[str], None]
+Feeds = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """What every executor is told about a run.
+
+    ``bench``: how to time an artifact; ``threads``: overrides the target's threads (None: the target's,
+    else ``bench.threads``); ``hosts``: the machines of the run's remote targets (``--host`` /
+    ``--inventory``); ``hosts_per_target``: use at most this many of a target's hosts (None: all).
+    """
+
+    bench: BenchOptions = field(default_factory=BenchOptions)
+    threads: int | None = None
+    hosts: tuple[HostSpec, ...] = ()
+    hosts_per_target: int | None = None
+
+    def threads_for(self, spec: RuntimeSpec) -> int | None:
+        """The thread count a job of ``spec`` runs with: the run's, else the target's, else the benchmark's."""
+        return self.threads or spec.threads or self.bench.threads
+
+
+@dataclass(frozen=True)
+class TargetJob:
+    """One artifact to benchmark (or estimate) with one runtime (or estimator) of one target, and its
+    validation metrics (carried into the row)."""
+
+    target: Target
+    runtime: RuntimeSpec
+    artifact: Artifact
+    metrics: Metrics | None = None
+
+    def row(self, status: str, *, bench: BenchResult | None = None, reason: str | None = None,
+            host: str | None = None, kind: str = "measurement") -> Row:
+        """The report row of this job: ``status``, the numbers (``bench``) if any, and ``reason`` / ``host``."""
+        return Row(self.artifact, self.target.name, self.runtime.name, status, self.metrics, bench, reason=reason,
+                   host=host, kind=kind)
+
+
+@dataclass(frozen=True)
+class ExecutorResult:
+    """An executor's answer: the rows of its jobs (in job order) and notes for the report."""
+
+    rows: tuple[Row, ...]
+    notes: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs the jobs of the targets of one ``access`` kind (registered under that name in the registry)."""
+
+    def run(self, jobs: Sequence[TargetJob], feeds: Sequence[Feeds], options: ExecutorOptions,
+            progress: Progress) -> ExecutorResult:
+        """A row for every job (one per host where a job runs on several), in job order; ``feeds`` are real
+        held-out inputs in the source's layout. Never raises for one job's failure."""
+        ...
+
+
+def plan_jobs(target: Target, artifacts: Sequence[Artifact],
+              metrics: Mapping[str, Metrics] | None = None) -> list[TargetJob]:
+    """The jobs of ``target``: each of its runtimes × each artifact whose format that runtime (or estimator)
+    takes and whose precision the target allows, runtimes in the target's order."""
+    metrics = metrics or {}
+    return [TargetJob(target, spec, art, metrics.get(art.name))
+            for spec in target.runtimes for art in artifacts
+            if art.format.value in formats_of(spec.name) and art.precision in spec.precisions]
+
+
+def get_executor(access: str) -> Executor:
+    """The executor registered for ``access``; :class:`~edgekit.errors.MissingDependencyError` (with the pip
+    line) when its packages are missing, :class:`~edgekit.errors.UnknownNameError` for an unknown access."""
+    entry = lookup(EXECUTORS, "access kind", access, where="access")
+    executor = instantiate(entry, "executor")
+    if not isinstance(executor, Executor):
+        raise ConfigError("the registered executor does not implement Executor", where=entry.target,
+                          expected="a run(jobs, feeds, options, progress) method", got=type(executor).__name__)
+    return executor
+
+
+def run_targets(targets: Sequence[Target], artifacts: Sequence[Artifact], metrics: Mapping[str, Metrics],
+                feeds: Sequence[Feeds], options: ExecutorOptions, progress: Progress) -> ExecutorResult:
+    """Every target's rows, in target order: each target's jobs (:func:`plan_jobs`) go to the executor of its
+    ``access`` (all jobs of one access at once, so an executor may run them in parallel). An executor whose
+    packages are missing gives ``not-available`` rows that carry the pip line."""
+    by_access: dict[str, list[TargetJob]] = {}
+    for target in targets:
+        by_access.setdefault(target.access, []).extend(plan_jobs(target, artifacts, metrics))
+    rows: list[Row] = []
+    notes: list[str] = []
+    for access, jobs in by_access.items():
+        if not jobs:
+            continue
+        try:
+            executor = get_executor(access)
+        except MissingDependencyError as exc:
+            rows += [job.row("not-available", reason=str(exc)) for job in jobs]
+            continue
+        result = executor.run(jobs, feeds, options, progress)
+        rows += result.rows
+        notes += result.notes
+    order = {t.name: i for i, t in enumerate(targets)}
+    rows.sort(key=lambda r: order[r.target])  # stable: each executor's own order within a target
+    return ExecutorResult(tuple(rows), tuple(notes))

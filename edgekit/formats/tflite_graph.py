@@ -1,0 +1,103 @@
+"""Flatbuffer edits of ``.tflite`` files for the TFLite format: what kind of I/O a model has, float I/O for an
+int8-I/O model, and the source's input names on a converted model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgekit.artifacts import atomic_write_bytes
+from edgekit.errors import QuantizationError
+
+
+def io_types(data: bytes | bytearray) -> str:
+    """"int8" when every graph input and output is an integer tensor, "float" when all are float, else "mixed"."""
+    from ai_edge_litert import schema_py_generated as s
+
+    model = s.Model.GetRootAs(bytearray(data), 0)
+    sg = model.Subgraphs(0)
+    ints = {s.TensorType.INT8, s.TensorType.UINT8, s.TensorType.INT16}
+    kinds = {sg.Tensors(int(i)).Type() in ints for i in [*sg.InputsAsNumpy(), *sg.OutputsAsNumpy()]}
+    return "int8" if kinds == {True} else "float" if kinds == {False} else "mixed"
+
+
+def _opcode(model: Any, code: int) -> int:
+    from ai_edge_litert import schema_py_generated as s
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    for i, oc in enumerate(model.operatorCodes):
+        if fu.get_builtin_code_from_operator_code(oc) == code:
+            return i
+    oc = s.OperatorCodeT()
+    oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), 2
+    model.operatorCodes.append(oc)
+    return len(model.operatorCodes) - 1
+
+
+def float_io(data: bytes | bytearray) -> bytes:
+    """Give an int8-I/O model float inputs/outputs: QUANTIZE in front of each input, DEQUANTIZE after each
+    output; signature entries follow the new tensors."""
+    import copy
+
+    from ai_edge_litert import schema_py_generated as s
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    model = fu.convert_bytearray_to_object(bytearray(data))
+    sg = model.subgraphs[0]
+    q_code, dq_code = _opcode(model, s.BuiltinOperator.QUANTIZE), _opcode(model, s.BuiltinOperator.DEQUANTIZE)
+
+    def float_twin(idx: int) -> int:
+        t = copy.deepcopy(sg.tensors[idx])
+        t.type, t.quantization = s.TensorType.FLOAT32, None
+        empty = s.BufferT()
+        model.buffers.append(empty)
+        t.buffer = len(model.buffers) - 1
+        sg.tensors[idx].name = (sg.tensors[idx].name or b"") + b"_int8"
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    remap: dict[int, int] = {}
+    front, back = [], []
+    for k, idx in enumerate(list(sg.inputs)):
+        if sg.tensors[idx].type not in (s.TensorType.INT8, s.TensorType.UINT8):
+            continue
+        new = float_twin(int(idx))
+        op = s.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = q_code, [new], [int(idx)]
+        front.append(op)
+        sg.inputs[k] = new
+        remap[int(idx)] = new
+    for k, idx in enumerate(list(sg.outputs)):
+        if sg.tensors[idx].type not in (s.TensorType.INT8, s.TensorType.UINT8):
+            continue
+        new = float_twin(int(idx))
+        op = s.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = dq_code, [int(idx)], [new]
+        back.append(op)
+        sg.outputs[k] = new
+        remap[int(idx)] = new
+    sg.operators = front + list(sg.operators) + back
+    for sig in model.signatureDefs or []:
+        for tm in [*(sig.inputs or []), *(sig.outputs or [])]:
+            tm.tensorIndex = remap.get(int(tm.tensorIndex), tm.tensorIndex)
+    return bytes(fu.convert_object_to_bytearray(model))
+
+
+def rename_inputs(path: Path, names: list[str]) -> None:
+    """Give the model's graph inputs (tensors and signature entries) the source's input names, in order, so
+    feeds match by name on every runtime (litert-torch names them ``serving_default_args_0``...)."""
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    model = fu.convert_bytearray_to_object(bytearray(Path(path).read_bytes()))
+    sg = model.subgraphs[0]
+    if len(sg.inputs) != len(names):
+        raise QuantizationError("input count differs from the source", where=str(path),
+                                expected=str(len(names)), got=len(sg.inputs))
+    by_index = {int(idx): name for idx, name in zip(sg.inputs, names, strict=True)}
+    for idx, name in by_index.items():
+        sg.tensors[idx].name = name.encode()
+    for sig in model.signatureDefs or []:
+        for tm in sig.inputs or []:
+            if int(tm.tensorIndex) in by_index:
+                tm.name = by_index[int(tm.tensorIndex)].encode()
+    atomic_write_bytes(path, bytes(fu.convert_object_to_bytearray(model)))

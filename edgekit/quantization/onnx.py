@@ -1,0 +1,314 @@
+"""ONNX static int8 (QDQ, calibrated) with ONNX Runtime, as a plain function on files.
+
+:func:`quantize_static` runs in five steps, each measured and recorded in the returned
+:class:`~edgekit.quantization.report.QuantReport`:
+
+1. pre-process the fp32 model (``quant_pre_process``: shape inference + basic graph optimizations);
+2. calibrate on a *stream* of the calibration split's **ranges** items, a bounded chunk at a time
+   (:func:`edgekit.quantization.onnx_ort.calibrate`);
+3. quantize with ``onnxruntime.quantization.quantize_static`` from those ranges, with the recipe of the
+   target's ISA preset (:mod:`edgekit.quantization.presets`); tensors whose calibrated range reaches 1e4
+   (attention masks: -3.4e38) are kept float with the nodes around them (:func:`range_guard`): one such
+   tensor took MiniLM's cosine to 0.38;
+4. keep float nodes float: ONNX Runtime's ``WeightBiasQuantization`` optimizer re-quantizes, at session
+   load, the float weights of any Conv/Gemm sitting between a per-tensor DequantizeLinear and a
+   QuantizeLinear, per-tensor (a kept-float depthwise conv then dropped cosine 0.98 -> 0.85). Each such
+   node gets a dedicated, numerically identical per-axis DequantizeLinear (:mod:`edgekit.quantization.onnx_qdq`);
+5. check the model against fp32 with the real ORT CPU kernels on the **tuning** items (disjoint from the
+   ranges items; :mod:`edgekit.quantization.checks`). If it misses the aim (the run's budget with a margin),
+   search: first the op types whose quantization costs most (:func:`op_type_search`; a transformer's
+   Add + LayerNormalization residual stream), then the weighted nodes, with the shared
+   :func:`~edgekit.quantization.search.sensitivity_search` (a node kept float reads its float weights again).
+
+Every decision becomes a sentence in the report's notes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.artifacts import atomic_path
+from edgekit.errors import ConfigError, require
+from edgekit.quantization.calibration import CalibrationSplit, Feeds, check_feed
+from edgekit.quantization.checks import Check, DecisionBudget, Judge, fmt_cosine
+from edgekit.quantization.onnx_ort import (
+    calibrate,
+    graph_inputs,
+    load_model,
+    name_nodes,
+    ort_quantize,
+    preprocess,
+    run_model,
+)
+from edgekit.quantization.onnx_qdq import (
+    WEIGHTED_OPS,
+    float_weights,
+    protect_float_nodes,
+    quantized_weighted_nodes,
+    with_float_weights,
+)
+from edgekit.quantization.presets import PRESETS, QTYPES, check_choice, check_names, resolve_preset
+from edgekit.quantization.report import QuantReport
+from edgekit.quantization.search import MIN_GAIN, Ranked, budget_note, sensitivity_search
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+WILD_RANGE = 1e4  # activations reaching this magnitude are masks / sentinels, not values to spread over 8 bits
+
+# Ops that only move or select values: ORT gives their output the input's scale, so leaving them float
+# cannot make the model more accurate; the op-type search does not spend time on them.
+_VALUE_PRESERVING_OPS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Shape", "Slice",
+                                   "Split", "Expand", "Identity", "Tile", "MaxPool", "DepthToSpace", "SpaceToDepth"})
+
+
+@dataclass(frozen=True)
+class StaticInt8Options:
+    """Static (calibrated) int8 in QDQ format. ``None`` fields come from the preset.
+
+    The search aims for the run's budget (``--min-cosine`` / ``--max-drop`` / ``--budget-rule``, with the
+    tuning margin: :class:`~edgekit.quantization.checks.DecisionBudget`), measured on the tuning items with the
+    real ORT CPU kernels. It first leaves whole op types float where that pays (no limit: there are few),
+    then keeps at most ``max_float_nodes`` weighted nodes float. ``calibration_limit`` caps the items that
+    set the ranges. ``preset="ort-default"`` with ``sensitivity_search=False`` reproduces plain
+    ``onnxruntime.quantization.quantize_static``.
+    """
+
+    preset: str = "auto"
+    calibration_method: str = "minmax"
+    per_channel: bool | None = None
+    activation_type: str | None = None
+    weight_type: str | None = None
+    reduce_range: bool | None = None
+    nodes_to_exclude: tuple[str, ...] = ()
+    op_types_to_exclude: tuple[str, ...] = ()
+    keep_input_layers_float: bool | None = None
+    sensitivity_search: bool = True
+    max_float_nodes: int = 6
+    calibration_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        check_choice(self.preset, ("auto", *PRESETS), "static_int8.preset")
+        check_choice(self.calibration_method, CALIBRATION_METHODS, "static_int8.calibration_method")
+        check_choice(self.activation_type, (*QTYPES, None), "static_int8.activation_type")
+        check_choice(self.weight_type, (*QTYPES, None), "static_int8.weight_type")
+        for key in ("nodes_to_exclude", "op_types_to_exclude"):
+            object.__setattr__(self, key, check_names(getattr(self, key), f"static_int8.{key}"))
+        if not isinstance(self.max_float_nodes, int) or self.max_float_nodes < 0:
+            raise ConfigError("must be an integer >= 0", where="static_int8.max_float_nodes", got=self.max_float_nodes)
+        if self.calibration_limit is not None and (not isinstance(self.calibration_limit, int)
+                                                   or self.calibration_limit < 1):
+            raise ConfigError("must be a positive integer or None", where="static_int8.calibration_limit",
+                              got=self.calibration_limit)
+
+
+def static_settings(options: StaticInt8Options, isa_preset: str) -> dict[str, Any]:
+    """The effective recipe: the preset's values where the options leave them None."""
+    preset = resolve_preset(options.preset, isa_preset)
+    pick = {k: (getattr(options, k) if getattr(options, k) is not None else getattr(preset, k))
+            for k in ("activation_type", "weight_type", "per_channel", "reduce_range", "keep_input_layers_float")}
+    return {"quant_format": "QDQ", "preset": preset.name, "requested_preset": options.preset,
+            "isa_preset": isa_preset, "preset_reason": preset.why, **pick,
+            "calibration_method": options.calibration_method, "calibration_limit": options.calibration_limit,
+            "preprocess": preset.preprocess, "nodes_to_exclude": list(options.nodes_to_exclude),
+            "op_types_to_exclude": list(options.op_types_to_exclude),
+            "sensitivity_search": options.sensitivity_search, "max_float_nodes": options.max_float_nodes}
+
+
+def exclusions(float_model: Any, options: StaticInt8Options, settings: Mapping[str, Any],
+               inputs: Mapping[str, int]) -> dict[str, str]:
+    """Nodes ORT must leave float, with the reason: ``nodes_to_exclude`` and, if asked, the input layers."""
+    names = {n.name for n in float_model.graph.node}
+    unknown = [n for n in options.nodes_to_exclude if n not in names]
+    if unknown:
+        examples = sorted(n.name for n in float_model.graph.node if n.op_type in WEIGHTED_OPS)[:3]
+        raise ConfigError("unknown node names in nodes_to_exclude", where="static_int8.nodes_to_exclude",
+                          got=unknown, expected="node names of the model, e.g. " + ", ".join(examples))
+    reasons = {n: "listed in nodes_to_exclude" for n in options.nodes_to_exclude}
+    if settings["keep_input_layers_float"]:
+        for n in float_model.graph.node:
+            if n.op_type in WEIGHTED_OPS and n.input and n.input[0] in inputs and n.name not in reasons:
+                reasons[n.name] = "reads a raw graph input (keep_input_layers_float)"
+    return reasons
+
+
+def range_guard(float_model: Any, ranges: Any, reasons: dict[str, str]) -> None:
+    """Keep float every node that produces or reads a tensor whose calibrated range is wild.
+
+    A tensor reaching +-1e4 (attention masks add -1e4 ... -3.4e38) cannot be spread over 256 levels: its
+    scale wipes out every real value (MiniLM: cosine 0.38 with the masks quantized).
+    """
+    wild: dict[str, tuple[float, float]] = {}
+    for name, data in ranges.data.items():
+        lo_v = float(np.min(np.asarray(data.range_value[0])))
+        hi_v = float(np.max(np.asarray(data.range_value[1])))
+        if not (np.isfinite(lo_v) and np.isfinite(hi_v)) or max(abs(lo_v), abs(hi_v)) >= WILD_RANGE:
+            wild[name] = (lo_v, hi_v)
+    for node in float_model.graph.node:
+        hit = [t for t in (*node.input, *node.output) if t in wild]
+        if hit and node.name not in reasons:
+            lo_v, hi_v = wild[hit[0]]
+            reasons[node.name] = (f"tensor {hit[0]} has calibrated range [{lo_v:.3g}, {hi_v:.3g}] "
+                                  f"(|x| >= {WILD_RANGE:g}: a mask or sentinel, not 8-bit material)")
+
+
+def _quantized_op_types(qmodel: Any) -> list[str]:
+    """Op types (other than weighted and value-preserving ops) that read a DequantizeLinear output."""
+    producers = {o: n.op_type for n in qmodel.graph.node for o in n.output}
+    skip = {"QuantizeLinear", "DequantizeLinear", *WEIGHTED_OPS, *_VALUE_PRESERVING_OPS}
+    found = {n.op_type for n in qmodel.graph.node
+             if n.op_type not in skip and any(producers.get(i) == "DequantizeLinear" for i in n.input)}
+    return sorted(found)
+
+
+def op_type_search(qmodel: Any, check: Check, build: Callable[[Sequence[str]], Any], judge: Judge,
+                   notes: list[str]) -> tuple[Any, list[str], Check]:
+    """Find the op types (Add, LayerNormalization, ...) whose quantization costs accuracy; leave them float.
+
+    Forward selection from the model that quantizes only weighted (and value-preserving) ops: if that is
+    no better than quantizing everything, stop; else add each other op type back (re-quantized from the
+    same ranges) and keep it int8 when the cosine on the tuning items drops by less than ``MIN_GAIN``.
+    Adding types one at a time from this side handles pairs that only matter together (a transformer's
+    residual stream is int8 while either the Add that makes it or the LayerNormalization that reads it is).
+    """
+    types = _quantized_op_types(qmodel)
+    if not types:
+        return qmodel, [], check
+    cur_model = build(types)
+    cur = judge.check(cur_model)
+    if cur.cosine < check.cosine + MIN_GAIN:
+        notes.append(f"op-type search: quantizing only weighted ops gives cosine {fmt_cosine(cur.cosine)}, no "
+                     f"better: kept {', '.join(types)} int8")
+        return qmodel, [], check
+    notes.append(f"op-type search: quantizing only weighted ops gives cosine {fmt_cosine(check.cosine)} -> "
+                 f"{fmt_cosine(cur.cosine)}; adding back {', '.join(types)} one at a time")
+    floats = list(types)
+    for op_type in types:
+        trial_skip = [t for t in floats if t != op_type]
+        trial = build(trial_skip)
+        got = judge.check(trial)
+        if got.cosine > cur.cosine - MIN_GAIN:
+            notes.append(f"quantized {op_type} again: cosine {fmt_cosine(cur.cosine)} -> {fmt_cosine(got.cosine)}")
+            floats, cur_model, cur = trial_skip, trial, got
+        else:
+            notes.append(f"left every {op_type} float: quantizing it costs cosine {fmt_cosine(cur.cosine)} -> "
+                         f"{fmt_cosine(got.cosine)} on {got.items} tuning items")
+    return cur_model, floats, cur
+
+
+class OnnxBackend:
+    """The search backend of ONNX QDQ models: a node kept float reads its original float weight and bias
+    again (its activations stay int8), protected from ORT's load-time re-quantization. No re-calibration,
+    no re-quantization: one graph edit per trial, so the gain ranking is cheap."""
+
+    def __init__(self, base: Any, weights: Mapping[str, list[tuple[int, Any]]], where: str) -> None:
+        self._base = base
+        self._weights = weights
+        self._where = where
+
+    def build(self, kept_float: Sequence[str]) -> Any:
+        return with_float_weights(self._base, kept_float, self._weights) if kept_float else self._base
+
+    def run(self, model: Any, feeds: Sequence[Feeds]) -> list[np.ndarray]:
+        return run_model(model, feeds, self._where)
+
+    def rank(self, candidates: Sequence[str], judge: Judge) -> list[Ranked] | None:
+        return None
+
+
+def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, options: StaticInt8Options,
+                    isa_preset: str, budget: DecisionBudget = DecisionBudget()) -> QuantReport:
+    """Static int8 (QDQ) of ``fp32_path`` into ``out_path`` (atomically).
+
+    ``data``: the calibration split, divided (:func:`~edgekit.quantization.calibration.split_calibration`): its
+    ranges items set the ranges, its tuning items are the only items checks and decisions are taken on,
+    against ``budget``.
+    """
+    t0 = time.perf_counter()
+    fp32_path, out_path = Path(fp32_path), Path(out_path)
+    onnx = require("onnx", None, "quantizing ONNX models")
+    require("onnxruntime.quantization", None, "quantizing ONNX models")
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    where = str(fp32_path)
+    inputs = graph_inputs(load_model(fp32_path))
+    settings = static_settings(options, isa_preset)
+    settings["budget"] = budget.as_dict()
+    notes: list[str] = [f"preset {settings['preset']}: {settings['preset_reason']}"]
+    tuning = [check_feed(f, inputs, where, f"tuning item {i}") for i, f in enumerate(data.tuning)]
+    op_types = sorted((set(QLinearOpsRegistry) | set(QDQRegistry)) - set(options.op_types_to_exclude))
+    with tempfile.TemporaryDirectory(prefix="edgekit-quant-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        src = preprocess(fp32_path, tmp, notes) if settings["preprocess"] else fp32_path
+        float_model = onnx.load(str(src))
+        name_nodes(float_model)
+        src = tmp / "float.onnx"
+        onnx.save_model(float_model, str(src))
+        reasons = exclusions(float_model, options, settings, inputs)
+        ranges, stream, secs, rss = calibrate(src, data.ranges, options.calibration_method,
+                                              options.calibration_limit, op_types, inputs, tmp, where)
+        settings["calibration_rss_increase_mb"] = round(rss.increase_mb, 1)
+        range_guard(float_model, ranges, reasons)
+        notes += [f"kept {name} in float: {why}" for name, why in reasons.items()]
+        notes.append(data.note(stream.items))
+        notes.append(f"calibrated {options.calibration_method} on the {stream.items} ranges items in {secs:.1f} s, "
+                     f"peak RSS {rss.peak_mb:.0f} MB (whole process, sampled every 10 ms; calibration itself added "
+                     f"{rss.increase_mb:.0f} MB)")
+
+        def build(skip_types: Sequence[str]) -> Any:
+            types = [t for t in op_types if t not in skip_types]
+            qm = ort_quantize(src, tmp / "quantized.onnx", ranges, settings, types, list(reasons), where)
+            protect_float_nodes(qm)
+            return qm
+
+        qmodel = ort_quantize(src, tmp / "quantized.onnx", ranges, settings, op_types, list(reasons), where)
+        protected = protect_float_nodes(qmodel)
+        if protected:
+            notes.append("float nodes between int8 tensors given a per-axis DequantizeLinear input so that ORT's "
+                         f"WeightBiasQuantization keeps them float: {', '.join(protected)}")
+        qmodel, skipped, found, check = _check_and_search(fp32_path, qmodel, build, float_model, tuning, data,
+                                                          options, budget, where, notes)
+        settings["op_types_left_float_by_search"] = skipped
+        with atomic_path(out_path) as tmp_out:
+            onnx.save_model(qmodel, str(tmp_out))
+    return QuantReport(settings=settings, kept_float=(*reasons, *found), notes=tuple(notes),
+                       split=data.describe(stream.items), calibration_seconds=secs,
+                       calibration_peak_rss_mb=rss.peak_mb, seconds=time.perf_counter() - t0, check=check)
+
+
+def _check_and_search(fp32_path: Path, qmodel: Any, build: Callable[[Sequence[str]], Any], float_model: Any,
+                      tuning: list[Feeds], data: CalibrationSplit, options: StaticInt8Options,
+                      budget: DecisionBudget, where: str,
+                      notes: list[str]) -> tuple[Any, list[str], list[str], dict[str, float]]:
+    """Check ``qmodel`` on the tuning items; if it misses the aim, search (op types, then nodes).
+
+    Returns (model, op types left float, nodes kept float, check as a dict)."""
+    if not tuning:
+        notes.append("no tuning items: accuracy not measured here, no sensitivity search")
+        return qmodel, [], [], {}
+    reference = run_model(fp32_path, tuning, where)
+    judge = Judge(tuning, reference, data.tuning_labels, lambda m, f: run_model(m, f, where))
+    check = judge.check(qmodel)
+    notes.append(f"check after quantization: {check.text()}; {budget.describe()}")
+    skipped: list[str] = []
+    found: tuple[str, ...] = ()
+    before = check
+    searched = options.sensitivity_search and not budget.meets(check)
+    if searched:
+        qmodel, skipped, check = op_type_search(qmodel, check, build, judge, notes)
+        if not budget.meets(check):
+            weights = float_weights(float_model)
+            candidates = [n for n in quantized_weighted_nodes(qmodel) if weights.get(n)]
+            result = sensitivity_search(OnnxBackend(qmodel, weights, where), candidates, judge, qmodel, check,
+                                        budget, max_float=options.max_float_nodes, notes=notes)
+            qmodel, found, check = result.model, result.kept, result.check
+    out = check.after(before) if searched else check.as_dict()
+    note = budget_note(budget, check)
+    if note:
+        notes.append(note)
+    return qmodel, skipped, list(found), out

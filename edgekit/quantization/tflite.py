@@ -1,0 +1,269 @@
+"""Quantize an fp32 ``.tflite`` with ``ai-edge-quantizer`` (no TensorFlow needed).
+
+- fp16: weights cast to float16 (``FLOAT_CASTING``), compute in float;
+- int8-dynamic: int8 weights, float activations quantized on the fly;
+- int8 (full integer): int8 weights and activations, min/max calibrated on the calibration split's
+  **ranges** items; I/O int8 (what MCUs and NPUs want; the LiteRT session quantizes feeds with each tensor's
+  scale/zero point) or float (a QUANTIZE op in front of each input, a DEQUANTIZE after each output). The
+  result is checked against the fp32 ``.tflite`` with the real LiteRT kernels on the **tuning** items
+  (:mod:`edgekit.quantization.checks`), against the run's budget with the tuning margin.
+
+Keeping layers float: ai-edge-quantizer takes per-op recipe entries (a ``no_quantize`` entry whose regex
+matches the op's output tensor names), so the shared :func:`~edgekit.quantization.search.sensitivity_search`
+runs here too, re-quantizing from the same calibration statistics per trial. It is off by default for
+int8 I/O (``sensitivity_search=None``): a full-integer model promises integer-only ops to NPUs / MCUs (Vela
+runs a float op on the CPU), and a float op breaks that promise; with float I/O it is on. The artifact's
+notes say which applied.
+
+Models are written with inline buffers (Vela and older runtimes do not read offset buffers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.artifacts import atomic_write_bytes
+from edgekit.errors import CalibrationError, ConfigError, QuantizationError, first_line, require
+from edgekit.formats.tflite_graph import float_io, io_types
+from edgekit.quantization.calibration import CalibrationSplit, Feeds
+from edgekit.quantization.checks import DecisionBudget, Judge
+from edgekit.quantization.report import QuantReport
+from edgekit.quantization.search import Ranked, budget_note, sensitivity_search
+
+IO_TYPES = ("int8", "float")
+WEIGHTED_OPS = {3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 9: "FULLY_CONNECTED", 67: "TRANSPOSE_CONV",
+                126: "BATCH_MATMUL"}  # builtin operator codes
+
+
+@dataclass(frozen=True)
+class TfliteInt8Options:
+    """Full-integer int8: ``io`` is "int8" or "float"; ``max_items`` caps the ranges items used.
+
+    ``sensitivity_search``: keep the most sensitive ops float (at most ``max_float_ops``) until the budget
+    holds on the tuning items; ``None`` = only with float I/O (see the module docstring).
+    """
+
+    io: str = "int8"
+    max_items: int | None = 300
+    sensitivity_search: bool | None = None
+    max_float_ops: int = 6
+
+    def __post_init__(self) -> None:
+        if self.io not in IO_TYPES:
+            raise QuantizationError("unknown int8 I/O type", where="tflite.int8.io",
+                                    expected=" | ".join(IO_TYPES), got=self.io)
+        if not isinstance(self.max_float_ops, int) or self.max_float_ops < 0:
+            raise ConfigError("must be an integer >= 0", where="tflite.int8.max_float_ops", got=self.max_float_ops)
+
+    @property
+    def search(self) -> bool:
+        return self.io == "float" if self.sensitivity_search is None else self.sensitivity_search
+
+
+def _quantizer() -> Any:
+    return require("ai_edge_quantizer.quantizer", "tflite", "quantizing .tflite models")
+
+
+def _to_bytes(result: Any) -> bytes:
+    """The quantized model as one flatbuffer with inline buffers."""
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-aeq-") as tmp:
+        tmp_file = Path(tmp) / "model.tflite"
+        result.export_model(str(tmp_file), overwrite=True)
+        model = fu.read_model(str(tmp_file))  # resolves offset buffers into inline data
+        return bytes(fu.convert_object_to_bytearray(model))
+
+
+def _quiet_quantize(qt: Any, calibration: Any = None) -> Any:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return qt.quantize(calibration) if calibration is not None else qt.quantize()
+
+
+def convert_fp16(fp32: Path, out_path: Path) -> QuantReport:
+    """Weights to float16 (compute stays float32 on CPUs; GPUs may run it in half)."""
+    t0 = time.perf_counter()
+    q = _quantizer()
+    from ai_edge_quantizer import qtyping
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    from ai_edge_quantizer.recipe_manager import RecipeManager
+
+    rm = RecipeManager()
+    rm.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
+                              algorithm_key=AlgorithmName.FLOAT_CASTING)
+    qt = q.Quantizer(str(fp32))
+    qt.load_quantization_recipe(rm.get_quantization_recipe())
+    atomic_write_bytes(out_path, _to_bytes(_quiet_quantize(qt)))
+    return QuantReport({"method": "ai-edge-quantizer float_casting", "weights": "float16"},
+                       notes=("fp16 weights (ai-edge-quantizer float casting), float compute",),
+                       seconds=time.perf_counter() - t0)
+
+
+def quantize_dynamic(fp32: Path, out_path: Path) -> QuantReport:
+    """Dynamic-range int8: int8 per-channel weights, activations quantized at run time."""
+    t0 = time.perf_counter()
+    q = _quantizer()
+    from ai_edge_quantizer import recipe
+
+    qt = q.Quantizer(str(fp32))
+    qt.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+    atomic_write_bytes(out_path, _to_bytes(_quiet_quantize(qt)))
+    return QuantReport({"method": "ai-edge-quantizer dynamic_wi8_afp32"},
+                       notes=("dynamic-range int8: int8 weights, float activations",), seconds=time.perf_counter() - t0)
+
+
+def signature_inputs(fp32: Path) -> tuple[str, dict[str, Any]]:
+    """The model's first signature key and its inputs (name -> numpy dtype), in order (a signature is required)."""
+    interp = require("ai_edge_litert.interpreter", "tflite", "reading .tflite signatures")
+    it = interp.Interpreter(model_path=str(fp32))
+    sigs = it.get_signature_list()
+    if not sigs:
+        raise QuantizationError("the .tflite model has no signature", where=str(fp32),
+                                hint="ai-edge-quantizer needs a model with a signature; convert with edgekit")
+    key = next(iter(sigs))
+    details = it.get_signature_runner(key).get_input_details()
+    return key, {str(n): details[n]["dtype"] for n in sigs[key]["inputs"]}
+
+
+def weighted_ops(fp32: Path) -> list[str]:
+    """The scope (output tensor names) of every weighted op, as ai-edge-quantizer's recipes match them."""
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    model = fu.read_model(str(fp32))
+    sg = model.subgraphs[0]
+    out = []
+    for op in sg.operators:
+        if fu.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex]) in WEIGHTED_OPS:
+            out.append(";".join((sg.tensors[i].name or b"").decode() for i in op.outputs))
+    return out
+
+
+class TfliteBackend:
+    """The search backend of ai-edge-quantizer: an op kept float gets a ``no_quantize`` recipe entry
+    (matched on its scope); each trial re-quantizes from the same calibration statistics."""
+
+    def __init__(self, qt: Any, stats: Any, io_kind: str, tmp: Path) -> None:
+        self._qt, self._stats, self._io, self._tmp = qt, stats, io_kind, tmp
+        self._n = 0
+
+    def build(self, kept_float: Sequence[str]) -> bytes:
+        from ai_edge_quantizer import recipe
+
+        entries = [{"regex": "^" + re.escape(scope) + ";", "operation": "*", "algorithm_key": "no_quantize",
+                    "op_config": {}} for scope in kept_float]
+        self._qt.load_quantization_recipe([*recipe.static_wi8_ai8(), *entries])
+        data = _to_bytes(_quiet_quantize(self._qt, self._stats))
+        return float_io(data) if self._io == "float" else data
+
+    def run(self, model: bytes, feeds: Sequence[Feeds]) -> list[np.ndarray]:
+        self._n += 1  # a new file per trial: LiteRT maps the file it loads
+        return run_tflite(model, feeds, self._tmp / f"trial{self._n}.tflite")
+
+    def rank(self, candidates: Sequence[str], judge: Judge) -> list[Ranked] | None:
+        return None
+
+
+def run_tflite(model: bytes | Path, feeds: Sequence[Feeds], path: Path | None = None) -> list[np.ndarray]:
+    """The first output per feed with the real LiteRT kernels (int8 I/O quantized / dequantized)."""
+    from edgekit.runtimes.base import RuntimeOptions
+    from edgekit.runtimes.litert import LiteRTRuntime
+
+    if isinstance(model, bytes):
+        assert path is not None
+        path.write_bytes(model)
+        model = path
+    sess = LiteRTRuntime().load(model, RuntimeOptions(threads=1))
+    return [np.asarray(sess.run(f)[0], dtype=np.float32) for f in feeds]
+
+
+def _model_inputs(feeds: Feeds, adapt: Callable[[Feeds], Feeds], dtypes: Mapping[str, Any], where: str) -> Feeds:
+    """``adapt``ed feeds matched to the signature by name (by position only when the names differ), cast to
+    the declared dtypes (token ids stay integers)."""
+    names = list(dtypes)
+    given = adapt(feeds)
+    values = [given[n] for n in names] if all(n in given for n in names) else list(given.values())
+    if len(values) != len(names):
+        raise CalibrationError("calibration items do not match the model's inputs", where=where,
+                               expected=", ".join(names), got=sorted(given))
+    return {n: np.asarray(v).astype(dtypes[n]) for n, v in zip(names, values, strict=True)}
+
+
+def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt: Callable[[Feeds], Feeds],
+                       options: TfliteInt8Options, budget: DecisionBudget = DecisionBudget()) -> QuantReport:
+    """Full-integer int8 calibrated with min/max on the ranges items (``adapt`` turns edgekit feeds into the
+    model's inputs, e.g. NCHW→NHWC), checked (and searched, see the module docstring) on the tuning items."""
+    q = _quantizer()
+    from ai_edge_quantizer import recipe
+
+    key, dtypes = signature_inputs(fp32)
+    where = str(out_path)
+    t0 = time.perf_counter()
+    samples: list[Feeds] = []
+    ranges: Iterator[Feeds] = data.ranges()
+    for feeds in ranges:
+        if options.max_items is not None and len(samples) >= options.max_items:
+            break
+        samples.append(_model_inputs(feeds, adapt, dtypes, where))
+    if not samples:
+        raise CalibrationError("full-integer int8 needs calibration items; the calibration split is empty",
+                               where=where, hint="pass --calibration with a calibration split")
+    qt = q.Quantizer(str(fp32))
+    qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            stats = qt.calibrate({key: samples})
+    except Exception as exc:  # ai-edge-quantizer raises plain ValueError/RuntimeError
+        raise QuantizationError(f"ai-edge-quantizer calibration failed: {first_line(exc, 200)}", where=where,
+                                hint="check that the calibration items match the model's inputs") from exc
+    calibration_seconds = time.perf_counter() - t0
+    notes = [data.note(len(samples)),
+             f"full-integer int8 (ai-edge-quantizer static_wi8_ai8, min/max on the {len(samples)} ranges items)"]
+    settings: dict[str, Any] = {"method": "ai-edge-quantizer static_wi8_ai8 (min/max)",
+                                "sensitivity_search": options.search, "max_float_ops": options.max_float_ops,
+                                "budget": budget.as_dict()}
+    kept: tuple[str, ...] = ()
+    check: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="edgekit-aeq-", dir=Path(out_path).parent) as tmp_dir:
+        backend = TfliteBackend(qt, stats, options.io, Path(tmp_dir))
+        model = backend.build([])
+        tuning = [_model_inputs(f, adapt, dtypes, where) for f in data.tuning]
+        if not tuning:
+            notes.append("no tuning items: accuracy not measured here, no search")
+        else:
+            judge = Judge(tuning, run_tflite(fp32, tuning), data.tuning_labels, backend.run)
+            result = judge.check(model)
+            notes.append(f"check after quantization: {result.text()}; {budget.describe()}")
+            before, searched = result, options.search and not budget.meets(result)
+            if searched:
+                found = sensitivity_search(backend, weighted_ops(fp32), judge, model, result, budget,
+                                           max_float=options.max_float_ops, notes=notes, what="weighted op")
+                model, kept, result = found.model, found.kept, found.check
+            elif not budget.meets(result):
+                notes.append("sensitivity search off: full-integer int8 with int8 I/O promises integer-only ops to "
+                             "NPUs / MCUs, and an op kept float would break it (tflite.int8.sensitivity_search="
+                             "True allows it; float I/O turns it on)")
+            note = budget_note(budget, result)
+            if note:
+                notes.append(note)
+            check = result.after(before) if searched else result.as_dict()
+    io_now = io_types(model)
+    if options.io == "float":
+        notes.append("float input/output: QUANTIZE/DEQUANTIZE ops at the graph boundary")
+    elif io_now != "int8":
+        notes.append(f"int8 I/O asked, but the quantizer left {io_now} I/O")
+    if kept:
+        settings["kept_float_ops"] = len(kept)
+    atomic_write_bytes(out_path, model)
+    settings["io"] = io_types(model)
+    return QuantReport(settings, kept, tuple(notes), data.describe(len(samples)),
+                       calibration_seconds=calibration_seconds, seconds=time.perf_counter() - t0, check=check)
