@@ -36,15 +36,23 @@ def load_source(
     task: Task | str | None = None,
     preprocess: Preprocess | Mapping[str, Any] | None = None,
     max_length: int = 64,
+    trust_remote_code: bool = False,
 ) -> ModelSource:
     """Load a model source offline.
 
     ``model`` is a ``torch.nn.Module``, ``"path/file.py:factory"`` (+ ``checkpoint``), a Hugging Face
     directory, or an ``.onnx`` file. Input shapes come from the source where it knows them, else from
-    ``input_shapes``; a missing one is a :class:`~edgekit.errors.SourceError`.
+    ``input_shapes``; a missing one is a :class:`~edgekit.errors.SourceError`. A Hugging Face directory whose
+    config or tokenizer needs the folder's own Python code is refused unless ``trust_remote_code=True``
+    (``--trust-remote-code``; recorded in the report); for any other source that option is an error.
     """
     if isinstance(model, ModelSource):
         return model
+    if trust_remote_code and not (isinstance(model, (str, Path)) and Path(str(model)).is_dir()):
+        raise ConfigError("--trust-remote-code applies only to a Hugging Face model folder",
+                          where="--trust-remote-code",
+                          got=str(model) if isinstance(model, (str, Path)) else type(model).__name__,
+                          hint="drop it: this source's code is already yours to run (file.py:factory) or has none")
     ckpt = Path(checkpoint) if checkpoint else None
     first_shape = next(iter(input_shapes.values())) if input_shapes else None
     if not isinstance(model, (str, Path)):
@@ -61,7 +69,8 @@ def load_source(
     if path.is_dir():
         from edgekit.sources.huggingface import load_hf_dir
 
-        return load_hf_dir(path, task=task, max_length=max_length, preprocess=image_options(preprocess))
+        return load_hf_dir(path, task=task, max_length=max_length, preprocess=image_options(preprocess),
+                           trust_remote_code=trust_remote_code)
     if path.suffix == ".onnx":
         from edgekit.sources.files import load_onnx_file
 

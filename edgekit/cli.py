@@ -55,7 +55,8 @@ def _source(args: argparse.Namespace) -> Any:
     from edgekit.api import load_source
 
     return load_source(args.model, checkpoint=args.checkpoint, input_shapes=_shapes(args.input_shape),
-                       task=args.task, preprocess=_preprocess(args), max_length=args.max_length)
+                       task=args.task, preprocess=_preprocess(args), max_length=args.max_length,
+                       trust_remote_code=args.trust_remote_code)
 
 
 def _csv(text: str | None) -> tuple[str, ...]:
@@ -98,15 +99,16 @@ def _options(args: argparse.Namespace) -> Any:
 
 def _hosts(args: argparse.Namespace) -> tuple[Any, ...]:
     """Boards from ``--host`` (any ssh target) and ``--inventory`` (host -> target), with the SSH flags."""
-    from edgekit.executors.hosts import load_inventory, parse_host
+    from edgekit.executors.hosts import check_private_key, load_inventory, parse_host
 
     hosts = [parse_host(h) for h in getattr(args, "host", None) or ()]
     if getattr(args, "inventory", None):
         hosts += list(load_inventory(Path(args.inventory)))
+    key = check_private_key(Path(args.ssh_key).expanduser(), "--ssh-key") if getattr(args, "ssh_key", None) else None
     out = []
     for h in hosts:
-        if getattr(args, "ssh_key", None):
-            h = replace(h, key=Path(args.ssh_key).expanduser())
+        if key is not None:
+            h = replace(h, key=key)
         if getattr(args, "remote_python", None):
             h = replace(h, python=args.remote_python)
         if getattr(args, "ssh_known_hosts", None):
@@ -139,6 +141,9 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mean", help="image normalisation mean, 0..1 units, e.g. 0.485,0.456,0.406")
     p.add_argument("--std", help="image normalisation std, 0..1 units")
     p.add_argument("--max-length", type=int, default=64, help="token sequence length for text models")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="let a Hugging Face folder run its own Python code (auto_map); refused without it. "
+                        "Only for code you trust: it runs with your rights (recorded in the report)")
     p.add_argument("--calibration", required=True,
                    help="bundled set name (digits, photos, sentences), folder of images, .npz or .txt")
 
@@ -173,7 +178,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from edgekit.pipeline import run
 
-    result = run(_source(args), args.calibration, args.out, _options(args))
+    opts = _options(args)  # option mistakes (a bad --ssh-key, inventory) before the slow source load
+    result = run(_source(args), args.calibration, args.out, opts)
     for rec in result.recommendations:
         print(f"{rec.target}/{rec.runtime}: {rec.artifact or 'nothing'} - {rec.reason}")
     print(f"report: {Path(args.out) / 'report.md'}")

@@ -111,7 +111,7 @@ def _text_plan(path: Path, io: IOSpec, preprocess: Preprocess) -> Plan:
             raise CalibrationError("the model's sequence length differs from max_length", where=str(path),
                                    expected=f"max_length={spec.shape[1]}", got=f"max_length={length}",
                                    hint=f"use TextPreprocess(max_length={spec.shape[1]})")
-    tok = tokenizer(str(preprocess.tokenizer_dir))
+    tok = tokenizer(str(preprocess.tokenizer_dir), preprocess.trust_remote_code)
     specs = io.inputs
 
     def convert(items: list[Item]) -> Feeds:

@@ -53,10 +53,12 @@ class ImagePreprocess:
 
 @dataclass(frozen=True)
 class TextPreprocess:
-    """Tokenize with the Hugging Face tokenizer in ``tokenizer_dir``, padded / truncated to ``max_length``."""
+    """Tokenize with the Hugging Face tokenizer in ``tokenizer_dir``, padded / truncated to ``max_length``.
+    ``trust_remote_code``: the tokenizer may import the folder's own Python code (the source's opt-in)."""
 
     tokenizer_dir: Path
     max_length: int = 64
+    trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokenizer_dir", Path(self.tokenizer_dir))
@@ -65,7 +67,10 @@ class TextPreprocess:
                               got=self.max_length)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "text", "tokenizer_dir": str(self.tokenizer_dir), "max_length": self.max_length}
+        out: dict[str, Any] = {"kind": "text", "tokenizer_dir": str(self.tokenizer_dir), "max_length": self.max_length}
+        if self.trust_remote_code:
+            out["trust_remote_code"] = True
+        return out
 
 
 Preprocess = ImagePreprocess | TextPreprocess | None
@@ -117,14 +122,16 @@ def _decode(path: Path, where: str) -> Any:
 
 
 @lru_cache(maxsize=4)
-def tokenizer(directory: str) -> Any:
-    """The Hugging Face tokenizer saved in ``directory`` (offline; cached for the last few folders)."""
+def tokenizer(directory: str, trust_remote_code: bool = False) -> Any:
+    """The Hugging Face tokenizer saved in ``directory`` (offline; cached for the last few folders). Its own
+    Python code (``auto_map``) runs only with ``trust_remote_code``, never after a prompt on stdin."""
     transformers = require("transformers", "hf", "tokenizing text")
     if not Path(directory).is_dir():
         raise CalibrationError("tokenizer folder not found", where=directory,
                                hint="TextPreprocess.tokenizer_dir must be a Hugging Face tokenizer folder")
     try:
-        return transformers.AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        return transformers.AutoTokenizer.from_pretrained(directory, local_files_only=True,
+                                                          trust_remote_code=trust_remote_code)
     except Exception as exc:  # transformers raises many kinds
         raise CalibrationError(f"cannot load the tokenizer ({type(exc).__name__})", where=directory,
                                hint="save it with tokenizer.save_pretrained") from exc

@@ -1,10 +1,16 @@
 """How to reach a board: :class:`HostSpec`, from ``--host USER@HOST:PORT`` (:func:`parse_host`) or a user's
 inventory file (:func:`load_inventory`), never from the repository. Executors that reach machines by address
 (:mod:`edgekit.executors.ssh`) take them from :attr:`edgekit.executors.base.ExecutorOptions.hosts`.
+
+Numbers are range-checked (:data:`LIMITS`: a ``retries = 1000000`` or ``connect_timeout = 1e308`` would
+otherwise hang silently) and a key file is checked to be a private key (:func:`check_private_key`) when it is
+named, so a local mistake is one line naming the file or key, never a connection retried as if the board
+were down.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -13,6 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import ConfigError
+
+#: The allowed range of each numeric host setting: (minimum, maximum, integer only).
+LIMITS: dict[str, tuple[float, float, bool]] = {
+    "connect_timeout": (1.0, 600.0, False),   # seconds, one connection attempt (and the login)
+    "run_timeout": (1.0, 86400.0, False),     # seconds, one agent run on the board (a day at most)
+    "retries": (0, 20, True),                 # extra connection attempts on transient errors
+}
 
 _INVENTORY_KEYS = {"name", "address", "target", "key", "python", "known_hosts", "remote_tmp", "connect_timeout",
                    "run_timeout", "retries"}
@@ -42,6 +55,10 @@ class HostSpec:
     connect_timeout: float = 15.0
     run_timeout: float = 1800.0
     retries: int = 2
+
+    def __post_init__(self) -> None:
+        for key in LIMITS:
+            check_limit(key, getattr(self, key), f"HostSpec.{key}")
 
     @property
     def label(self) -> str:
@@ -73,15 +90,71 @@ def parse_host(text: str, where: str = "--host") -> HostSpec:
     return HostSpec(host=m.group("v6") or m.group("host"), user=m.group("user"), port=port)
 
 
+def check_limit(key: str, value: Any, where: str) -> None:
+    """Raise :class:`ConfigError` naming ``where``, ``value`` and the allowed range unless ``value`` is a finite
+    number within :data:`LIMITS` ``[key]`` (an integer where the key counts something)."""
+    low, high, integer = LIMITS[key]
+    kind = "an integer" if integer else "a number of seconds"
+    expected = f"{kind} from {low:g} to {high:g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise ConfigError(f"{key} must be {kind}", where=where, expected=expected, got=value)
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ConfigError(f"{key} is out of range", where=where, expected=expected, got=value)
+
+
+#: The first line of a public key file (OpenSSH one-line format, RFC 4716) or of a key that is not a private key.
+_PUBLIC_KEY = re.compile(r"^(ssh-(rsa|dss|ed25519|ed448)|ecdsa-sha2-|sk-(ssh|ecdsa)-|"
+                         r"[a-z0-9-]+-cert-v01@openssh\.com|---- BEGIN SSH2 PUBLIC KEY)")
+_PRIVATE_KEY = re.compile(r"^(-----BEGIN ([A-Z0-9]+ )?(ENCRYPTED )?PRIVATE KEY-----|PuTTY-User-Key-File-)", re.M)
+
+
+def check_private_key(path: Path, where: str) -> Path:
+    """``path`` if it is a readable file that looks like an SSH private key; else :class:`ConfigError` naming
+    the file and ``where`` (``--ssh-key`` or ``file:host[i].key``): missing, a folder, unreadable, a public
+    key (the ``.pub`` half) or not a key at all. A local mistake, so never a connection retry.
+
+    This is a cheap check of the file's first line; :func:`edgekit.executors.ssh.connect` parses the key in
+    full before the first attempt (an encrypted key, a corrupt one)."""
+    shown = f"{where} {path}" if where != str(path) else str(path)
+    expected = "an SSH private key file (e.g. ~/.ssh/id_ed25519, not the .pub)"
+    if not path.exists():
+        raise ConfigError("the SSH key file does not exist", where=shown, expected=expected,
+                          hint="check the path (a missing key is a local mistake, not a board that is down)")
+    if not path.is_file():
+        raise ConfigError("the SSH key is not a file", where=shown, expected=expected)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).decode("utf-8", "replace")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the SSH key: {exc.strerror}", where=shown, expected=expected,
+                          hint="the key must be readable by you (chmod 600 it)") from exc
+    first = head.lstrip().split("\n", 1)[0]
+    if _PUBLIC_KEY.match(first):
+        private = path.with_suffix("") if path.suffix == ".pub" else None
+        hint = (f"pass the private key {private} instead" if private is not None and private.is_file()
+                else "pass the private half of the key pair (the file without .pub)")
+        raise ConfigError("this is a public key, not a private key", where=shown, expected=expected,
+                          got=first[:40] + ("..." if len(first) > 40 else ""), hint=hint)
+    if not _PRIVATE_KEY.search(head):
+        raise ConfigError("this file is not an SSH private key", where=shown, expected=expected,
+                          got=first[:40] + ("..." if len(first) > 40 else ""),
+                          hint="ssh-keygen -t ed25519 makes a key pair; pass the private key file")
+    return path
+
+
 def load_inventory(path: Path) -> tuple[HostSpec, ...]:
     """Read a user's inventory TOML: ``[[host]]`` tables with ``address`` (``USER@HOST:PORT``) and ``target``,
     optionally ``name``, ``key``, ``python``, ``known_hosts``, ``remote_tmp``, ``connect_timeout``,
-    ``run_timeout``, ``retries``. A ``[defaults]`` table gives values for every host."""
+    ``run_timeout``, ``retries``. A ``[defaults]`` table gives values for every host. Numbers must lie in
+    :data:`LIMITS`, a ``key`` must be a private key file (:func:`check_private_key`); errors name ``file:key``."""
     path = Path(path).expanduser()
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read the inventory: {exc.strerror}", where=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("the inventory is not UTF-8 text", where=str(path), expected="a UTF-8 TOML file",
+                          got=f"byte {exc.object[exc.start]:#04x} at offset {exc.start}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"the inventory is not valid TOML: {exc}", where=str(path)) from exc
     unknown = sorted(set(data) - {"host", "defaults"})
@@ -106,23 +179,22 @@ def load_inventory(path: Path) -> tuple[HostSpec, ...]:
         for key in ("address", "target"):
             if not isinstance(entry.get(key), str) or not entry[key]:
                 raise ConfigError("missing host key", where=f"{where}.{key}", expected="a string", got=entry.get(key))
+        # where a value came from: this host's table, or [defaults]
+        at = {key: f"{path}:defaults.{key}" if key in defaults and key not in raw else f"{where}.{key}"
+              for key in entry}
+        numbers: dict[str, Any] = {}
+        for key in LIMITS:
+            if key in entry:
+                check_limit(key, entry[key], at[key])
+                numbers[key] = entry[key] if LIMITS[key][2] else float(entry[key])
+        key_file = _opt_path(entry, "key", where, path.parent)
+        if key_file is not None:
+            check_private_key(key_file, at["key"])
         spec = parse_host(entry["address"], where=f"{where}.address")
-        spec = replace(spec, target=entry["target"], name=_opt_str(entry, "name", where),
-                       key=_opt_path(entry, "key", where, path.parent),
+        spec = replace(spec, target=entry["target"], name=_opt_str(entry, "name", where), key=key_file,
                        known_hosts=_opt_path(entry, "known_hosts", where, path.parent),
                        python=_opt_str(entry, "python", where) or "python3",
-                       remote_tmp=_opt_str(entry, "remote_tmp", where))
-        for key, minimum in (("connect_timeout", 1.0), ("run_timeout", 1.0), ("retries", 0)):
-            if key in entry:
-                val = entry[key]
-                if isinstance(val, bool) or not isinstance(val, (int, float)) or val < minimum:
-                    raise ConfigError("bad value", where=f"{where}.{key}", expected=f"a number >= {minimum}", got=val)
-                if key == "retries":
-                    spec = replace(spec, retries=int(val))
-                elif key == "run_timeout":
-                    spec = replace(spec, run_timeout=float(val))
-                else:
-                    spec = replace(spec, connect_timeout=float(val))
+                       remote_tmp=_opt_str(entry, "remote_tmp", where), **numbers)
         out.append(spec)
     return tuple(out)
 

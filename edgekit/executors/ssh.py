@@ -10,9 +10,12 @@ agent's modules (the same files local benchmarking runs: :data:`AGENT_MODULES` a
 runtime of the registry), the artifact, the
 feeds and ``job.json`` over SFTP, runs ``<python> -m edgekit.agent job.json`` with ``PYTHONPATH``
 pointing at the pushed package, parses the one JSON object it prints, fetches any output file, and
-removes the temp dir. Every remote command is an argument list joined with :func:`shlex.join`
-(each word quoted), never a string built from user input. Host keys are verified against
-known_hosts unless :attr:`HostSpec.verify_host_key` is False (the ``--insecure-no-host-key-check``
+removes the temp dir. The agent runs in a process group of its own (the session sshd makes for the command,
+else ``setsid``), whose id it leaves in ``agent.pid`` in the temp dir (:data:`LAUNCH`); on every way out of
+a job (done, failed, timed out, cancelled by Ctrl-C) that group is killed before the temp dir is removed
+(:data:`CLEANUP`), so nothing of the job keeps running on the board. Every remote command is an argument
+list joined with :func:`shlex.join` (each word quoted), never a string built from user input. Host keys
+are verified against known_hosts unless :attr:`HostSpec.verify_host_key` is False (the ``--insecure-no-host-key-check``
 flag, recorded in the report). Connecting has a timeout and is retried a bounded number of times on
 transient errors (refused, reset, timeout); the agent run has its own timeout.
 """
@@ -20,6 +23,7 @@ transient errors (refused, reset, timeout); the agent run has its own timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import shlex
@@ -30,7 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edgekit.errors import ConfigError, EdgekitError, require
-from edgekit.executors.hosts import HostSpec
+from edgekit.executors.hosts import HostSpec, check_private_key
 from edgekit.executors.hosts import load_inventory as load_inventory
 from edgekit.executors.hosts import parse_host as parse_host
 from edgekit.registry import RUNTIMES
@@ -70,6 +74,44 @@ def agent_command(spec: HostSpec, run_dir: str) -> list[str]:
     return ["env", f"PYTHONPATH={pkg}", spec.python, "-m", "edgekit.agent", str(PurePosixPath(run_dir) / "job.json")]
 
 
+#: ``sh -c LAUNCH edgekit-agent RUN_DIR ARGV...``: run ARGV in a process group of its own and write
+#: ``group <pgid>`` (or, where no group of its own can be had, ``pid <pid>``) to ``RUN_DIR/agent.pid`` first.
+#: sshd starts each command as a session leader, so the shell usually already leads its group (it is
+#: ``exec``'d by the login shell); otherwise ``setsid`` (util-linux, busybox) makes one without forking.
+LAUNCH = r"""d=$1; shift
+g=; read -r _ _ _ _ g _ < "/proc/$$/stat" 2>/dev/null
+if [ "$g" = "$$" ]; then echo "group $$" > "$d/agent.pid" || exit 125; exec "$@"; fi
+if command -v setsid >/dev/null 2>&1; then echo "group $$" > "$d/agent.pid" || exit 125; exec setsid "$@"; fi
+echo "pid $$" > "$d/agent.pid" || exit 125
+exec "$@"
+"""
+
+#: ``sh -c CLEANUP edgekit-cleanup RUN_DIR``: TERM the job's group (or pid) from ``RUN_DIR/agent.pid``, KILL
+#: what is left after ~2 s, then remove RUN_DIR. Only a number > 1 is ever signalled (never ``kill -1``).
+CLEANUP = r"""d=$1; k=; p=
+[ -r "$d/agent.pid" ] && read -r k p < "$d/agent.pid"
+case $p in ''|*[!0-9]*) p=0 ;; esac
+if [ "$p" -gt 1 ]; then
+  t=$p; [ "$k" = group ] && t=-$p
+  kill -TERM "$t" 2>/dev/null
+  i=0
+  while kill -0 "$t" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i+1)); done
+  kill -KILL "$t" 2>/dev/null
+fi
+rm -rf -- "$d"
+"""
+
+
+def launch_command(run_dir: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` started through :data:`LAUNCH`: in its own process group, recorded in ``run_dir/agent.pid``."""
+    return ["sh", "-c", LAUNCH, "edgekit-agent", run_dir, *argv]
+
+
+def cleanup_command(run_dir: str) -> list[str]:
+    """Kill what is left of the job in ``run_dir`` (its process group) and remove ``run_dir`` (:data:`CLEANUP`)."""
+    return ["sh", "-c", CLEANUP, "edgekit-cleanup", run_dir]
+
+
 def mktemp_command(spec: HostSpec) -> list[str]:
     """``mktemp -d`` in ``spec.remote_tmp`` (or the board's default temp folder)."""
     if spec.remote_tmp:
@@ -101,6 +143,8 @@ async def connect(spec: HostSpec) -> Any:
     refused (not retried), or the last transient error after ``1 + spec.retries`` attempts.
     """
     asyncssh = _asyncssh()
+    if spec.key is not None:
+        check_key(spec.key, f"{spec.label}: key")
     kwargs: dict[str, Any] = {"port": spec.port, "connect_timeout": spec.connect_timeout,
                               "login_timeout": spec.connect_timeout,
                               # a board that vanishes without closing TCP is noticed within ~1 minute
@@ -130,11 +174,34 @@ async def connect(spec: HostSpec) -> Any:
         except asyncssh.PermissionDenied as exc:
             raise RemoteError(f"{spec.label} refused the login: {exc}", where=spec.label,
                               hint="check the user and --ssh-key (ssh -i KEY USER@HOST must work)") from exc
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+            # a local file (key, known_hosts, ssh config) that cannot be read: a local mistake, not retried
+            raise ConfigError(f"cannot read a local SSH file: {exc.strerror}", where=str(exc.filename or spec.label),
+                              hint="check --ssh-key / --ssh-known-hosts and the files they name") from exc
         except (TimeoutError, OSError, asyncssh.Error) as exc:
             last = exc
     reason = _describe(last)
     raise RemoteError(f"cannot connect to {spec.label} after {1 + max(0, spec.retries)} attempt(s): {reason}",
                       where=spec.label, hint="is the board up and sshd listening on that port?")
+
+
+def check_key(path: Path, where: str) -> None:
+    """Refuse, before any connection attempt, a key file that is not a usable private key: missing, a public
+    key, not a key (:func:`~edgekit.executors.hosts.check_private_key`), corrupt or passphrase-protected
+    (parsed by asyncssh). :class:`ConfigError` naming ``where`` and the file; never retried."""
+    check_private_key(path, where)
+    asyncssh = _asyncssh()
+    try:
+        asyncssh.read_private_key(str(path))
+    except (ValueError, OSError) as exc:  # asyncssh.KeyImportError is a ValueError
+        shown = f"{where} {path}"
+        if "assphrase" in str(exc):
+            raise ConfigError("the SSH private key is passphrase-protected", where=shown,
+                              expected="a key edgekit can read without a passphrase",
+                              hint=f"load it into ssh-agent (ssh-add {path}) and leave out --ssh-key / key") from exc
+        raise ConfigError(f"cannot read the SSH private key: {exc}", where=shown,
+                          expected="an SSH private key (OpenSSH, PEM or PKCS#8 format)",
+                          hint="ssh -i KEY USER@HOST must accept it") from exc
 
 
 def _describe(exc: BaseException | None) -> str:
@@ -261,7 +328,8 @@ async def run_remote_job(conn: Any, spec: HostSpec, job: RemoteJob) -> dict[str,
                           where=spec.remote_tmp or "$TMPDIR", hint="set a writable remote_tmp with free space")
     try:
         await _push(conn, spec, run_dir, job)
-        proc = await run_command(conn, agent_command(spec, run_dir), spec.run_timeout, "the agent run", spec)
+        proc = await run_command(conn, launch_command(run_dir, agent_command(spec, run_dir)), spec.run_timeout,
+                                 "the agent run", spec)
         result = parse_agent_output(proc.stdout, proc.stderr, proc.exit_status, spec)
         if job.fetch_outputs is not None:
             try:
@@ -272,11 +340,22 @@ async def run_remote_job(conn: Any, spec: HostSpec, job: RemoteJob) -> dict[str,
                                   where=spec.label) from exc
         return result
     finally:
-        try:  # best effort: the connection may be gone; never mask the job's own error
-            await asyncio.wait_for(asyncio.shield(conn.run(remote_command(["rm", "-rf", "--", run_dir]),
-                                                           check=False)), 30.0)
-        except Exception:
-            pass
+        # on every way out (done, error, time-out, Ctrl-C): kill the job's process group, remove the temp dir.
+        # Best effort: the connection may be gone; never mask the job's own error.
+        await _cleanup(conn, run_dir)
+
+
+async def _cleanup(conn: Any, run_dir: str) -> None:
+    """Run :func:`cleanup_command` for ``run_dir`` and wait for it (up to 30 s), even while being cancelled."""
+    task = asyncio.ensure_future(conn.run(remote_command(cleanup_command(run_dir)), check=False))
+    try:
+        await asyncio.wait_for(asyncio.shield(task), 30.0)
+    except asyncio.CancelledError:  # cancelled again (a second Ctrl-C) while cleaning up: finish it, then go
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(task, 30.0)
+        raise
+    except Exception:
+        pass
 
 
 async def run_one(spec: HostSpec, job: RemoteJob) -> dict[str, Any]:

@@ -49,7 +49,8 @@ def export_huggingface(source: ModelSource, out_path: Path, *, opset: int | None
         try:
             exporters.main_export(str(source.path), output=tmp, task=task, opset=opset, local_files_only=True,
                                   do_validation=False, no_dynamic_axes=not dynamic_batch,
-                                  library_name="transformers")
+                                  library_name="transformers",
+                                  trust_remote_code=source.details.get("trust_remote_code") is True)
         except Exception as exc:
             raise ExportError(f"optimum export failed: {first_line(exc, 240)}", where=str(source.path),
                               hint="is the architecture supported by optimum-onnx for this task?") from exc

@@ -93,7 +93,8 @@ def _hf_module(ctx: BuildContext) -> Any:
     auto = {"text-classification": transformers.AutoModelForSequenceClassification,
             "image-classification": transformers.AutoModelForImageClassification}.get(task.value,
                                                                                       transformers.AutoModel)
-    model = auto.from_pretrained(str(ctx.source.path), local_files_only=True).eval()
+    model = auto.from_pretrained(str(ctx.source.path), local_files_only=True,
+                                 trust_remote_code=ctx.source.details.get("trust_remote_code") is True).eval()
     names = list(ctx.source.io.input_names)
     classify = task.is_classification
 

@@ -2,10 +2,16 @@
 
 Every number shown comes from the :class:`~edgekit.results.RunResult`; a row that was not measured
 shows its status and reason and a dash in every number cell, never a made-up value.
+
+Every piece of text that comes from outside this module (model, file and host names, paths, notes, reasons,
+a board's environment) goes through :func:`text` (or :func:`cell`, :func:`paragraph`): one line, no raw HTML,
+no code span, no table-cell break, no block marker at a line start. So whatever those strings hold (newlines,
+``|``, backticks, ``<script>``), the report keeps its structure: one table row stays one row.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,9 +28,29 @@ _LATENCY_HEAD = ("Artifact", "Target", "Runtime", "Threads", "Ran on", "n", "War
                  "First ms", "p50 ms", "p90 ms", "p99 ms", "Mean ± sd ms", "Min ms")
 
 
-def cell(text: Any) -> str:
-    """``text`` made safe for one Markdown table cell."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+#: Line breaks of any kind (what Markdown renderers or ``str.splitlines`` break on), other control characters
+#: and the bidirectional-override characters that can make text read differently from what it is.
+_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]+")
+_INLINE = str.maketrans({"\\": "\\\\", "`": "\\`", "|": "\\|", "<": "&lt;", ">": "&gt;"})
+
+
+def text(value: Any) -> str:
+    """``value`` as inert inline Markdown: line breaks and control characters become one space; backslashes,
+    backticks and ``|`` are escaped; ``<``/``>`` become entities (never raw HTML)."""
+    return _BREAKS.sub(" ", str(value)).translate(_INLINE)
+
+
+def cell(value: Any) -> str:
+    """``value`` made safe for one Markdown table cell (:func:`text`)."""
+    return text(value)
+
+
+def paragraph(value: Any) -> str:
+    """:func:`text` for what starts a line or a list item: also no leading spaces (a code block) nor a leading
+    block marker (``#`` heading, ``-``/``+``/``*`` list item or rule, ``1.`` list, ``=`` underline, ``~~~``
+    fence)."""
+    line = text(value).lstrip()
+    return re.sub(r"^(\d{1,9})([.)])(?=\s|$)", r"\1\\\2", re.sub(r"^([#+*=~_-])", r"\\\1", line))
 
 
 def _table(head: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
@@ -60,10 +86,10 @@ def _bullets(d: Mapping[str, Any], skip: Iterable[str] = ()) -> list[str]:
         if k in skipped:
             continue
         if isinstance(v, Mapping) and v:
-            lines.append(f"- {k}:")
+            lines.append(f"- {paragraph(k)}:")
             lines += ["  " + line for line in _bullets(v)]
         else:
-            lines.append(f"- {k}: {_value(v)}")
+            lines.append(f"- {paragraph(k)}: {text(_value(v))}")
     return lines
 
 
@@ -122,9 +148,9 @@ def _latency_row(row: Row) -> list[str]:
 
 def _title(result: RunResult) -> list[str]:
     name = result.model.get("name") or "model"
-    lines = [f"# edgekit report: {name}", ""]
+    lines = [f"# edgekit report: {text(name)}", ""]
     if result.model.get("source"):
-        lines += [f"Source: `{result.model['source']}`", ""]
+        lines += [f"Source: {text(result.model['source'])}", ""]
     return lines + _bullets(result.model, skip=("name", "source"))
 
 
@@ -134,9 +160,9 @@ def _dataset(result: RunResult) -> list[str]:
     if n_eval is None:
         ns = {r.metrics.n for r in result.rows if r.metrics is not None}
         n_eval = ns.pop() if len(ns) == 1 else None
-    lines = ["## Dataset", "", f"- name: {_value(d.get('name'))}",
-             f"- evaluation items (held out): {_value(n_eval)}",
-             f"- calibration items: {_value(d.get('calibration_items'))}"]
+    lines = ["## Dataset", "", f"- name: {text(_value(d.get('name')))}",
+             f"- evaluation items (held out): {text(_value(n_eval))}",
+             f"- calibration items: {text(_value(d.get('calibration_items')))}"]
     return lines + _bullets(d, skip=("name", "eval_items", "calibration_items"))
 
 
@@ -212,13 +238,14 @@ def _recommendations(result: RunResult) -> list[str]:
     if not result.recommendations:
         lines += ["No target was measured, so nothing is recommended.", ""]
     for rec in result.recommendations:
-        pick = f"**{rec.artifact}**" if rec.artifact else "**nothing**"
-        lines += [f"### {rec.target} ({rec.runtime}): {pick}", "", rec.reason, ""]
+        pick = f"**{text(rec.artifact)}**" if rec.artifact else "**nothing**"
+        lines += [f"### {text(rec.target)} ({text(rec.runtime)}): {pick}", "", paragraph(rec.reason), ""]
         if rec.rejected:
-            lines += ["Not chosen:", *(f"- {r}" for r in rec.rejected), ""]
+            lines += ["Not chosen:", *(f"- {paragraph(r)}" for r in rec.rejected), ""]
     measured = {(r.target, r.runtime) for r in result.rows if r.status in MEASURED}
     unmeasured = sorted({(r.target, r.runtime) for r in result.rows} - measured)
-    lines += [f"- {t} ({rt}): nothing was measured there, so no recommendation." for t, rt in unmeasured]
+    lines += [f"- {paragraph(t)} ({text(rt)}): nothing was measured there, so no recommendation."
+              for t, rt in unmeasured]
     return lines
 
 
@@ -249,7 +276,7 @@ def _notes(result: RunResult) -> list[str]:
                          f"but ran on {_ran_on(info)}")
     if not notes:
         return []
-    return ["## Notes", "", *(f"- {n}" for n in notes)]
+    return ["## Notes", "", *(f"- {paragraph(n)}" for n in notes)]
 
 
 def _environment(result: RunResult) -> list[str]:
@@ -264,7 +291,7 @@ def _environment(result: RunResult) -> list[str]:
             continue
         shown.add(key)
         where = r.target + (f" ({r.host})" if r.host else "")
-        lines += ["", f"### Environment on {where}", "", *_bullets(env)]
+        lines += ["", f"### Environment on {text(where)}", "", *_bullets(env)]
     return lines
 
 

@@ -2,6 +2,13 @@
 
 Loaded strictly offline (``local_files_only``, ``HF_HUB_OFFLINE=1``); the task comes from the
 config's architecture; export goes through optimum-onnx (see :mod:`edgekit.formats.onnx`).
+
+A folder can ask transformers to import its own Python files (``auto_map`` in ``config.json`` or
+``tokenizer_config.json``, a ``*.py`` they name): that code runs with the user's rights, and transformers
+would even ask "run the custom code? [y/N]" on stdin, which a ``yes |`` pipe answers. So such a folder is
+refused (:func:`check_remote_code`) before transformers is imported, unless the user opts in with
+``trust_remote_code=True`` (``--trust-remote-code``); every loader (config, tokenizer, model, optimum's
+exporter) is passed that value explicitly, never left to prompt, and the report's model description records it.
 """
 
 from __future__ import annotations
@@ -52,6 +59,63 @@ def task_from_config(config: Mapping[str, Any], where: str) -> Task:
                       expected="*ForSequenceClassification, *ForImageClassification or a bare *Model")
 
 
+#: The files of a model folder whose settings can make transformers import the folder's own Python code.
+REMOTE_CODE_FILES = ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json")
+
+
+def _code_refs(value: Any, key: str) -> list[tuple[str, str]]:
+    """(key path, text) of every string under ``value`` that names Python code: the whole of an ``auto_map`` /
+    ``custom_pipelines`` entry, or any string ending in ``.py``."""
+    if isinstance(value, dict):
+        out: list[tuple[str, str]] = []
+        for k, v in value.items():
+            sub = f"{key}.{k}" if key else str(k)
+            if k in ("auto_map", "custom_pipelines") and v:
+                out.append((sub, json.dumps(v)[:120]))
+            else:
+                out += _code_refs(v, sub)
+        return out
+    if isinstance(value, list):
+        return [ref for i, v in enumerate(value) for ref in _code_refs(v, f"{key}[{i}]")]
+    if isinstance(value, str) and value.strip().lower().endswith(".py"):
+        return [(key, value[:120])]
+    return []
+
+
+def remote_code_refs(directory: Path) -> list[tuple[Path, str, str]]:
+    """(file, key, value) for each setting in the folder's :data:`REMOTE_CODE_FILES` that makes transformers
+    run Python code from the folder (or fetch it); empty when the folder needs only transformers' own code."""
+    out: list[tuple[Path, str, str]] = []
+    for name in REMOTE_CODE_FILES:
+        path = directory / name
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # absent, or broken: its loader reports that
+            continue
+        out += [(path, key, text) for key, text in _code_refs(data, "")]
+    return out
+
+
+def check_remote_code(directory: Path, trust_remote_code: bool) -> list[tuple[Path, str, str]]:
+    """Refuse (:class:`SourceError`, one line naming the file and key, and the option to opt in) a folder whose
+    config or tokenizer needs its own Python code, unless ``trust_remote_code``; return what needs code."""
+    refs = remote_code_refs(directory)
+    if refs and not trust_remote_code:
+        path, key, text = refs[0]
+        raise SourceError(f"{path.name} asks to run Python code from the model folder ({key}: {text}); "
+                          "edgekit does not run a model's own code unless told to", where=f"{path}:{key}",
+                          expected="a model transformers loads with its own code",
+                          hint=f"only if you trust the code in {directory}: pass --trust-remote-code "
+                               "(load_source(..., trust_remote_code=True)); it runs with your rights")
+    return refs
+
+
+def _code_fingerprint(directory: Path) -> str:
+    """A hash of the folder's ``*.py`` files (a trusted model's code is part of what it computes)."""
+    files = sorted(directory.glob("*.py"))
+    return "+code:" + "+".join(sha256_file(f)[:16] for f in files) if files else ""
+
+
 def _weights_fingerprint(directory: Path) -> str:
     files = sorted(list(directory.glob("*.safetensors")) + list(directory.glob("*.bin")))
     if not files:
@@ -61,11 +125,12 @@ def _weights_fingerprint(directory: Path) -> str:
 
 
 def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: int = 64,
-                preprocess: Mapping[str, Any] | None = None) -> ModelSource:
+                preprocess: Mapping[str, Any] | None = None, trust_remote_code: bool = False) -> ModelSource:
     """Load an HF directory: config, tokenizer/image processor, and the PyTorch model for reference.
 
     ``preprocess`` options (``mean``, ``std``, ...) are set over the image processor's values of an image
-    model; for a text model they are an error naming them."""
+    model; for a text model they are an error naming them. A folder that needs its own Python code is refused
+    unless ``trust_remote_code`` (:func:`check_remote_code`); the value is recorded in ``details``."""
     go_offline()
     directory = Path(directory)
     cfg_path = directory / "config.json"
@@ -76,18 +141,20 @@ def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: 
         config = json.loads(cfg_path.read_text())
     except ValueError as exc:
         raise SourceError(f"config.json is not valid JSON: {exc}", where=str(cfg_path)) from exc
+    trust_remote_code = trust_remote_code is True  # only an explicit True opts in
+    needs_code = check_remote_code(directory, trust_remote_code)  # before transformers is even imported
     the_task = Task.parse(task, where="--task") if task else task_from_config(config, str(cfg_path))
     what = f"{directory.name} (a {the_task.value} model)"
     if the_task is not Task.IMAGE_CLASSIFICATION:  # refuse image options before the slow model load
         apply_image_options(None, preprocess, what=what)
-    fingerprint = _weights_fingerprint(directory)
+    fingerprint = _weights_fingerprint(directory) + (_code_fingerprint(directory) if needs_code else "")
     transformers = require("transformers", "hf", "a Hugging Face source")
     torch = require("torch", "hf", "a Hugging Face source")
     auto = {Task.TEXT_CLASSIFICATION: transformers.AutoModelForSequenceClassification,
             Task.IMAGE_CLASSIFICATION: transformers.AutoModelForImageClassification}.get(the_task,
                                                                                        transformers.AutoModel)
     try:
-        model = auto.from_pretrained(str(directory), local_files_only=True)
+        model = auto.from_pretrained(str(directory), local_files_only=True, trust_remote_code=trust_remote_code)
     except Exception as exc:
         first = first_line(exc)
         raise SourceError(f"cannot load the model ({type(exc).__name__}: {first[:200]})", where=str(directory),
@@ -104,11 +171,12 @@ def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: 
         inputs: tuple[TensorSpec, ...] = (TensorSpec("pixel_values", ("batch", 3, *hw), "float32"),)
     else:
         try:
-            tok = transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+            tok = transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True,
+                                                             trust_remote_code=trust_remote_code)
         except Exception as exc:
             raise SourceError("cannot load the tokenizer", where=str(directory),
                               hint="save the tokenizer beside the model (tokenizer.save_pretrained)") from exc
-        pre = TextPreprocess(tokenizer_dir=directory, max_length=max_length)
+        pre = TextPreprocess(tokenizer_dir=directory, max_length=max_length, trust_remote_code=trust_remote_code)
         inputs = tuple(TensorSpec(n, ("batch", "sequence"), "int64") for n in tok.model_input_names)
     if the_task is Task.FEATURE_EXTRACTION:
         outputs = (TensorSpec("last_hidden_state", ("batch", "sequence", int(config.get("hidden_size", 0))),
@@ -129,5 +197,5 @@ def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: 
         fingerprint=fingerprint, path=directory, handle=directory, reference=reference,
         details={"architecture": (config.get("architectures") or ["?"])[0],
                  "optimum_task": OPTIMUM_TASK.get(the_task, "auto"),
-                 "transformers": str(transformers.__version__)},
+                 "transformers": str(transformers.__version__), "trust_remote_code": trust_remote_code},
     )

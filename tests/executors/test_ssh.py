@@ -409,6 +409,7 @@ def test_parse_host_and_inventory(tmp_path: Path) -> None:
         with pytest.raises(ConfigError):
             parse_host(bad)
     inv = tmp_path / "hosts.toml"
+    _keygen(tmp_path / "id_test")  # a key the inventory names must be a private key file (checked on load)
     inv.write_text('[defaults]\nkey = "id_test"\npython = "/usr/bin/python3"\n'
                    '[[host]]\nname = "kitchen"\naddress = "pi@192.168.1.20"\ntarget = "raspberry-pi-5"\n'
                    '[[host]]\naddress = "nv@jet:2200"\ntarget = "jetson-orin-nano"\nrun_timeout = 60\n')
