@@ -86,11 +86,14 @@ def pt2e_route(src: Any, ds: Any, out: Path) -> dict[str, Any]:
 
 def onnx2tf_route(src: Any, ds: Any, out: Path) -> dict[str, Any]:
     """onnx2tf + TFLiteConverter with the calibration items as representative dataset (int8 I/O)."""
+    from edgekit.formats.base import FormatOptions
+    from edgekit.formats.onnx import OnnxOptions
     from edgekit.pipeline import RunOptions, build_artifact
     from edgekit.types import Format, Precision
 
-    onnx = build_artifact(src, Format.ONNX, Precision.FP32, out / "onnx", dataset=ds,
-                          options=RunOptions(dynamic_batch=False), progress=quiet)
+    static_batch = RunOptions(format_options=FormatOptions(OnnxOptions(dynamic_batch=False)))
+    onnx = build_artifact(src, Format.ONNX, Precision.FP32, out / "onnx", dataset=ds, options=static_batch,
+                          progress=quiet)
     try:
         import onnx2tf
         from onnx2tf import onnx2tf as o2t

@@ -65,7 +65,10 @@ def _csv(text: str | None) -> tuple[str, ...]:
 
 def _options(args: argparse.Namespace) -> Any:
     from edgekit.bench import BenchOptions
+    from edgekit.formats.base import FormatOptions
+    from edgekit.formats.onnx import OnnxOptions
     from edgekit.pipeline import RunOptions
+    from edgekit.quantization.onnx import StaticInt8Options
     from edgekit.results import AccuracyBudget
     from edgekit.types import Format, Precision
 
@@ -82,7 +85,7 @@ def _options(args: argparse.Namespace) -> Any:
                             governs=getattr(args, "budget_rule", None) or "both")
     bench = BenchOptions(min_runs=getattr(args, "min_runs", 50), min_seconds=getattr(args, "min_seconds", 3.0),
                          warmup_runs=getattr(args, "warmup", 10), memory_pass=not getattr(args, "no_memory", False))
-    static = replace(opts.static_int8, calibration_limit=getattr(args, "calibration_limit", None))
+    static = StaticInt8Options(calibration_limit=getattr(args, "calibration_limit", None))
     if getattr(args, "exclude_nodes", None):
         static = replace(static, nodes_to_exclude=_csv(args.exclude_nodes))
     if getattr(args, "int8_preset", None):
@@ -93,8 +96,10 @@ def _options(args: argparse.Namespace) -> Any:
         opts = replace(opts, targets=opts.targets + extra, hosts=hosts)
     return replace(opts, budget=budget, bench=bench, threads=getattr(args, "threads", None),
                    calibration_limit=getattr(args, "calibration_limit", None),
-                   eval_limit=getattr(args, "eval_limit", None), static_int8=static,
-                   opset=getattr(args, "opset", None), dynamic_batch=not getattr(args, "static_batch", False))
+                   eval_limit=getattr(args, "eval_limit", None),
+                   format_options=FormatOptions(OnnxOptions(opset=getattr(args, "opset", None),
+                                                            dynamic_batch=not getattr(args, "static_batch", False),
+                                                            static_int8=static)))
 
 
 def _hosts(args: argparse.Namespace) -> tuple[Any, ...]:
@@ -225,15 +230,17 @@ def _export_formats(args: argparse.Namespace, opts: Any) -> tuple[Any, list[Any]
     """Export the fp32 artifact of every format in ``--formats`` (default: onnx), ONNX first: the converted
     formats start from it when it is among them (as in ``edgekit run``)."""
     from edgekit.api import export
+    from edgekit.pipeline import canonical_first
+    from edgekit.registry import is_canonical_format
     from edgekit.types import Format
 
     src = _source(args)
-    formats = sorted(opts.formats or (Format.ONNX,), key=lambda f: f is not Format.ONNX)
+    formats = canonical_first(opts.formats or (Format.ONNX,))
     out: list[Any] = []
     canonical = None
     for fmt in formats:
         art = export(src, args.out, fmt=fmt, calibration=args.calibration, options=opts, canonical=canonical)
-        if fmt is Format.ONNX:
+        if is_canonical_format(fmt.value):
             canonical = art
         out.append(art)
     return src, out

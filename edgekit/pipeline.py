@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,20 +26,17 @@ from edgekit.errors import (
 )
 from edgekit.executors.base import ExecutorOptions, run_targets
 from edgekit.executors.hosts import HostSpec
-from edgekit.formats.base import TOLERANCES, BuildContext, Feeds, FormatAdapter
-from edgekit.formats.openvino import OpenVinoOptions
-from edgekit.formats.tflite import TfliteOptions
+from edgekit.formats.base import TOLERANCES, BuildContext, Feeds, FormatAdapter, FormatOptions
 from edgekit.layout import to_layout
 from edgekit.metrics import collect, compare, cross_runtime_agreement
 from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.checks import DecisionBudget
-from edgekit.quantization.onnx import StaticInt8Options
-from edgekit.quantization.onnx_dynamic import DynamicInt8Options
 from edgekit.registry import (
     FORMATS,
     format_missing,
     get_format,
     get_runtime,
+    is_canonical_format,
     reference_runtime,
     runs_here,
     runtimes_for_format,
@@ -62,9 +59,15 @@ def default_precisions(task: Task) -> tuple[Precision, ...]:
     return (Precision.FP32, Precision.FP16, Precision.INT8)
 
 
+def canonical_first(formats: Iterable[Format]) -> tuple[Format, ...]:
+    """``formats`` with the canonical one (the registry's ``canonical`` format, ONNX) first: the converted formats
+    start from its fp32 artifact. The order of the others is kept."""
+    return tuple(sorted(formats, key=lambda f: not is_canonical_format(f.value)))
+
+
 def available_formats() -> tuple[tuple[Format, ...], dict[str, str]]:
-    """Every registered format whose packages import here (ONNX first: the others convert from it), and
-    ``{format: why}`` for those skipped."""
+    """Every registered format whose packages import here (the canonical one first: the others convert from it),
+    and ``{format: why}`` for those skipped."""
     usable: list[Format] = []
     skipped: dict[str, str] = {}
     for name in FORMATS:
@@ -73,15 +76,16 @@ def available_formats() -> tuple[tuple[Format, ...], dict[str, str]]:
             usable.append(Format.parse(name))
         else:
             skipped[name] = f"{why}; {FORMATS[name].install_hint()}"
-    usable.sort(key=lambda f: f is not Format.ONNX)
-    return tuple(usable), skipped
+    return canonical_first(usable), skipped
 
 
 @dataclass(frozen=True)
 class RunOptions:
     """Options of a whole run. ``precisions=None`` means :func:`default_precisions` for the task;
     ``formats=None`` means every registered format whose packages are installed
-    (:func:`available_formats`; the report notes the skipped ones and why)."""
+    (:func:`available_formats`; the report notes the skipped ones and why). ``format_options`` holds the typed
+    options of the formats, one object per format (``OnnxOptions``: opset, batch, int8 recipes;
+    ``OpenVinoOptions``; ``TfliteOptions``; a plugin format's own); each format not in it uses its defaults."""
 
     formats: tuple[Format, ...] | None = None
     precisions: tuple[Precision, ...] | None = None
@@ -91,14 +95,9 @@ class RunOptions:
     threads: int | None = None
     calibration_limit: int | None = None
     eval_limit: int | None = None
-    static_int8: StaticInt8Options = field(default_factory=StaticInt8Options)
-    dynamic_int8: DynamicInt8Options = field(default_factory=DynamicInt8Options)
     tuning: TuningOptions = field(default_factory=TuningOptions)  # int8: ranges / tuning split and margin
-    opset: int | None = None  # None: the exporter's default (torch 17, optimum's recommended for HF)
-    dynamic_batch: bool = True
     check_items: int = 16
-    openvino: OpenVinoOptions = field(default_factory=OpenVinoOptions)
-    tflite: TfliteOptions = field(default_factory=TfliteOptions)
+    format_options: FormatOptions = field(default_factory=FormatOptions)
     hosts: tuple[HostSpec, ...] = ()  # boards for access = "ssh" targets (--host / --inventory)
 
 
@@ -124,13 +123,9 @@ def dataset_identity(ds: Dataset) -> dict[str, Any]:
 
 
 # The distributions whose code shapes an artifact's bytes, recorded in its recipe (an upgrade rebuilds it):
-# those of the format (converters, quantizers) for every precision, and for fp32 also those that export the
-# source (a lower precision derives from the fp32 artifact, whose hash its recipe already holds).
-FORMAT_LIBRARIES: dict[Format, tuple[str, ...]] = {
-    Format.ONNX: ("onnx", "onnxruntime"),
-    Format.OPENVINO: ("openvino", "nncf"),
-    Format.TFLITE: ("ai-edge-litert", "ai-edge-quantizer", "litert-torch", "onnx2tf", "tensorflow"),
-}
+# those of the format (its adapter's ``libraries``: converters, quantizers) for every precision, and for fp32
+# also those that export the source (a lower precision derives from the fp32 artifact, whose hash its recipe
+# already holds).
 SOURCE_LIBRARIES: dict[str, tuple[str, ...]] = {
     "torch": ("torch", "onnxscript"),
     "huggingface": ("torch", "transformers", "optimum", "optimum-onnx"),
@@ -149,18 +144,10 @@ def _dist_version(dist: str) -> str:
 
 def library_versions(fmt: Format, precision: Precision, source_kind: str) -> dict[str, str]:
     """``{distribution: version}`` of the libraries that build ``fmt``/``precision`` from a ``source_kind`` source."""
-    names = FORMAT_LIBRARIES.get(fmt, ())
+    names = _adapter(fmt).libraries
     if precision is Precision.FP32:
         names = (*names, *SOURCE_LIBRARIES.get(source_kind, ()))
     return {n: _dist_version(n) for n in sorted(set(names))}
-
-
-_OTHER_NAME = {(Format.OPENVINO, Precision.INT8_DYNAMIC): "OpenVINO's weight-only int8 is 'int8-weights' "
-                                                          "(activations stay float; not dynamic-range int8)",
-               (Format.ONNX, Precision.INT8_WEIGHTS): "int8-weights is OpenVINO's weight-only int8; ONNX has "
-                                                      "int8-dynamic (dynamic-range activations)",
-               (Format.TFLITE, Precision.INT8_WEIGHTS): "int8-weights is OpenVINO's weight-only int8; TFLite has "
-                                                        "int8-dynamic (dynamic-range activations)"}
 
 
 def _dataset(calibration: str | Path | Dataset) -> Dataset:
@@ -188,6 +175,23 @@ def _calibration_split(ds: Dataset, source: ModelSource, options: RunOptions) ->
                              total=total, labels=labels[:total] if labels is not None else None)
 
 
+def _with_format_recipe(generic: dict[str, Any], own: dict[str, object], adapter: FormatAdapter) -> dict[str, Any]:
+    """``generic`` with the adapter's own recipe entries added; an entry that would replace a generic one (or
+    that JSON cannot hold: it would not reach the sidecar as it is) is a :class:`ConfigError` naming the adapter."""
+    import json
+
+    clash = sorted(set(own) & set(generic))
+    if clash:
+        raise ConfigError("a format's recipe reuses generic recipe keys", where=type(adapter).__name__, got=clash,
+                          expected="keys of its own (e.g. its format name)")
+    try:
+        json.dumps(own, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"a format's recipe is not JSON: {exc}", where=type(adapter).__name__,
+                          hint="return plain values (dataclasses.asdict of its options)") from exc
+    return {**generic, **own}
+
+
 def build_artifact(
     source: ModelSource,
     fmt: Format,
@@ -200,38 +204,36 @@ def build_artifact(
     isa_preset: str = "generic",
     progress: Progress = stderr_progress,
 ) -> Artifact:
-    """Build (or reuse, when a complete one with the same recipe exists) one artifact."""
+    """Build (or reuse, when a complete one with the same recipe exists) one artifact.
+
+    Its recipe (identity) is the generic part, the same for every format (edgekit version, source fingerprint,
+    library versions, parent hash, and for a calibrated precision the data set, budget and tuning split),
+    merged with what the format's adapter says of its own options (:meth:`FormatAdapter.recipe`)."""
     adapter = _adapter(fmt)
     if precision not in adapter.precisions:
         raise ConfigError("precision not supported by this format", where=f"{fmt.value}",
                           expected=", ".join(p.value for p in adapter.precisions), got=precision.value,
-                          hint=_OTHER_NAME.get((fmt, precision)))
+                          hint=adapter.precision_hint(precision))
     out_path = Path(out_dir) / adapter.file_name(precision)
+    own_options = adapter.options_from(options.format_options)
     recipe: dict[str, Any] = {"edgekit": __version__, "format": fmt.value, "precision": precision.value,
-                              "source": source.fingerprint, "opset": options.opset,
-                              "dynamic_batch": options.dynamic_batch,
+                              "source": source.fingerprint,
                               "libraries": library_versions(fmt, precision, source.kind)}
     if precision is not Precision.FP32:
         if canonical is None:
             raise ConfigError("an fp32 artifact is needed first", where=str(out_path))
         recipe["isa_preset"] = isa_preset
-    if canonical is not None:  # fp32 of a converted format names the ONNX it came from
+    if canonical is not None:  # fp32 of a converted format names the canonical artifact it came from
         recipe["parent"] = canonical.sha256
-    if fmt is Format.TFLITE:
-        recipe["tflite"] = asdict(options.tflite)
-    if fmt is Format.OPENVINO:
-        recipe["openvino"] = asdict(options.openvino)
     if precision is Precision.INT8:
         if dataset is None:
             raise CalibrationError("static int8 needs calibration data", where=str(out_path),
                                    hint="pass --calibration (a bundled set name, a folder, .npz or .txt)")
-        recipe["static_int8"] = asdict(options.static_int8)
         recipe["calibration"] = {"dataset": dataset_identity(dataset), "limit": options.calibration_limit}
         # the search aims for the run's budget on the tuning items: both shape the artifact
         recipe["budget"] = asdict(options.budget)
         recipe["tuning"] = asdict(options.tuning)
-    if precision is Precision.INT8_DYNAMIC:
-        recipe["dynamic_int8"] = asdict(options.dynamic_int8)
+    recipe = _with_format_recipe(recipe, adapter.recipe(precision, own_options), adapter)
     cached = reuse_artifact(out_path, recipe)
     if cached is not None:
         progress(f"reuse {out_path.name} (complete, same recipe {recipe_key(recipe)})")
@@ -245,11 +247,8 @@ def build_artifact(
         source=source, canonical=canonical,
         calibration=_stream(dataset, source, "calibration", options.calibration_limit) if dataset else (
             lambda: iter(())),
-        check_feeds=check, isa_preset=isa_preset,
-        options={"opset": options.opset, "dynamic_batch": options.dynamic_batch,
-                 "static": options.static_int8, "dynamic": options.dynamic_int8, "openvino": options.openvino,
-                 "tflite": options.tflite},
-        split=split, budget=DecisionBudget(options.budget, options.tuning.margin),
+        check_feeds=check, isa_preset=isa_preset, options=own_options, split=split,
+        budget=DecisionBudget(options.budget, options.tuning.margin),
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     built = adapter.build(precision, ctx, out_path)
@@ -303,7 +302,8 @@ def executor_options(options: RunOptions) -> ExecutorOptions:
 
 def _narrow_inputs(source: ModelSource, canonical: Artifact, notes: list[str]) -> ModelSource:
     """Exporters may prune inputs the graph does not use (optimum drops BERT's token_type_ids when the
-    config lets it): feed what the exported model declares from then on, and say so."""
+    config lets it): feed what the exported model declares from then on, and say so. Only an ONNX file is read
+    for its inputs (the exporters that prune are ONNX exporters; the other formats convert from that file)."""
     if canonical.format is not Format.ONNX:
         return source
     from edgekit.sources.files import check_onnx_file, onnx_io
@@ -382,10 +382,10 @@ def run(
     if formats is None:
         formats, skipped = available_formats()
         notes += [f"format {name} skipped: {why}" for name, why in skipped.items()]
-    else:  # ONNX first: converted formats start from the canonical fp32 ONNX
-        formats = tuple(sorted(formats, key=lambda f: f is not Format.ONNX))
+    else:  # the canonical format (ONNX) first: the converted formats start from its fp32 artifact
+        formats = canonical_first(formats)
     artifacts: list[Artifact] = []
-    onnx_fp32: Artifact | None = None
+    onnx_fp32: Artifact | None = None  # the canonical fp32 artifact, once built
     for fmt in formats:
         try:
             canonical = build_artifact(source, fmt, Precision.FP32, art_dir, dataset=ds, options=options,
@@ -393,13 +393,13 @@ def run(
         except (MissingDependencyError, CalibrationError):
             raise
         except EdgekitError as exc:  # a converted format that cannot take this model: say so, keep the others
-            if fmt is Format.ONNX:
+            if is_canonical_format(fmt.value):
                 raise
             notes.append(f"{fmt.value} fp32 could not be built, so no {fmt.value} artifacts: {exc}")
             progress(f"FAILED {fmt.value} fp32: {exc}")
             continue
         artifacts.append(canonical)
-        if fmt is Format.ONNX:
+        if is_canonical_format(fmt.value):
             onnx_fp32 = canonical
         source = _narrow_inputs(source, canonical, notes)
         for prec in precisions:

@@ -20,8 +20,11 @@ How to add one (the files it touches):
   ``register_runtime`` line here (``formats`` it loads, ``requires`` imports, the extra, and ``pip`` for the
   board's install line). Targets may then name it; the SSH executor pushes it to boards and the conformance
   suite (tests/runtimes/test_conformance.py) runs it, with no other change.
-- a format: ``edgekit/formats/<name>.py`` implementing ``FormatAdapter`` (with its typed options), its
-  reference runtime (above), one ``register_format`` line here, and its value in ``edgekit.types.Format``.
+- a format: ``edgekit/formats/<name>.py`` implementing ``FormatAdapter`` (its frozen options class, which the
+  run carries in ``RunOptions.format_options``; ``recipe()``: what of them goes into an artifact's identity;
+  ``libraries``: whose versions do), its reference runtime (above), one ``register_format`` line here, and its
+  value in ``edgekit.types.Format``. The pipeline has no per-format code (tests/formats/test_new_format.py builds
+  a format registered from outside edgekit). Only for a command-line flag: cli.py.
 - an executor: ``edgekit/executors/<name>.py`` implementing ``Executor`` (it gets every job of its targets
   and the run's ``ExecutorOptions``: benchmark settings, threads, the ``--host``/``--inventory`` boards) and
   one ``register_executor`` line here; targets then take ``access = "<name>"``. Only if it needs a new user
@@ -51,7 +54,8 @@ class Entry:
 
     ``extra`` is an ``edgekit[...]`` extra of pyproject.toml, or None when ``requires`` are base
     dependencies of edgekit. For a runtime, ``formats`` lists the formats it loads; for a format,
-    ``runtime`` names the runtime that validates its artifacts locally (the reference runtime of that format).
+    ``runtime`` names the runtime that validates its artifacts locally (the reference runtime of that format),
+    and ``canonical`` marks the one format built first, whose fp32 artifact the others convert from (ONNX).
     For an estimator, ``formats`` lists the formats it compiles. For an executor, ``runs`` names the table
     its targets' ``[[runtime]]`` names come from (``"runtime"`` or ``"estimator"``) and ``here`` whether they
     run on this machine (their ISA then picks the run's int8 preset). For a runtime, ``pip``
@@ -67,6 +71,7 @@ class Entry:
     runs: str | None = None
     here: bool = False
     pip: tuple[str, ...] = ()
+    canonical: bool = False
 
     def install_hint(self) -> str:
         """The pip line that installs what this entry needs."""
@@ -92,7 +97,12 @@ def register_runtime(entry: Entry) -> None:
 
 
 def register_format(entry: Entry) -> None:
-    """Add a format adapter entry; a name already taken raises :class:`ConfigError`."""
+    """Add a format adapter entry; a name already taken, or a second ``canonical`` format, raises
+    :class:`ConfigError`."""
+    first = next((e for e in FORMATS.values() if e.canonical), None)
+    if entry.canonical and first is not None:
+        raise ConfigError("only one format can be canonical", where=entry.name, got=entry.target,
+                          hint=f"{first.name} is the canonical format")
     _register(FORMATS, "format", entry)
 
 
@@ -116,7 +126,7 @@ _RUNS = {"runtime": RUNTIMES, "estimator": ESTIMATORS}
 register_runtime(Entry("onnxruntime", "edgekit.runtimes.ort:OrtRuntime", ("onnxruntime",), None,
                        formats=("onnx",)))
 register_format(Entry("onnx", "edgekit.formats.onnx:OnnxAdapter", ("onnx", "onnxruntime"), None,
-                      runtime="onnxruntime"))
+                      runtime="onnxruntime", canonical=True))
 # edgekit.runtimes.openvino first: it switches telemetry off before the availability check imports openvino
 # or nncf (either import alone writes a client id under ~/intel/ otherwise)
 register_runtime(Entry("openvino", "edgekit.runtimes.openvino:OpenVinoRuntime",
@@ -216,6 +226,12 @@ def runtimes_for_format(fmt: str) -> tuple[str, ...]:
     """Names of the registered runtimes that load ``fmt``."""
     _load_entry_points()
     return tuple(n for n, e in RUNTIMES.items() if fmt in e.formats)
+
+
+def is_canonical_format(name: str) -> bool:
+    """Whether the format registered as ``name`` is the canonical one (built first; the others convert from it)."""
+    entry = FORMATS.get(name)
+    return entry is not None and entry.canonical
 
 
 def reference_runtime(fmt: str) -> str:

@@ -78,28 +78,21 @@ def agent_command(spec: HostSpec, run_dir: str) -> list[str]:
 #: ``group <pgid>`` (or, where no group of its own can be had, ``pid <pid>``) to ``RUN_DIR/agent.pid`` first.
 #: sshd starts each command as a session leader, so the shell usually already leads its group (it is
 #: ``exec``'d by the login shell); otherwise ``setsid`` (util-linux, busybox) makes one without forking.
-LAUNCH = r"""d=$1; shift
-g=; read -r _ _ _ _ g _ < "/proc/$$/stat" 2>/dev/null
-if [ "$g" = "$$" ]; then echo "group $$" > "$d/agent.pid" || exit 125; exec "$@"; fi
-if command -v setsid >/dev/null 2>&1; then echo "group $$" > "$d/agent.pid" || exit 125; exec setsid "$@"; fi
-echo "pid $$" > "$d/agent.pid" || exit 125
-exec "$@"
-"""
+#: One line, no ``!``: whatever the login shell (sh, bash, fish, csh) it reaches ``sh`` unchanged.
+LAUNCH = ('d=$1; shift; g=; read -r _ _ _ _ g _ 2>/dev/null < "/proc/$$/stat"; '
+          'if [ "$g" = "$$" ]; then echo "group $$" > "$d/agent.pid" || exit 125; exec "$@"; fi; '
+          'if command -v setsid >/dev/null 2>&1; then echo "group $$" > "$d/agent.pid" || exit 125; '
+          'exec setsid "$@"; fi; '
+          'echo "pid $$" > "$d/agent.pid" || exit 125; exec "$@"')
 
 #: ``sh -c CLEANUP edgekit-cleanup RUN_DIR``: TERM the job's group (or pid) from ``RUN_DIR/agent.pid``, KILL
-#: what is left after ~2 s, then remove RUN_DIR. Only a number > 1 is ever signalled (never ``kill -1``).
-CLEANUP = r"""d=$1; k=; p=
-[ -r "$d/agent.pid" ] && read -r k p < "$d/agent.pid"
-case $p in ''|*[!0-9]*) p=0 ;; esac
-if [ "$p" -gt 1 ]; then
-  t=$p; [ "$k" = group ] && t=-$p
-  kill -TERM "$t" 2>/dev/null
-  i=0
-  while kill -0 "$t" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i+1)); done
-  kill -KILL "$t" 2>/dev/null
-fi
-rm -rf -- "$d"
-"""
+#: what is left after ~2 s, then remove RUN_DIR. Only a plain integer > 1 is ever signalled (never ``kill -1``).
+CLEANUP = ('d=$1; k=; p=; [ -r "$d/agent.pid" ] && read -r k p < "$d/agent.pid"; '
+           'case $p in 0*|+*|-*) p= ;; esac; '
+           'if [ -n "$p" ] && [ "$p" -gt 1 ] 2>/dev/null; then t=$p; [ "$k" = group ] && t=-$p; '
+           'kill -TERM "$t" 2>/dev/null; i=0; '
+           'while kill -0 "$t" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i+1)); done; '
+           'kill -KILL "$t" 2>/dev/null; fi; rm -rf -- "$d"')
 
 
 def launch_command(run_dir: str, argv: Sequence[str]) -> list[str]:

@@ -1,7 +1,13 @@
-"""The format adapter protocol and the numeric check shared by every exporter.
+"""The format adapter protocol, the typed options every format declares, and the numeric check shared by
+every exporter.
 
 A format adapter turns the source (or the canonical fp32 ONNX artifact) into one artifact per
-precision. The pipeline owns caching (recipes + sidecars); an adapter only writes ``out_path``.
+precision. The pipeline owns caching (recipes + sidecars); an adapter only writes ``out_path``, and says
+what of its options goes into an artifact's identity (:meth:`FormatAdapter.recipe`).
+
+Options: each format has one frozen options class (``OnnxOptions``, ``OpenVinoOptions``, ``TfliteOptions``, or
+a plugin's own); a run carries them in one :class:`FormatOptions` (``RunOptions.format_options``), keyed by
+class, and each adapter takes its own (:meth:`FormatAdapter.options_from`). The pipeline never looks inside.
 """
 
 from __future__ import annotations
@@ -9,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from edgekit.artifacts import Artifact
-from edgekit.errors import NumericMismatchError
+from edgekit.errors import ConfigError, NumericMismatchError
 from edgekit.metrics import cosine as cosine  # re-exported: the one implementation lives in metrics
 from edgekit.quantization.calibration import CalibrationSplit
 from edgekit.quantization.checks import DecisionBudget
@@ -22,6 +28,7 @@ from edgekit.sources.base import ModelSource
 from edgekit.types import Format, Precision
 
 Feeds = dict[str, np.ndarray]
+OptionsT = TypeVar("OptionsT")
 
 
 @dataclass(frozen=True)
@@ -39,15 +46,57 @@ TOLERANCES: dict[Precision, Tolerance] = {
 }
 
 
+@dataclass(frozen=True, init=False)
+class FormatOptions:
+    """The options of the run's formats: at most one typed options object per class, e.g.
+    ``FormatOptions(OnnxOptions(opset=13), TfliteOptions(nhwc=False))``. Each adapter takes the object of its
+    own class (:meth:`FormatAdapter.options_from`); a format whose options are not given builds with its
+    defaults. Two objects of one class are a :class:`ConfigError` (which one would be meant?)."""
+
+    items: tuple[object, ...]
+
+    def __init__(self, *items: object) -> None:
+        seen: dict[type, object] = {}
+        for item in items:
+            if type(item) in seen:
+                raise ConfigError("format options given twice", where="format_options",
+                                  expected=f"one {type(item).__name__}", got=[seen[type(item)], item])
+            seen[type(item)] = item
+        object.__setattr__(self, "items", tuple(items))
+
+    def get(self, cls: type[OptionsT]) -> OptionsT | None:
+        """The options object of class ``cls``, or None when the run gives none (its format's defaults)."""
+        for item in self.items:
+            if isinstance(item, cls) and type(item) is cls:
+                return item
+        return None
+
+    def replace(self, *items: object) -> FormatOptions:
+        """These options with ``items`` put in place of the objects of their classes."""
+        classes = {type(i) for i in items}
+        return FormatOptions(*(i for i in self.items if type(i) not in classes), *items)
+
+
+def own_options(adapter: object, options: object, cls: type[OptionsT]) -> OptionsT:
+    """``options`` as the adapter's options class ``cls``; a :class:`ConfigError` naming the adapter when it was
+    handed an object of another class (another format's options)."""
+    if not isinstance(options, cls):
+        raise ConfigError("format adapter got options that are not its own", where=type(adapter).__name__,
+                          expected=cls.__name__, got=type(options).__name__)
+    return options
+
+
 @dataclass(frozen=True)
 class BuildContext:
     """Everything an adapter may need to build one artifact.
 
     ``calibration`` returns a fresh streaming iterator over calibration-split feeds; ``check_feeds``
     are a few calibration-split items for the numeric checks of conversions (held-out items are never used
-    here). Static int8 builds also get ``split``: the calibration split divided into the items that set the
-    ranges and the disjoint tuning items every quantizer decision is taken on, and ``budget``: the run's
-    accuracy budget with the tuning margin, which those decisions aim for.
+    here). ``options`` is the adapter's own typed options object (what its :meth:`FormatAdapter.options_from`
+    returned; the adapter narrows it with :func:`own_options`). Static int8 builds also get ``split``: the
+    calibration split divided into the items that set the ranges and the disjoint tuning items every quantizer
+    decision is taken on, and ``budget``: the run's accuracy budget with the tuning margin, which those
+    decisions aim for.
     """
 
     source: ModelSource
@@ -55,7 +104,7 @@ class BuildContext:
     calibration: Callable[[], Iterator[Feeds]]
     check_feeds: Sequence[Feeds]
     isa_preset: str
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: object
     split: CalibrationSplit | None = None
     budget: DecisionBudget = field(default_factory=DecisionBudget)
 
@@ -71,10 +120,31 @@ class BuildOutput:
 
 
 class FormatAdapter(Protocol):
-    """One format: which precisions it can make, and how."""
+    """One format: which precisions it can make, its typed options, what of them makes an artifact's identity,
+    and how it builds.
+
+    ``libraries``: the distributions whose code shapes this format's artifacts (converters, quantizers); the
+    pipeline records their versions in every recipe, so an upgrade rebuilds. Which of the registered formats is
+    canonical (built first, the others convert from its fp32 artifact) is the registry entry's ``canonical``.
+    """
 
     format: Format
     precisions: tuple[Precision, ...]
+    libraries: tuple[str, ...]
+
+    def options_from(self, options: FormatOptions) -> object:
+        """This format's typed options among the run's ``options`` (its defaults when the run gives none)."""
+        ...
+
+    def recipe(self, precision: Precision, options: object) -> dict[str, object]:
+        """What of ``options`` (as :meth:`options_from` returned them) shapes the artifact of ``precision``:
+        JSON-able, merged into its recipe beside the generic parts (source, data set, budget, libraries, parent),
+        so changing any of it rebuilds the artifact. Must not reuse a generic key."""
+        ...
+
+    def precision_hint(self, precision: Precision) -> str | None:
+        """For a precision this format does not make: what it has instead (None when nothing useful to say)."""
+        ...
 
     def file_name(self, precision: Precision) -> str:
         """The artifact's file name in the run folder."""

@@ -6,17 +6,37 @@ from __future__ import annotations
 import tempfile
 import warnings
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.artifacts import atomic_path
-from edgekit.errors import ExportError, SourceError, first_line, require
-from edgekit.formats.base import BuildContext, BuildOutput, verify
+from edgekit.errors import ConfigError, ExportError, SourceError, first_line, require
+from edgekit.formats.base import BuildContext, BuildOutput, FormatOptions, own_options, verify
+from edgekit.quantization.onnx import StaticInt8Options
+from edgekit.quantization.onnx_dynamic import DynamicInt8Options
 from edgekit.sources.base import ModelSource
 from edgekit.types import Format, Precision
 
 DEFAULT_OPSET = 17
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """Options of the ONNX format: the export (``opset``: None means the exporter's default, torch
+    :data:`DEFAULT_OPSET` and optimum's recommended one for Hugging Face; ``dynamic_batch``: a symbolic batch
+    dimension) and the int8 recipes (``static_int8``: calibrated QDQ, ``dynamic_int8``: dynamic-range)."""
+
+    opset: int | None = None
+    dynamic_batch: bool = True
+    static_int8: StaticInt8Options = field(default_factory=StaticInt8Options)
+    dynamic_int8: DynamicInt8Options = field(default_factory=DynamicInt8Options)
+
+    def __post_init__(self) -> None:
+        if self.opset is not None and (isinstance(self.opset, bool) or not isinstance(self.opset, int)
+                                       or self.opset < 1):
+            raise ConfigError("must be a positive integer or None", where="onnx.opset", got=self.opset)
 
 
 def export_torch(source: ModelSource, out_path: Path, *, opset: int, dynamic_batch: bool) -> None:
@@ -79,32 +99,49 @@ class OnnxAdapter:
 
     format = Format.ONNX
     precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC)
+    libraries = ("onnx", "onnxruntime")
+
+    def options_from(self, options: FormatOptions) -> OnnxOptions:
+        return options.get(OnnxOptions) or OnnxOptions()
+
+    def recipe(self, precision: Precision, options: object) -> dict[str, object]:
+        o = own_options(self, options, OnnxOptions)
+        # opset and batch for every precision (the lower ones hold them through their parent too), and the
+        # recipe of the int8 kind being built: the same keys as before the options were typed (same recipes)
+        out: dict[str, object] = {"opset": o.opset, "dynamic_batch": o.dynamic_batch}
+        if precision is Precision.INT8:
+            out["static_int8"] = asdict(o.static_int8)
+        if precision is Precision.INT8_DYNAMIC:
+            out["dynamic_int8"] = asdict(o.dynamic_int8)
+        return out
+
+    def precision_hint(self, precision: Precision) -> str | None:
+        if precision is Precision.INT8_WEIGHTS:
+            return "int8-weights is OpenVINO's weight-only int8; ONNX has int8-dynamic (dynamic-range activations)"
+        return None
 
     def file_name(self, precision: Precision) -> str:
         return f"model.{precision.value}.onnx"
 
     def build(self, precision: Precision, ctx: BuildContext, out_path: Path) -> BuildOutput:
+        options = own_options(self, ctx.options, OnnxOptions)
         if precision is Precision.FP32:
-            return self._export(ctx, out_path)
+            return self._export(ctx, options, out_path)
         from edgekit.quantization import onnx as static
         from edgekit.quantization import onnx_dynamic
 
         if ctx.canonical is None:
             raise ExportError("no fp32 ONNX model to derive from", where=str(out_path))
         fp32 = ctx.canonical.path
-        options = ctx.options
         if precision is Precision.FP16:
             rep = onnx_dynamic.convert_fp16(fp32, out_path)
         elif precision is Precision.INT8:
             if ctx.split is None:
                 raise ExportError("static int8 needs the calibration split", where=str(out_path),
                                   hint="pass --calibration")
-            rep = static.quantize_static(fp32, out_path, ctx.split, options.get("static", static.StaticInt8Options()),
-                                         ctx.isa_preset, ctx.budget)
+            rep = static.quantize_static(fp32, out_path, ctx.split, options.static_int8, ctx.isa_preset, ctx.budget)
         elif precision is Precision.INT8_DYNAMIC:
-            rep = onnx_dynamic.quantize_dynamic(fp32, out_path,
-                                                options.get("dynamic", onnx_dynamic.DynamicInt8Options()),
-                                                ctx.isa_preset)
+            rep = onnx_dynamic.quantize_dynamic(fp32, out_path, options.dynamic_int8, ctx.isa_preset)
         else:  # pragma: no cover - enum is closed
             raise ExportError("unsupported precision", where=str(out_path), got=precision.value)
         settings = rep.artifact_settings()
@@ -114,14 +151,13 @@ class OnnxAdapter:
             notes.append(note)
         return BuildOutput(out_path, tuple(notes), settings)
 
-    def _export(self, ctx: BuildContext, out_path: Path) -> BuildOutput:
+    def _export(self, ctx: BuildContext, options: OnnxOptions, out_path: Path) -> BuildOutput:
         src = ctx.source
-        asked = ctx.options.get("opset")
-        dynamic = bool(ctx.options.get("dynamic_batch", True))
+        dynamic = options.dynamic_batch
         if src.kind == "torch":
-            export_torch(src, out_path, opset=int(asked or DEFAULT_OPSET), dynamic_batch=dynamic)
+            export_torch(src, out_path, opset=options.opset or DEFAULT_OPSET, dynamic_batch=dynamic)
         elif src.kind == "huggingface":
-            export_huggingface(src, out_path, opset=int(asked) if asked else None, dynamic_batch=dynamic)
+            export_huggingface(src, out_path, opset=options.opset, dynamic_batch=dynamic)
         elif src.kind == "onnx":
             assert src.path is not None
             _copy_single_file(src.path, out_path)

@@ -17,14 +17,14 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgekit.errors import ConfigError, ExportError, SourceError, require
-from edgekit.formats.base import BuildContext, BuildOutput, verify
+from edgekit.formats.base import BuildContext, BuildOutput, FormatOptions, own_options, verify
 from edgekit.quantization.openvino import OvInt8Options, OvWeightOptions
 from edgekit.runtimes.base import RuntimeOptions
 from edgekit.runtimes.openvino import OpenVinoRuntime, ov_message, read_model, telemetry_off
@@ -45,8 +45,6 @@ class OpenVinoOptions:
         if self.convert_from not in CONVERT_FROM:
             raise ConfigError("unknown value", where="openvino.convert_from", expected=", ".join(CONVERT_FROM),
                               got=self.convert_from)
-
-
 
 
 def save_ir(model: Any, out_path: Path, *, compress_to_fp16: bool = False) -> None:
@@ -106,12 +104,32 @@ class OpenVinoAdapter:
 
     format = Format.OPENVINO
     precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_WEIGHTS)
+    libraries = ("openvino", "nncf")
+
+    def options_from(self, options: FormatOptions) -> OpenVinoOptions:
+        return options.get(OpenVinoOptions) or OpenVinoOptions()
+
+    def recipe(self, precision: Precision, options: object) -> dict[str, object]:
+        """The conversion path, and the recipe of the int8 kind being built (``int8`` for static int8,
+        ``weights`` for int8-weights): changing the static int8 options rebuilds only the static int8 IR."""
+        o = own_options(self, options, OpenVinoOptions)
+        own: dict[str, object] = {"convert_from": o.convert_from}
+        if precision is Precision.INT8:
+            own["int8"] = asdict(o.int8)
+        if precision is Precision.INT8_WEIGHTS:
+            own["weights"] = asdict(o.weights)
+        return {"openvino": own}
+
+    def precision_hint(self, precision: Precision) -> str | None:
+        if precision is Precision.INT8_DYNAMIC:
+            return "OpenVINO's weight-only int8 is 'int8-weights' (activations stay float; not dynamic-range int8)"
+        return None
 
     def file_name(self, precision: Precision) -> str:
         return f"model.{precision.value}.xml"
 
     def build(self, precision: Precision, ctx: BuildContext, out_path: Path) -> BuildOutput:
-        options = ctx.options.get("openvino") or OpenVinoOptions()
+        options = own_options(self, ctx.options, OpenVinoOptions)
         if precision is Precision.FP32:
             return self._convert(ctx, options, out_path)
         if ctx.canonical is None:

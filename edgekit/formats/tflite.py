@@ -17,7 +17,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from edgekit.artifacts import atomic_path
 from edgekit.errors import ExportError, SourceError, first_line, require
-from edgekit.formats.base import BuildContext, BuildOutput, verify
+from edgekit.formats.base import BuildContext, BuildOutput, FormatOptions, own_options, verify
 from edgekit.layout import to_layout
 from edgekit.quantization.tflite import TfliteInt8Options
 from edgekit.types import Format, Precision
@@ -177,17 +177,32 @@ class TfliteAdapter:
 
     format = Format.TFLITE
     precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC)
+    libraries = ("ai-edge-litert", "ai-edge-quantizer", "litert-torch", "onnx2tf", "tensorflow")
+
+    def options_from(self, options: FormatOptions) -> TfliteOptions:
+        return options.get(TfliteOptions) or TfliteOptions()
+
+    def recipe(self, precision: Precision, options: object) -> dict[str, object]:
+        """The input layout choice, and for full-integer int8 its settings (the other precisions have none)."""
+        o = own_options(self, options, TfliteOptions)
+        own: dict[str, object] = {"nhwc": o.nhwc}
+        if precision is Precision.INT8:
+            own["int8"] = asdict(o.int8)
+        return {"tflite": own}
+
+    def precision_hint(self, precision: Precision) -> str | None:
+        if precision is Precision.INT8_WEIGHTS:
+            return ("int8-weights is OpenVINO's weight-only int8; TFLite has int8-dynamic (dynamic-range "
+                    "activations)")
+        return None
 
     def file_name(self, precision: Precision) -> str:
         return f"model.{precision.value}.tflite"
 
-    def _options(self, ctx: BuildContext) -> TfliteOptions:
-        opts = ctx.options.get("tflite", TfliteOptions())
-        return opts if isinstance(opts, TfliteOptions) else TfliteOptions()
-
     def build(self, precision: Precision, ctx: BuildContext, out_path: Path) -> BuildOutput:
+        options = own_options(self, ctx.options, TfliteOptions)
         if precision is Precision.FP32:
-            return self._convert(ctx, out_path)
+            return self._convert(ctx, options, out_path)
         from edgekit.quantization import tflite as aeq
 
         if ctx.canonical is None or ctx.canonical.format is not Format.TFLITE:
@@ -205,7 +220,7 @@ class TfliteAdapter:
             def adapt(feeds: Feeds) -> Feeds:
                 return to_layout(feeds, layout)
 
-            rep = aeq.quantize_full_int8(fp32, out_path, ctx.split, adapt, self._options(ctx).int8, ctx.budget)
+            rep = aeq.quantize_full_int8(fp32, out_path, ctx.split, adapt, options.int8, ctx.budget)
         else:  # pragma: no cover - enum is closed
             raise ExportError("unsupported precision", where=str(out_path), got=precision.value)
         settings = rep.artifact_settings()
@@ -215,10 +230,10 @@ class TfliteAdapter:
             notes.append(checked)
         return BuildOutput(out_path, tuple(notes), settings, layout=layout)
 
-    def _convert(self, ctx: BuildContext, out_path: Path) -> BuildOutput:
+    def _convert(self, ctx: BuildContext, options: TfliteOptions, out_path: Path) -> BuildOutput:
         src = ctx.source
         if src.kind in ("torch", "huggingface"):
-            layout = convert_torch(ctx, out_path, self._options(ctx).nhwc)
+            layout = convert_torch(ctx, out_path, options.nhwc)
             how = "litert-torch"
         elif src.kind == "onnx":
             layout = convert_onnx(ctx, out_path)

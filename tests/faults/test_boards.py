@@ -9,12 +9,14 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +25,49 @@ import pytest
 pytest.importorskip("asyncssh")
 pytest.importorskip("onnxruntime")
 
-from executors.test_ssh import SSHD, SshEnv, _keygen, model, ssh_env  # noqa: E402,F401  (fixtures, reused)
+from executors.test_ssh import SSHD, SshEnv, _keygen  # the real-sshd helpers of the executor tests
+from onnx_helpers import make_feeds, make_model
 
-from edgekit.artifacts import Artifact  # noqa: E402
-from edgekit.errors import ConfigError  # noqa: E402
-from edgekit.executors.ssh import HostSpec, RemoteError, RemoteJob, load_inventory, run_one  # noqa: E402
+from edgekit.agent import write_feeds_npz
+from edgekit.artifacts import Artifact, sha256_file
+from edgekit.errors import ConfigError
+from edgekit.executors.ssh import HostSpec, RemoteError, RemoteJob, load_inventory, run_one
+from edgekit.types import Format, IOSpec, Precision, TensorSpec
 
 pytestmark = pytest.mark.skipif(not SSHD.exists() or not Path("/usr/bin/ssh-keygen").exists(),
                                 reason="openssh-server missing: run `make setup` as root (installs it)")
 CLI = [sys.executable, "-c", "import sys; from edgekit.cli import main; sys.exit(main())"]
 JOB = {"mode": "bench", "runtime": "onnxruntime", "runtime_options": {"threads": 1},
        "bench_options": {"threads": 1, "warmup_runs": 1, "min_runs": 5, "min_seconds": 0.1, "memory_pass": False}}
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshEnv]:
+    """One real sshd on a loopback port with a throw-away client key (as tests/executors/test_ssh.py)."""
+    folder = tmp_path_factory.mktemp("sshd")
+    env = SshEnv(folder, folder / "client", _keygen(folder / "client"), folder / "known_hosts", {})
+    env.known_hosts.write_text("")
+    try:
+        env.add("a")
+        yield env
+    finally:
+        for server in env.servers.values():
+            if server.proc.poll() is None:
+                server.proc.terminate()
+                server.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def matmul(tmp_path_factory: pytest.TempPathFactory) -> tuple[Artifact, Path]:
+    """A tiny real ONNX model (1x64 -> 1x64) and four feeds for it."""
+    folder = tmp_path_factory.mktemp("model")
+    path = folder / "model.onnx"
+    make_model(path, 64)
+    feeds = folder / "feeds.npz"
+    write_feeds_npz(make_feeds(4, 64), feeds)
+    io = IOSpec((TensorSpec("X", (1, 64), "float32"),), (TensorSpec("Y", (1, 64), "float32"),))
+    return Artifact(path, Format.ONNX, Precision.FP32, io, sha256_file(path)), feeds
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -63,7 +97,7 @@ def _slow_python(folder: Path, marker: str) -> Path:
 
 
 @pytest.fixture
-def marker() -> str:
+def marker() -> Iterator[str]:
     """A unique word for this test's remote processes; anything left with it is killed afterwards."""
     word = f"edgekit-fault-{uuid.uuid4().hex[:12]}"
     yield word
@@ -85,18 +119,18 @@ def _watch(marker: str, seen: list[int], stop: threading.Event) -> threading.Thr
 
 # ------------------------------------------------------------------------------------------ agent left running
 def test_agent_time_out_kills_the_remote_process_group_and_removes_the_temp_dir(
-        ssh_env: SshEnv, model: tuple[Artifact, Path], tmp_path: Path, marker: str) -> None:
-    art, feeds = model
+        board: SshEnv, matmul: tuple[Artifact, Path], tmp_path: Path, marker: str) -> None:
+    art, feeds = matmul
     remote_tmp = tmp_path / "board-tmp"
     remote_tmp.mkdir()
-    spec = ssh_env.spec("a", python=str(_slow_python(tmp_path, marker)), run_timeout=3.0,
+    spec = board.spec("a", python=str(_slow_python(tmp_path, marker)), run_timeout=3.0,
                         remote_tmp=str(remote_tmp))
     seen: list[int] = []
     stop = threading.Event()
     watcher = _watch(marker, seen, stop)
     t0 = time.monotonic()
     try:
-        with pytest.raises(RemoteError, match="the agent run on .* timed out after 3 s"):
+        with pytest.raises(RemoteError, match=r"the agent run on .* timed out after 3 s"):
             asyncio.run(run_one(spec, RemoteJob(JOB, art.path, feeds)))
     finally:
         stop.set()
@@ -108,17 +142,17 @@ def test_agent_time_out_kills_the_remote_process_group_and_removes_the_temp_dir(
 
 
 def test_ctrl_c_during_a_remote_benchmark_kills_the_remote_job(
-        ssh_env: SshEnv, model: tuple[Artifact, Path], tmp_path: Path, marker: str) -> None:
+        board: SshEnv, matmul: tuple[Artifact, Path], tmp_path: Path, marker: str) -> None:
     """A real Ctrl-C: SIGINT to the whole process group of `edgekit bench` (as a terminal sends it) while the
     board runs the agent; edgekit ends with its one line and 130, and nothing of the job is left on the board."""
-    art, _ = model
+    art, _ = matmul
     data = tmp_path / "inputs.npz"
     rng = np.random.default_rng(0)
     np.savez(data, calibration=rng.standard_normal((4, 64)).astype(np.float32),
              eval=rng.standard_normal((4, 64)).astype(np.float32))
     remote_tmp = tmp_path / "board-tmp"
     remote_tmp.mkdir()
-    s = ssh_env.spec("a")
+    s = board.spec("a")
     argv = [*CLI, "bench", "--model", str(art.path), "--artifact", str(art.path), "--calibration", str(data),
             "--target", "raspberry-pi-5", "--min-runs", "5", "--min-seconds", "0.1",
             "--host", f"{s.user}@127.0.0.1:{s.port}", "--ssh-key", str(s.key), "--ssh-known-hosts",
@@ -133,7 +167,7 @@ def test_ctrl_c_during_a_remote_benchmark_kills_the_remote_job(
         assert proc.poll() is None and len(_pids(marker)) >= 2, "the remote job never started"
         time.sleep(0.5)
         os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -201,8 +235,8 @@ def test_a_hanging_inventory_value_is_one_line_from_the_cli(tmp_path: Path) -> N
 
 
 # ------------------------------------------------------------------------------------------ key files
-def _doctor(ssh_env: SshEnv, key: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-    s = ssh_env.spec("a")
+def _doctor(board: SshEnv, key: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    s = board.spec("a")
     t0 = time.monotonic()
     got = subprocess.run([*CLI, "doctor", "--target", "raspberry-pi-5", "--host", f"{s.user}@127.0.0.1:{s.port}",
                           "--ssh-key", str(key), "--ssh-known-hosts", str(s.known_hosts),
@@ -211,20 +245,20 @@ def _doctor(ssh_env: SshEnv, key: Path, tmp_path: Path) -> tuple[subprocess.Comp
     return got, time.monotonic() - t0
 
 
-def test_a_public_key_as_ssh_key_is_one_line_naming_it(ssh_env: SshEnv, tmp_path: Path) -> None:
-    pub = ssh_env.key.with_suffix(".pub")
-    got, took = _doctor(ssh_env, pub, tmp_path)
+def test_a_public_key_as_ssh_key_is_one_line_naming_it(board: SshEnv, tmp_path: Path) -> None:
+    pub = board.key.with_suffix(".pub")
+    got, took = _doctor(board, pub, tmp_path)
     assert got.returncode == 2, got.stderr
     lines = got.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in got.stderr, got.stderr
     assert f"--ssh-key {pub}" in lines[0] and "public key, not a private key" in lines[0], lines[0]
-    assert f"pass the private key {ssh_env.key} instead" in lines[0], lines[0]
+    assert f"pass the private key {board.key} instead" in lines[0], lines[0]
     assert took < 30
 
 
-def test_a_missing_key_file_is_not_retried_as_a_down_board(ssh_env: SshEnv, tmp_path: Path) -> None:
+def test_a_missing_key_file_is_not_retried_as_a_down_board(board: SshEnv, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-key"
-    got, took = _doctor(ssh_env, missing, tmp_path)
+    got, took = _doctor(board, missing, tmp_path)
     assert got.returncode == 2, got.stderr
     lines = got.stderr.strip().splitlines()
     assert len(lines) == 1 and f"--ssh-key {missing}" in lines[0] and "does not exist" in lines[0], got.stderr
@@ -233,28 +267,28 @@ def test_a_missing_key_file_is_not_retried_as_a_down_board(ssh_env: SshEnv, tmp_
 
 
 def test_bad_key_files_through_the_api_fail_before_any_connection_attempt(
-        ssh_env: SshEnv, model: tuple[Artifact, Path], tmp_path: Path) -> None:
+        board: SshEnv, matmul: tuple[Artifact, Path], tmp_path: Path) -> None:
     """The same checks for API users and inventory entries: a ConfigError naming the file, at once (no retry
     with back-off), for a public key, a missing file, a folder, a file that is not a key, an encrypted key."""
-    art, feeds = model
+    art, feeds = matmul
     encrypted = tmp_path / "locked"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret words", "-f", str(encrypted)], check=True)
     junk = tmp_path / "notes.txt"
     junk.write_text("just some text\n")
-    cases = {ssh_env.key.with_suffix(".pub"): "public key, not a private key",
+    cases = {board.key.with_suffix(".pub"): "public key, not a private key",
              tmp_path / "gone": "does not exist", tmp_path: "not a file", junk: "not an SSH private key",
              encrypted: "passphrase-protected"}
     for key, why in cases.items():
-        spec = ssh_env.spec("a", key=key, retries=3)
+        spec = board.spec("a", key=key, retries=3)
         t0 = time.monotonic()
         with pytest.raises(ConfigError, match=why) as err:
             asyncio.run(run_one(spec, RemoteJob(JOB, art.path, feeds)))
         assert str(key) in str(err.value) and time.monotonic() - t0 < 5, (key, str(err.value))
-    inv = _inventory(tmp_path, f'key = "{ssh_env.key.with_suffix(".pub")}"')
-    with pytest.raises(ConfigError, match=rf"{inv}:host\[0\]\.key .*public key, not a private key"):
+    inv = _inventory(tmp_path, f'key = "{board.key.with_suffix(".pub")}"')
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(inv))}:host\[0\]\.key .*public key, not a private key"):
         load_inventory(inv)
     # the good key still works (the check reads it; asyncssh loads it)
-    ok = dataclasses.replace(ssh_env.spec("a"), key=ssh_env.key)
+    ok = dataclasses.replace(board.spec("a"), key=board.key)
     assert asyncio.run(run_one(ok, RemoteJob(JOB, art.path, feeds)))["stats"]["n"] >= 5
 
 

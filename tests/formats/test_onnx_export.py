@@ -12,6 +12,8 @@ from torch import nn
 
 import edgekit
 from edgekit.errors import NumericMismatchError
+from edgekit.formats.base import FormatOptions
+from edgekit.formats.onnx import OnnxOptions
 from edgekit.pipeline import RunOptions
 
 PRE = {"size": (16, 16), "mean": (0.5,) * 3, "std": (0.5,) * 3}
@@ -47,7 +49,7 @@ def test_dynamic_and_static_batch(tmp_path: Path) -> None:
     src = edgekit.load_source(Tiny(), input_shapes={"input": (1, 3, 16, 16)}, preprocess=PRE)
     dyn = edgekit.export(src, tmp_path / "dyn", calibration="digits")
     static = edgekit.export(src, tmp_path / "static", calibration="digits",
-                            options=RunOptions(dynamic_batch=False))
+                            options=RunOptions(format_options=FormatOptions(OnnxOptions(dynamic_batch=False))))
     assert isinstance(_batch_dim(dyn.path), str) and _batch_dim(static.path) == 1
     import onnxruntime as ort
 

@@ -19,6 +19,7 @@ from edgekit.artifacts import Artifact
 from edgekit.bench import BenchOptions
 from edgekit.data import Dataset, load_dataset
 from edgekit.errors import ConfigError, ExportError
+from edgekit.formats.base import FormatOptions
 from edgekit.formats.openvino import OpenVinoOptions, convert_onnx
 from edgekit.pipeline import RunOptions, available_formats, build_artifact
 from edgekit.quantization.openvino import OvInt8Options, OvWeightOptions, input_layers
@@ -75,7 +76,7 @@ def test_ir_is_two_files_checked_against_the_source(built: dict[str, Artifact]) 
 
 def test_direct_torch_conversion_matches_the_onnx_path(tiny: ModelSource, digits: Dataset, tmp_path: Path,
                                                        built: dict[str, Artifact]) -> None:
-    opts = RunOptions(openvino=OpenVinoOptions(convert_from="source"))
+    opts = RunOptions(format_options=FormatOptions(OpenVinoOptions(convert_from="source")))
     direct = build_artifact(tiny, Format.OPENVINO, Precision.FP32, tmp_path, dataset=digits, options=opts)
     assert "torch module" in direct.notes[0]
     feeds = list(digits.batches("eval", tiny.io, tiny.preprocess, limit=8))  # type: ignore[arg-type]
@@ -203,7 +204,8 @@ def test_minilm_openvino_int8_keeps_cosine(minilm_dir: Path, tmp_path: Path) -> 
 def test_accuracy_control_validates_on_labelled_calibration_items_only(tiny: ModelSource, digits: Dataset,
                                                                        tmp_path: Path,
                                                                        built: dict[str, Artifact]) -> None:
-    opts = RunOptions(calibration_limit=48, openvino=OpenVinoOptions(int8=OvInt8Options(accuracy_control="always")))
+    opts = RunOptions(calibration_limit=48,
+                      format_options=FormatOptions(OpenVinoOptions(int8=OvInt8Options(accuracy_control="always"))))
     art = build_artifact(tiny, Format.OPENVINO, Precision.INT8, tmp_path, dataset=digits, canonical=built["fp32"],
                          options=opts, isa_preset="vnni")
     ac = art.settings["accuracy_control"]

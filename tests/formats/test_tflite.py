@@ -18,6 +18,7 @@ from edgekit.types import Format, Precision
 
 pytest.importorskip("ai_edge_litert")
 
+from edgekit.formats.base import FormatOptions
 from edgekit.formats.tflite import ONNX2TF_SAMPLE, TfliteOptions
 from edgekit.formats.tflite_graph import float_io, io_types
 from edgekit.quantization.tflite import TfliteInt8Options
@@ -54,7 +55,8 @@ def test_precisions_shrink_the_file_and_keep_agreement(small_tflite: dict[str, A
 
 def test_full_int8_with_float_io(small_tflite: dict[str, Any], tmp_path: Path) -> None:
     src, ds, fp32 = small_tflite["source"], small_tflite["dataset"], small_tflite["fp32"]
-    opts = RunOptions(calibration_limit=64, tflite=TfliteOptions(int8=TfliteInt8Options(io="float")))
+    opts = RunOptions(calibration_limit=64,
+                      format_options=FormatOptions(TfliteOptions(int8=TfliteInt8Options(io="float"))))
     art = build_artifact(src, Format.TFLITE, Precision.INT8, tmp_path, dataset=ds, canonical=fp32, options=opts,
                          progress=lambda _m: None)
     assert io_types(art.path.read_bytes()) == "float" and art.settings["io"] == "float"
@@ -164,7 +166,8 @@ def test_onnx_only_source_converts_through_onnx2tf_without_network(small_tflite:
 def test_nhwc_option_off_keeps_nchw(small_tflite: dict[str, Any], tmp_path: Path) -> None:
     src, ds = small_tflite["source"], small_tflite["dataset"]
     art = build_artifact(src, Format.TFLITE, Precision.FP32, tmp_path, dataset=ds,
-                         options=RunOptions(tflite=TfliteOptions(nhwc=False)), progress=lambda _m: None)
+                         options=RunOptions(format_options=FormatOptions(TfliteOptions(nhwc=False))),
+                         progress=lambda _m: None)
     assert art.layout == "NCHW"
     from edgekit.runtimes.base import RuntimeOptions
     from edgekit.runtimes.litert import LiteRTRuntime
