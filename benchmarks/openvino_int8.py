@@ -37,7 +37,8 @@ from int8_accuracy_vs_defaults import agreement, export_effnet, machine
 from edgekit.artifacts import atomic_write_json, atomic_write_text
 from edgekit.data import ImagePreprocess, load_dataset
 from edgekit.formats.openvino import convert_onnx, save_ir
-from edgekit.quantization.calibration import split_calibration
+from edgekit.quantization.calibration import TuningOptions, split_calibration
+from edgekit.quantization.checks import DecisionBudget
 from edgekit.quantization.openvino import OvInt8Options, quantize_static
 from edgekit.runtimes.base import RuntimeOptions
 from edgekit.runtimes.openvino import OpenVinoRuntime
@@ -54,6 +55,12 @@ Feeds = dict[str, np.ndarray]
 def logits(path: Path, feeds: list[Feeds]) -> np.ndarray:
     sess = OpenVinoRuntime().load(path, RuntimeOptions(threads=1))
     return np.concatenate([sess.run(f)[0] for f in feeds])
+
+
+def _text(value: Any) -> str:
+    """An OpenVINO property as the session reports it, without ``ov.Type``'s decoration (``<Type: 'float32'>``)."""
+    text = str(value)
+    return text[len("<Type: '"):-len("'>")] if text.startswith("<Type: '") and text.endswith("'>") else text
 
 
 def simd_flags(flags: str) -> list[str]:
@@ -93,7 +100,7 @@ def latencies(paths: dict[str, Path], feed: Feeds) -> dict[str, dict[str, Any]]:
             s.run(feed)
             samples[k].append((time.perf_counter_ns() - t) / 1e6)
     return {k: {"p50_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)), "n": len(v),
-                "compiled": {key: str(val) for key, val in sessions[k].info().items()
+                "compiled": {key: _text(val) for key, val in sessions[k].info().items()
                              if key in ("performance_hint", "inference_threads", "inference_precision")}}
             for k, v in samples.items()}
 
@@ -133,6 +140,13 @@ def markdown(res: dict[str, Any]) -> str:
               f"one item (the first eval crop). Compiled models as OpenVINO reports them: {compiled}.", "",
               "Variants:", ""]
     lines += [f"- **{name}**: {r['what']}" for name, r in v.items()]
+    ours, b = v["edgekit-default"], v["edgekit-default"]["budget"]
+    held, tuned = ours["agreement"]["cosine_mean"], ours["check_on_tuning_items"]
+    gap = held - b["min_cosine"]
+    lines += ["", f"edgekit-default against the budget it aims for (min cosine {b['min_cosine']:g}, aim "
+              f"{b['aim_min_cosine']:.4f} on its tuning items): cosine {tuned.get('cosine', float('nan')):.4f} on "
+              f"its {int(tuned.get('items', 0))} tuning items; held-out cosine mean {held:.4f}: "
+              f"{'met' if gap >= 0 else 'MISSED'} ({gap:+.4f})."]
     for name, r in v.items():
         if r.get("notes"):
             lines += ["", f"Notes of {name}:", ""] + [f"- {n}" for n in r["notes"]]
@@ -171,9 +185,12 @@ def main() -> None:
         paths["nncf-default"] = tmp / "nncf_default.xml"
         save_ir(q, paths["nncf-default"])
         t = time.perf_counter()
-        q, rep = quantize_static(ov.Core().read_model(str(paths["fp32"])), split, OvInt8Options(), isa_preset)
+        budget = DecisionBudget(margin=TuningOptions().margin)  # the default run's budget and margin
+        q, rep = quantize_static(ov.Core().read_model(str(paths["fp32"])), split, OvInt8Options(), isa_preset,
+                                 budget)
         variants["edgekit-default"] = {"what": f"edgekit quantization.openvino.quantize_static, OvInt8Options() "
-                                               f"defaults, ISA preset {isa_preset}",
+                                               f"defaults, the default budget, ISA preset {isa_preset}",
+                                       "budget": budget.as_dict(),
                                        "quantize_seconds": time.perf_counter() - t, "settings": dict(rep.settings),
                                        "layers_kept_float": list(rep.kept_float), "notes": list(rep.notes),
                                        "check_on_tuning_items": dict(rep.check)}

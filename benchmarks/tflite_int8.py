@@ -2,12 +2,16 @@
 
 1. The demo's fine-tuned digits EfficientNet-Lite0 (64x64) as TFLite fp32 / fp16 / dynamic int8 / full-integer
    int8 with edgekit's own API; held-out accuracy (597 items) of each vs the PyTorch source.
-2. The other full-integer int8 routes, measured on the same data: litert-torch's PT2E quantization (the
-   converter-side route for PyTorch sources) and onnx2tf + TFLiteConverter representative dataset (the route
-   for ONNX sources); the better one is edgekit's default.
-3. LiteRT speed, 1 thread, XNNPACK: one process, shuffled interleaved rounds; p50 ratios vs fp32.
-4. Ethos-U estimates (ethos-u-vela): the digits int8 model on every Ethos-U target, and EfficientNet-Lite0
-   (ImageNet weights, 224x224, calibrated on the bundled photos) int8 on Ethos-U55-128.
+2. The other full-integer int8 routes, measured on the same data and compared with edgekit's int8:
+   litert-torch's PT2E quantization (the converter-side route for PyTorch sources) and onnx2tf +
+   TFLiteConverter representative dataset (the route for ONNX sources); a route that fails is recorded with
+   its error.
+3. LiteRT speed, 1 thread: one process, shuffled interleaved rounds; p50 ratios vs fp32. Which ops ran on the
+   XNNPACK delegate is read back from each session.
+4. Ethos-U estimates (ethos-u-vela, its default system config per accelerator): the digits int8 model on every
+   Ethos-U target, and EfficientNet-Lite0 (ImageNet weights, 224x224, calibrated on the bundled photos) int8 on
+   Ethos-U55-128.
+Every sentence and figure of the results comes from the run (versions, machine and CPU flags included).
 Writes benchmarks/results/tflite_int8.{json,md}.
 
     .venv/bin/python benchmarks/tflite_int8.py [--rounds 20] [--per-round 20]
@@ -32,6 +36,26 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 CACHE = REPO / "runs" / "bench-tflite"
 ETHOS = ("ethos-u55-128", "ethos-u55-256", "ethos-u65-256", "ethos-u65-512", "ethos-u85-256")
+WARMUP_RUNS = 10
+LIBRARIES = ("ai-edge-litert", "ai-edge-quantizer", "litert-torch", "onnx2tf", "tensorflow", "torch", "torchao",
+             "ethos-u-vela")
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in LIBRARIES:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def simd_flags(flags: list[str]) -> list[str]:
+    """The CPU flags that decide int8 speed on x86: AVX-512 (any), VNNI (any), AMX (any)."""
+    return sorted(f for f in flags if f.startswith(("avx512", "amx")) or "vnni" in f)
 
 
 def quiet(_msg: str) -> None:
@@ -60,7 +84,7 @@ def accuracy_of(path: Path, layout: str, src: Any, ds: Any) -> float:
 
 
 def pt2e_route(src: Any, ds: Any, out: Path) -> dict[str, Any]:
-    """litert-torch PT2E full-integer int8 (per-channel symmetric), same 200 calibration items, NHWC."""
+    """litert-torch PT2E full-integer int8 (per-channel symmetric), every calibration-split item, NHWC."""
     import litert_torch
     import torch
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
@@ -122,7 +146,8 @@ def onnx2tf_route(src: Any, ds: Any, out: Path) -> dict[str, Any]:
 
 
 def time_interleaved(models: dict[str, tuple[Path, str]], feed: dict[str, np.ndarray], rounds: int,
-                     per_round: int) -> dict[str, list[float]]:
+                     per_round: int) -> tuple[dict[str, list[float]], dict[str, dict[str, Any]]]:
+    """Raw samples (ms) per model, and each session's own account (threads, delegates, ops on XNNPACK)."""
     from edgekit.layout import to_layout
     from edgekit.runtimes.base import RuntimeOptions
     from edgekit.runtimes.litert import LiteRTRuntime
@@ -130,7 +155,7 @@ def time_interleaved(models: dict[str, tuple[Path, str]], feed: dict[str, np.nda
     sessions = {}
     for name, (path, layout) in models.items():
         sessions[name] = (LiteRTRuntime().load(path, RuntimeOptions(threads=1)), to_layout(feed, layout))
-        for _ in range(10):
+        for _ in range(WARMUP_RUNS):
             sessions[name][0].run(sessions[name][1])
     samples: dict[str, list[float]] = {n: [] for n in models}
     order = list(models)
@@ -143,7 +168,12 @@ def time_interleaved(models: dict[str, tuple[Path, str]], feed: dict[str, np.nda
                 t0 = time.perf_counter_ns()
                 sess.run(f)
                 samples[name].append((time.perf_counter_ns() - t0) / 1e6)
-    return samples
+    info = {}
+    for name, (sess, _f) in sessions.items():
+        i = sess.info()
+        info[name] = {"threads": i.get("threads"), "delegates": list(i.get("delegates", [])),
+                      "ops_total": i.get("ops_total"), "ops_on_delegate": sum(i.get("ops_on_delegate", {}).values())}
+    return samples, info
 
 
 def imagenet_int8(out: Path) -> Path:
@@ -173,6 +203,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--per-round", type=int, default=20)
     args = ap.parse_args()
+    started = time.perf_counter()
     CACHE.mkdir(parents=True, exist_ok=True)
     src, ds = digits_source(), load_dataset("digits")
     ref = reference_outputs(src, ds, CACHE, None, progress=quiet)
@@ -183,7 +214,9 @@ def main() -> int:
     acc: list[dict[str, Any]] = []
     for prec, art in arts.items():
         m = validate_artifact(src, art, ds, reference=ref)
-        acc.append({"artifact": art.name, "precision": prec.value, "route": art.settings.get("method", "litert-torch"),
+        route = art.settings.get("method") or art.settings.get("converter") or "?"
+        acc.append({"artifact": art.name, "precision": prec.value, "route": route,
+                    "calibration_split": art.settings.get("calibration_split"),
                     "size_mib": art.size_bytes / 2**20, "accuracy": m.accuracy, "source_accuracy": m.source_accuracy,
                     "drop_points": m.accuracy_drop_points, "top1_agreement": m.top1_agreement,
                     "cosine_mean": m.cosine_mean, "n": m.n})
@@ -200,10 +233,10 @@ def main() -> int:
         routes.append(r)
     feed = next(iter(ds.batches("eval", src.io, src.preprocess, limit=1)))
     models = {a.name: (a.path, a.layout) for a in arts.values()}
-    samples = time_interleaved(models, feed, args.rounds, args.per_round)
+    samples, sess_info = time_interleaved(models, feed, args.rounds, args.per_round)
     base = float(np.median(samples[fp32.name]))
     speed = [{"artifact": n, "n": len(s), "p50_ms": float(np.median(s)), "p90_ms": float(np.percentile(s, 90)),
-              "speedup_vs_fp32_p50": base / float(np.median(s))} for n, s in samples.items()]
+              "speedup_vs_fp32_p50": base / float(np.median(s)), **sess_info[n]} for n, s in samples.items()]
     ethos = []
     for t in ETHOS:
         e = estimate(arts[Precision.INT8].path, t)
@@ -214,38 +247,52 @@ def main() -> int:
     ethos.append({"model": "EfficientNet-Lite0 ImageNet 224x224 int8", **e.to_dict(),
                   "build_seconds": time.perf_counter() - t0})
     env = environment(["litert"])
+    libs = versions()
+    flags = simd_flags(list(env.get("cpu_flags", [])))
+    threads = sorted({str(s["threads"]) for s in speed})
     result = {"benchmark": "tflite_int8", "accuracy": acc, "other_int8_routes": routes, "speed": speed,
-              "speed_method": f"LiteRT 1 thread XNNPACK, one process, {args.rounds} shuffled interleaved rounds x "
-                              f"{args.per_round} runs, 10 warmups each, perf_counter_ns",
-              "ethos_u": ethos, "environment": env, "raw_samples_ms": samples}
+              "speed_method": f"threads={', '.join(threads)}, one process, {args.rounds} shuffled "
+                              f"interleaved rounds x {args.per_round} runs, {WARMUP_RUNS} warmups each, "
+                              "perf_counter_ns",
+              "ethos_u": ethos, "environment": env, "versions": libs, "simd_flags": flags,
+              "seconds": time.perf_counter() - started, "raw_samples_ms": samples}
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "tflite_int8.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     lines = ["# TFLite / LiteRT int8: accuracy, speed, Ethos-U estimates", "",
              f"Command: `.venv/bin/python benchmarks/tflite_int8.py --rounds {args.rounds} --per-round "
-             f"{args.per_round}`  ",
-             f"Machine: {env.get('cpu_model', '?')}, {env.get('logical_cores', '?')} logical cores; "
-             f"versions: {', '.join(f'{k} {v}' for k, v in env.get('runtime_versions', {}).items())}", "",
+             f"{args.per_round}` ({result['seconds'] / 60:.1f} min on this machine)  ",
+             f"Machine: {env.get('cpu_model', '?')}, {env.get('logical_cores', '?')} logical cores; AVX-512/VNNI/AMX "
+             f"flags: {', '.join(flags) or 'none'}  ",
+             f"Versions: {', '.join(f'{k} {v}' for k, v in libs.items())}", "",
              f"## Held-out accuracy, digits EfficientNet-Lite0 ({acc[0]['n']} items, {ds.count('calibration')} "
              "calibration items)", "",
              "| artifact | route | MiB | accuracy | Δ vs source (pt) | top-1 agr. | cosine |",
              "|---|---|---|---|---|---|---|"]
     for a in acc:
+        delta = round(-a["drop_points"], 2) + 0.0  # + 0.0: no "-0.00"
         lines.append(f"| {a['artifact']} | {a['route']} | {a['size_mib']:.2f} | {100 * a['accuracy']:.2f}% | "
-                     f"{-a['drop_points']:+.2f} | {100 * a['top1_agreement']:.1f}% | {a['cosine_mean']:.4f} |")
+                     f"{delta:+.2f} | {100 * a['top1_agreement']:.1f}% | {a['cosine_mean']:.4f} |")
     ours = next(a for a in acc if a["precision"] == "int8")
-    lines += ["", "Other full-integer int8 routes calibrated on the same calibration split, against edgekit's int8 "
-              f"({ours['route']}, {100 * ours['accuracy']:.2f}%):", ""]
+    cs = ours.get("calibration_split") or {}
+    if cs:
+        lines += ["", f"edgekit's int8: {cs.get('ranges_items')} calibration items set the ranges, "
+                  f"{cs.get('tuning_items')} others are its tuning items (checks and search decisions)."]
+    lines += ["", "Other full-integer int8 routes calibrated on the same calibration split (all its items), against "
+              f"edgekit's int8 ({ours['route']}, {100 * ours['accuracy']:.2f}%):", ""]
     for r in routes:
         what = (f"accuracy {100 * r['accuracy']:.2f}% ({100 * (r['accuracy'] - ours['accuracy']):+.2f} pt vs "
                 f"edgekit's int8), {r['size_mib']:.2f} MiB") if "accuracy" in r else f"failed: {r.get('error')}"
         lines.append(f"- {r['route']}: {what}")
     lines += ["", f"## LiteRT speed ({result['speed_method']})", "",
-              "| artifact | n | p50 ms | p90 ms | vs fp32 (p50) |", "|---|---|---|---|---|"]
+              "| artifact | n | p50 ms | p90 ms | vs fp32 (p50) | delegates | ops on delegate |",
+              "|---|---|---|---|---|---|---|"]
     for s in speed:
         lines.append(f"| {s['artifact']} | {s['n']} | {s['p50_ms']:.2f} | {s['p90_ms']:.2f} | "
-                     f"{s['speedup_vs_fp32_p50']:.2f}x |")
-    lines += ["", "## Arm Ethos-U compiler estimates (ethos-u-vela 5.2 default system configs; not measured)", "",
+                     f"{s['speedup_vs_fp32_p50']:.2f}x | {', '.join(s['delegates']) or '?'} | "
+                     f"{s['ops_on_delegate']} / {s['ops_total']} |")
+    lines += ["", f"## Arm Ethos-U compiler estimates (ethos-u-vela {libs['ethos-u-vela']}, its default system "
+              "config per accelerator; estimates, not measurements)", "",
               "| model | accelerator | system config | ≈ ms | ≈ inf/s | NPU cycles | SRAM KiB | flash KiB | DRAM KiB "
               "| ops NPU / CPU |", "|---|---|---|---|---|---|---|---|---|---|"]
     for e in ethos:

@@ -114,12 +114,14 @@ def quantize(source: ModelSource, fp32: Artifact, precision: Precision | str, *,
 
 
 def validate(source: ModelSource, artifact: Artifact, *, calibration: str | Path | Dataset,
-             limit: int | None = None, cache_dir: str | Path | None = None) -> Metrics:
-    """Compare ``artifact`` with ``source`` on the held-out split of ``calibration``."""
+             limit: int | None = None, cache_dir: str | Path | None = None,
+             output_kinds: Mapping[str, str] | None = None) -> Metrics:
+    """Compare every output of ``artifact`` with ``source``'s on the held-out split of ``calibration``, each with
+    the metrics that fit its kind (``output_kinds``: ``{output name: kind}`` where the inferred one is wrong)."""
     ds = _ds(calibration)
     assert ds is not None
     ref = reference_outputs(source, ds, Path(cache_dir or artifact.path.parent), limit)
-    return validate_artifact(source, artifact, ds, reference=ref, limit=limit)
+    return validate_artifact(source, artifact, ds, reference=ref, limit=limit, output_kinds=output_kinds)
 
 
 def benchmark(artifact: Artifact, *, target: str | Target = "local-cpu", runtime: str | None = None,

@@ -14,28 +14,42 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edgekit.errors import as_disk_full
 from edgekit.types import Format, IOSpec, Precision
 
 SIDECAR_SUFFIX = ".edgekit.json"
+
+#: What marks a temporary file of :func:`atomic_path`: ``.<final name>.edgekit-tmp-<8 random chars><suffix>``.
+TEMP_MARK = ".edgekit-tmp-"
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, else delete it.
 
-    The temporary name keeps ``path``'s suffix (or ``suffix``) so that writers that look at the
-    extension still work.
+    The temporary name (``.<name>.edgekit-tmp-XXXXXXXX<suffix>``, see :func:`clean_leftovers`) keeps ``path``'s
+    suffix (or ``suffix``) so that writers that look at the extension still work. A full disk, while the
+    temporary file is written or by a library writing it, is a :class:`~edgekit.errors.DiskFullError` naming
+    ``path``.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp",
-                               dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", suffix=suffix or target.suffix or ".tmp",
+                                   dir=target.parent)
+    except OSError as exc:
+        full = as_disk_full(exc, str(target))
+        if full is None:
+            raise
+        raise full from exc
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -44,18 +58,28 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> I
     try:
         yield tmp_path
         os.replace(tmp_path, target)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()  # first: the free space the error reports is the space there is without it
+        full = as_disk_full(exc, str(target)) if isinstance(exc, Exception) else None
+        if full is None or full is exc:
+            raise
+        raise full from exc
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename); a full disk is a
+    :class:`~edgekit.errors.DiskFullError` naming ``path`` and the bytes needed."""
+    from edgekit.errors import DiskFullError
+
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except DiskFullError as exc:
+        raise DiskFullError(exc.path, needed=len(data)) from exc.__cause__
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -120,6 +144,39 @@ def file_hashes(path: str | os.PathLike[str]) -> dict[str, str]:
     files (names relative to the artifact's folder)."""
     p = Path(path)
     return {f.name: sha256_file(f) for f in (p, *side_files(p))}
+
+
+def write_hashed_array(path: str | os.PathLike[str], array: Any) -> None:
+    """Save a numpy array as ``.npy`` atomically, then its SHA-256 beside it (``<file>.edgekit.json``), so that
+    :func:`read_hashed_array` never trusts a file that changed since."""
+    import numpy as np
+
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+    atomic_write_json(sidecar_path(target), {"sha256": sha256_file(target), "shape": list(array.shape),
+                                             "dtype": str(array.dtype)})
+
+
+def read_hashed_array(path: str | os.PathLike[str]) -> tuple[Any, str]:
+    """``(array, "")`` when ``path`` holds the array :func:`write_hashed_array` saved, with the same hash; else
+    ``(None, why)``: missing, no hash recorded, altered (hash differs), or unreadable (truncated)."""
+    import numpy as np
+
+    target = Path(path)
+    side = sidecar_path(target)
+    if not target.exists():
+        return None, "not there"
+    if not side.exists():
+        return None, "no hash was recorded for them"
+    try:
+        recorded = json.loads(side.read_text(encoding="utf-8"))
+        if not isinstance(recorded, dict) or recorded.get("sha256") != sha256_file(target):
+            return None, "they do not match the hash recorded beside them"
+        return np.load(target, allow_pickle=False), ""
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return None, f"they cannot be read ({type(exc).__name__})"
 
 
 def recipe_key(recipe: Mapping[str, Any]) -> str:
@@ -194,6 +251,13 @@ class Artifact:
         )
 
 
+def size_estimate(parent: Artifact | None, precision: Precision) -> int | None:
+    """About the bytes an artifact of ``precision`` made from the fp32 artifact ``parent`` takes on disk (its
+    size, half for fp16, a quarter for the int8 kinds); None without a parent on disk."""
+    share = {Precision.FP32: 1.0, Precision.FP16: 0.5}.get(precision, 0.25)
+    return int(parent.size_bytes * share) if parent is not None and parent.path.exists() else None
+
+
 def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
@@ -232,3 +296,151 @@ def reuse_artifact(path: Path, recipe: Mapping[str, Any]) -> Artifact | None:
     except OSError:
         return None
     return art
+
+
+# Leftovers of writes that were killed (SIGKILL, power loss) or that failed where no clean-up ran: only names
+# edgekit itself makes are matched, never a user's file. tempfile's random part is 8 of [a-z0-9_].
+_RANDOM = r"[a-z0-9_]{8}"
+_OURS = r"(?:model\.[A-Za-z0-9.-]+|reference-[0-9a-f]{16}\.npy(?:\.edgekit\.json)?|report\.(?:md|json|html)|feeds\.npz)"
+_LEFTOVER_FILE = re.compile(rf"^\.(?:.+{re.escape(TEMP_MARK)}{_RANDOM}|{_OURS}\.{_RANDOM})(?:\.[A-Za-z0-9]+)?$")
+_LEFTOVER_DIR = re.compile(rf"^(?:\.model\.[A-Za-z0-9.-]+\.{_RANDOM}|edgekit-(?:optimum|onnx2tf|aeq|quant)-{_RANDOM})$")
+
+
+def clean_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files and folders that earlier, interrupted writes left in ``folder`` (not below
+    it): :func:`atomic_path`'s ``.<name>.edgekit-tmp-XXXXXXXX<suffix>`` (and the ``.<name>.XXXXXXXX<suffix>`` of
+    older edgekit for its own output names), an IR's ``.model.<precision>.XXXXXXXX/`` save folder, and the
+    converters' ``edgekit-optimum-`` / ``edgekit-onnx2tf-`` / ``edgekit-aeq-`` work folders. Only call it with
+    the folder locked (:func:`locked_out_dir`): a running write's temporary file looks the same. Returns what
+    was removed."""
+    removed: list[Path] = []
+    try:
+        entries = sorted(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if entry.is_symlink():
+                continue  # never follow a link out of the folder
+            if entry.is_file() and _LEFTOVER_FILE.match(entry.name):
+                entry.unlink()
+            elif entry.is_dir() and _LEFTOVER_DIR.match(entry.name):
+                shutil.rmtree(entry)
+            else:
+                continue
+        except OSError:
+            continue  # not ours to fight over: the next run tries again
+        removed.append(entry)
+    return removed
+
+
+#: Room kept below PATH_MAX for the longest path edgekit makes inside an output folder
+#: (``artifacts/.model.int8-dynamic.onnx.edgekit.json.edgekit-tmp-XXXXXXXX.json``, converters' work folders).
+PATH_ROOM = 200
+LOCK_NAME = ".edgekit.lock"
+_HELD: set[str] = set()  # the output folders this process holds the lock of
+
+
+def check_out_dir(path: str | os.PathLike[str], *, where: str = "--out") -> Path:
+    """Make sure ``path`` can hold a run's outputs before any work: not empty, not a file, short enough for the
+    files edgekit writes inside, creatable and writable (a probe file is written and removed). Each problem is
+    one :class:`~edgekit.errors.ConfigError` line naming ``where`` and the path (a full disk:
+    :class:`~edgekit.errors.DiskFullError`). Returns the folder, created if needed."""
+    from edgekit.errors import ConfigError
+
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise ConfigError("the output folder is empty", where=where, expected="a folder path", got=text,
+                          hint=f"pass {where} DIR (created if missing)")
+    p = Path(text).expanduser()
+    label = f"{where} {p}"
+    if p.exists() and not p.is_dir():
+        raise ConfigError("this is a file, not a folder", where=label, expected="a folder (or a path to create)",
+                          hint=f"choose another {where}, or move the file away")
+    resolved = os.path.abspath(p)
+    existing = resolved
+    while not os.path.isdir(existing):
+        existing = os.path.dirname(existing)
+    try:
+        path_max = int(os.pathconf(existing, "PC_PATH_MAX"))
+        name_max = int(os.pathconf(existing, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        path_max, name_max = 4096, 255
+    longest = max(len(os.fsencode(part)) for part in Path(resolved).parts)
+    if len(os.fsencode(resolved)) + PATH_ROOM > path_max or longest > name_max:
+        raise ConfigError("the path is too long for the files edgekit writes inside it", where=where,
+                          expected=f"at most {path_max - PATH_ROOM} bytes in all and {name_max} per folder name",
+                          got=f"{len(os.fsencode(resolved))} bytes, longest name {longest}",
+                          hint=f"choose a shorter {where}")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".edgekit-write-probe-", dir=p)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        full = as_disk_full(exc, str(p))
+        if full is not None:
+            raise full from exc
+        raise ConfigError(f"cannot write into this folder: {exc.strerror or exc}", where=label,
+                          expected="a writable folder", hint=f"choose another {where}, or fix its permissions"
+                          ) from exc
+    return p
+
+
+@contextlib.contextmanager
+def locked_out_dir(path: str | os.PathLike[str], *, where: str = "--out", subdirs: tuple[str, ...] = ("artifacts",),
+                   progress: Callable[[str], None] | None = None) -> Iterator[Path]:
+    """Check ``path`` (:func:`check_out_dir`), hold an exclusive lock on ``path/.edgekit.lock`` for the block
+    (the file says which process holds it) and remove the leftovers of interrupted writes in ``path`` and its
+    ``subdirs`` (:func:`clean_leftovers`; ``progress(message)`` is told what went). A second edgekit process on
+    the same folder gets one :class:`~edgekit.errors.ConfigError` line naming the holder's pid. The lock is
+    the kernel's (``flock``): a killed holder never leaves a stale lock. Re-entrant within one process (the
+    command line locks ``--out`` before the slow source load, then :func:`edgekit.pipeline.run` locks it again)."""
+    import fcntl
+    import time
+
+    from edgekit.errors import ConfigError
+
+    p = check_out_dir(path, where=where)
+    key = os.path.realpath(p)
+    if key in _HELD:  # this process holds it already
+        yield p
+        return
+    lock = p / LOCK_NAME
+    try:
+        fh = open(lock, "a+", encoding="utf-8")  # held open for the block: closing it releases the lock
+    except OSError as exc:
+        raise ConfigError(f"cannot create the lock file: {exc.strerror or exc}", where=str(lock)) from exc
+    held = False
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
+        except BlockingIOError:
+            holder = ""
+            for _ in range(20):  # the holder writes its pid right after it takes the lock
+                fh.seek(0)
+                holder = fh.read().strip()
+                if holder:
+                    break
+                time.sleep(0.05)
+            raise ConfigError(f"another edgekit process is using this folder ({holder or 'pid unknown'})",
+                              where=f"{where} {p}", hint=f"wait for it to finish, or choose another {where}"
+                              ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.flush()
+        _HELD.add(key)
+        removed = [r for folder in (p, *(p / s for s in subdirs)) for r in clean_leftovers(folder)]
+        if removed and progress is not None:
+            progress(f"removed {len(removed)} leftover temporary file(s) of an interrupted run: "
+                     + ", ".join(r.name for r in removed[:5]) + (" ..." if len(removed) > 5 else ""))
+        yield p
+    finally:
+        if held:
+            _HELD.discard(key)
+            with contextlib.suppress(OSError):
+                fh.truncate(0)  # while nobody holds the lock it names nobody
+        with contextlib.suppress(OSError):
+            fh.close()  # closing releases the lock

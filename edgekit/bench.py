@@ -12,16 +12,19 @@ it runs on a board that has numpy and one runtime.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +85,136 @@ class BenchOptions:
             raise ConfigError("unknown benchmark option", where=f"{where}.{unknown[0]}",
                               expected="one of: " + ", ".join(sorted(known)), got=unknown[0])
         return cls(**dict(data))
+
+
+class _Deferred:
+    """The SIGINT handler of :func:`native_calls` with ``defer=True``: the first Ctrl-C is noted, a second one
+    raises."""
+
+    def __init__(self) -> None:
+        self.pending = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.pending:  # asked twice: stop now, whatever is running
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def check(self) -> None:
+        """Raise :class:`KeyboardInterrupt` if Ctrl-C was pressed (call it between two native calls)."""
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+def _no_check() -> None:
+    return None
+
+
+class _CtrlC:
+    """Process-wide state of :func:`native_calls`: how deep the main thread is in native calls, and the watcher
+    thread that takes SIGINT while the main thread blocks it."""
+
+    depth = 0
+    watcher: threading.Thread | None = None
+    stack: Any = None  # the alternate signal stack given to the main thread (kept alive: the kernel points at it)
+
+
+#: Size of the alternate signal stack the main thread gets back after native calls (see :func:`native_calls`).
+SIGNAL_STACK_BYTES = 1 << 18
+
+
+def _watch_ctrl_c() -> None:
+    """Take SIGINT synchronously (``sigwait``: no handler runs, so no signal frame is built on any stack) and pass
+    it on to the main thread's Python handler (``KeyboardInterrupt``, or :class:`_Deferred`)."""
+    import _thread
+
+    while True:
+        signal.sigwait({signal.SIGINT})
+        _thread.interrupt_main(signal.SIGINT)
+
+
+def _roomy_signal_stack() -> None:
+    """Give the calling thread an alternate signal stack of :data:`SIGNAL_STACK_BYTES` when it has a smaller one.
+
+    OpenVINO's CPU plugin installs one of exactly the kernel's minimum frame size with AMX state (11568 bytes on an
+    AMX machine) on the thread that creates it, and Python runs every signal handler there (``SA_ONSTACK``): once the
+    thread has used AMX, the frame fills it and the handler's own calls overflow it. Linux only (``sigaltstack``
+    through ctypes); anything unexpected leaves the stack as it is."""
+    if sys.platform != "linux":
+        return
+    try:
+        import ctypes
+
+        class StackT(ctypes.Structure):
+            _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        current = StackT()
+        if libc.sigaltstack(None, ctypes.byref(current)) != 0:
+            return
+        ss_onstack, ss_disable = 1, 2
+        if current.ss_flags & (ss_onstack | ss_disable) or current.ss_size >= SIGNAL_STACK_BYTES:
+            return  # none (handlers run on the thread's own stack), in use, or big enough
+        if _CtrlC.stack is None:
+            _CtrlC.stack = ctypes.create_string_buffer(SIGNAL_STACK_BYTES)
+        roomy = StackT(ctypes.addressof(_CtrlC.stack), 0, SIGNAL_STACK_BYTES)
+        libc.sigaltstack(ctypes.byref(roomy), None)
+    except (OSError, AttributeError, TypeError, ValueError):
+        return
+
+
+@contextlib.contextmanager
+def native_calls(*, defer: bool = False) -> Iterator[Callable[[], None]]:
+    """Run a block of native runtime / converter calls in the main thread so that Ctrl-C cannot crash it.
+
+    A SIGINT delivered to the main thread while, or after, OpenVINO ran there killed edgekit with SIGSEGV (8 of 8
+    tries, in an ONNX Runtime benchmark with OpenVINO loaded): see :func:`_roomy_signal_stack`. So within the block
+    SIGINT is blocked for the main thread (and for every thread a library starts in it); a watcher thread takes it
+    with ``sigwait`` and hands it to the main thread's Python handler (``_thread.interrupt_main``), which raises
+    :class:`KeyboardInterrupt` at the next Python line. With ``defer=True`` the Ctrl-C is only noted, and the
+    yielded ``check()`` raises it when called, between two inferences (or the block's end does); a second Ctrl-C
+    raises at once. On the way out the main thread gets a roomy alternate signal stack back before SIGINT is
+    unblocked. Outside the main thread, or without ``pthread_sigmask``, only the deferral applies; under a
+    caller's own SIGINT handler (ignored, or theirs), ``check`` does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield _no_check  # signals are the main thread's
+        return
+    if not hasattr(signal, "pthread_sigmask"):
+        with _deferred(defer) as check:
+            yield check
+        return
+    if _CtrlC.depth == 0:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        if _CtrlC.watcher is None:  # started with SIGINT blocked, which sigwait needs
+            _CtrlC.watcher = threading.Thread(target=_watch_ctrl_c, name="edgekit-ctrl-c", daemon=True)
+            _CtrlC.watcher.start()
+    _CtrlC.depth += 1
+    try:
+        with _deferred(defer) as check:
+            yield check
+    finally:
+        _CtrlC.depth -= 1
+        if _CtrlC.depth == 0:
+            _roomy_signal_stack()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
+def _deferred(defer: bool) -> Iterator[Callable[[], None]]:
+    previous = signal.getsignal(signal.SIGINT)
+    if isinstance(previous, _Deferred):  # nested: the outer block owns the handler
+        yield previous.check
+        return
+    if not defer or previous is not signal.default_int_handler:  # raise at once, or someone else's choice
+        yield _no_check
+        return
+    handler = _Deferred()
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield handler.check
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    handler.check()  # reached only when the block ended normally: the noted Ctrl-C now
 
 
 def summarize(samples_ms: Sequence[float]) -> LatencyStats:
@@ -154,9 +287,15 @@ def time_session(session: Session, feeds: Sequence[Mapping[str, np.ndarray]], op
     ``"warmup"`` and ``"timed"`` at most ~10 times a second.
     """
     _check_feeds(session, feeds)
-    tick = _Throttle(progress)
+    with native_calls(defer=True) as check:  # Ctrl-C stops the loop between two inferences, never inside one
+        return _time_session(session, feeds, options, _Throttle(progress), check)
+
+
+def _time_session(session: Session, feeds: Sequence[Mapping[str, np.ndarray]], options: BenchOptions,
+                  tick: _Throttle, check: Callable[[], None]) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
     n_feeds = len(feeds)
     first_ms = _run_once(session, feeds[0], "first", 0) / 1e6
+    check()
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -165,6 +304,7 @@ def time_session(session: Session, feeds: Sequence[Mapping[str, np.ndarray]], op
         tick("warmup", 0, options.warmup_runs, force=True)
         for i in range(options.warmup_runs):
             warmup.append(_run_once(session, feeds[(1 + i) % n_feeds], "warmup", i) / 1e6)
+            check()
             tick("warmup", i + 1, options.warmup_runs)
             if time.perf_counter_ns() > deadline:
                 break
@@ -180,6 +320,7 @@ def time_session(session: Session, feeds: Sequence[Mapping[str, np.ndarray]], op
         while True:
             n = len(samples_ns)
             dt = _run_once(session, feeds[(offset + n) % n_feeds], "timed", n)
+            check()
             samples_ns.append(dt)
             spent += dt
             n += 1
@@ -223,7 +364,8 @@ def benchmark(runtime_name: str, path: Path, feeds: Sequence[Mapping[str, np.nda
     runtime = get_runtime(runtime_name)
     t0 = time.perf_counter_ns()
     try:
-        session = runtime.load(Path(path), ropts)
+        with native_calls():  # Ctrl-C while the runtime compiles the model: see native_calls
+            session = runtime.load(Path(path), ropts)
     except EdgekitError:
         raise
     except Exception as exc:

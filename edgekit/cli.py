@@ -1,13 +1,18 @@
 """The ``edgekit`` command: a thin argument layer over :mod:`edgekit.api`.
 
-Every :class:`~edgekit.errors.EdgekitError` is printed on one line and exits with status 2;
-``--debug`` shows the traceback instead.
+Every :class:`~edgekit.errors.EdgekitError` is printed on one line and exits with status 2, and so is a full
+disk (:class:`~edgekit.errors.DiskFullError`, whichever library hit it) or a file the system refused (permission,
+read-only, name too long); ``--debug`` shows the traceback instead. Ctrl-C ends with one "interrupted" line and
+status 130. Numeric options are checked against their range, and ``--out`` (created, writable, not another
+process's: it is locked for the command) before any work.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
 import sys
 import traceback
 from collections.abc import Sequence
@@ -16,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
-from edgekit.errors import ConfigError, EdgekitError
+from edgekit.errors import ConfigError, EdgekitError, as_disk_full, first_line
 
 EXIT_USER_ERROR = 2
 
@@ -181,10 +186,14 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from edgekit.pipeline import run
+    from edgekit.artifacts import locked_out_dir
+    from edgekit.pipeline import run, stderr_progress
+    from edgekit.preflight import check_report_owner
 
-    opts = _options(args)  # option mistakes (a bad --ssh-key, inventory) before the slow source load
-    result = run(_source(args), args.calibration, args.out, opts)
+    with locked_out_dir(args.out, where="--out", progress=stderr_progress) as out:  # before any work
+        check_report_owner(out)
+        opts = _options(args)  # option mistakes (a bad --ssh-key, inventory) before the slow source load
+        result = run(_source(args), args.calibration, out, opts)
     for rec in result.recommendations:
         print(f"{rec.target}/{rec.runtime}: {rec.artifact or 'nothing'} - {rec.reason}")
     print(f"report: {Path(args.out) / 'report.md'}")
@@ -230,11 +239,13 @@ def _export_formats(args: argparse.Namespace, opts: Any) -> tuple[Any, list[Any]
     """Export the fp32 artifact of every format in ``--formats`` (default: onnx), ONNX first: the converted
     formats start from it when it is among them (as in ``edgekit run``)."""
     from edgekit.api import export
-    from edgekit.pipeline import canonical_first
+    from edgekit.pipeline import canonical_first, stderr_progress
+    from edgekit.preflight import check_same_model
     from edgekit.registry import is_canonical_format
     from edgekit.types import Format
 
     src = _source(args)
+    check_same_model(Path(args.out), src, Path(args.out), stderr_progress)  # another model's artifacts in --out
     formats = canonical_first(opts.formats or (Format.ONNX,))
     out: list[Any] = []
     canonical = None
@@ -247,7 +258,12 @@ def _export_formats(args: argparse.Namespace, opts: Any) -> tuple[Any, list[Any]
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    _, arts = _export_formats(args, _options(args))
+    from edgekit.artifacts import locked_out_dir
+    from edgekit.bench import native_calls
+    from edgekit.pipeline import stderr_progress
+
+    with locked_out_dir(args.out, where="--out", subdirs=(), progress=stderr_progress), native_calls():
+        _, arts = _export_formats(args, _options(args))
     for art in arts:
         print(art.path)
     return 0
@@ -255,13 +271,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
     from edgekit.api import quantize
+    from edgekit.artifacts import locked_out_dir
+    from edgekit.bench import native_calls
+    from edgekit.pipeline import stderr_progress
 
-    opts = _options(args)
-    src, fp32s = _export_formats(args, opts)
-    target = args.target[0] if args.target else "local-cpu"
-    for fp32 in fp32s:
-        art = quantize(src, fp32, args.precision, calibration=args.calibration, out_dir=args.out, target=target,
-                       options=opts)
+    with locked_out_dir(args.out, where="--out", subdirs=(), progress=stderr_progress), native_calls():
+        opts = _options(args)
+        src, fp32s = _export_formats(args, opts)
+        target = args.target[0] if args.target else "local-cpu"
+        arts = [quantize(src, fp32, args.precision, calibration=args.calibration, out_dir=args.out, target=target,
+                         options=opts) for fp32 in fp32s]
+    for art in arts:
         print(art.path)
         for note in art.notes:
             print(f"  {note}")
@@ -276,7 +296,17 @@ def _artifact(path: str, source: Any) -> Any:
     p = Path(path)
     side = sidecar_path(p)
     if side.exists():
-        return Artifact.from_dict({**json.loads(side.read_text()), "path": str(p)})
+        try:
+            data = json.loads(side.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise TypeError(f"a JSON {type(data).__name__}, not an object")
+            return Artifact.from_dict({**data, "path": str(p)})
+        except (ValueError, KeyError, TypeError, AttributeError, EdgekitError) as exc:
+            raise ConfigError("the sidecar beside the artifact is not the record edgekit writes", where=str(side),
+                              expected="the JSON object edgekit wrote with the artifact",
+                              got=f"{type(exc).__name__}: {first_line(exc, 80)}",
+                              hint=f"delete it to use {p.name} as a plain ONNX file, or rebuild the artifact"
+                              ) from exc
     if p.suffix != ".onnx":
         raise ConfigError("unsupported artifact", where=str(p), expected="an .onnx file", got=p.suffix)
     check_onnx_file(p)
@@ -285,9 +315,11 @@ def _artifact(path: str, source: Any) -> Any:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from edgekit.api import validate
+    from edgekit.bench import native_calls
 
     src = _source(args)
-    metrics = validate(src, _artifact(args.artifact, src), calibration=args.calibration, limit=args.eval_limit)
+    with native_calls():  # the runtime runs in this thread: see edgekit.bench.native_calls
+        metrics = validate(src, _artifact(args.artifact, src), calibration=args.calibration, limit=args.eval_limit)
     print(json.dumps(metrics.to_dict(), indent=2))
     return 0
 
@@ -387,8 +419,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Numeric options and their allowed ranges (lowest, highest or None), checked before any work: a value out of
+#: range was silently used (``--threads 0`` ran with the runtime's default, ``--threads -3`` too).
+_RANGES: dict[str, tuple[float, float | None]] = {
+    "threads": (1, 4096), "calibration_limit": (1, None), "eval_limit": (1, None), "min_runs": (1, None),
+    "warmup": (0, None), "min_seconds": (0, 86400), "max_length": (1, None), "opset": (1, None),
+}
+
+
+def _check_ranges(args: argparse.Namespace) -> None:
+    """Raise :class:`ConfigError` naming the first numeric option given out of its range (:data:`_RANGES`)."""
+    for dest, (low, high) in _RANGES.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        kind = "an integer" if isinstance(value, int) else "a number"
+        span = f"{kind} >= {low:g}" if high is None else f"{kind} from {low:g} to {high:g}"
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
+            raise ConfigError("out of range", where="--" + dest.replace("_", "-"), expected=span, got=value)
+
+
+#: What the file system may refuse, printed as one line naming the file (not a traceback).
+_FILE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG, errno.ENOTDIR})
+
+
+def _user_error(exc: BaseException) -> EdgekitError | None:
+    """The one-line error for ``exc``: a full disk wherever it was hit (also inside a library's error), a file
+    the system refused, an edgekit error; None for anything else (a bug: its traceback is shown)."""
+    full = as_disk_full(exc)
+    if full is not None:
+        return full
+    if isinstance(exc, EdgekitError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in _FILE_ERRNOS:
+        return ConfigError(exc.strerror or type(exc).__name__, where=str(exc.filename) if exc.filename else None,
+                           hint="check the path and its permissions, or choose another --out")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (2 for user errors)."""
+    """Entry point; returns the exit status (2 for user errors, 130 after Ctrl-C)."""
     from edgekit.sources.huggingface import go_offline
 
     go_offline()
@@ -396,16 +466,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _refuse_unused(args)
+        _check_ranges(args)
         return int(args.func(args))
-    except EdgekitError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"edgekit: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("edgekit: interrupted; re-run the same command to resume (complete artifacts are reused)",
               file=sys.stderr)
         return 130
+    except Exception as exc:
+        error = _user_error(exc)
+        if error is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"edgekit: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

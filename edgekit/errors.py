@@ -16,7 +16,8 @@ Library errors (onnxruntime, torch, ...) are translated at the boundary with ``r
     ├── QuantizationError        a quantizer failed
     ├── RuntimeAdapterError      a runtime could not load or run an artifact
     │   └── DeviceUnavailableError  the target's device / provider is not on this machine
-    └── BenchmarkError           a benchmark could not be completed
+    ├── BenchmarkError           a benchmark could not be completed
+    └── DiskFullError            no space left where an output is written (translated from ENOSPC)
 """
 
 from __future__ import annotations
@@ -113,6 +114,90 @@ class DeviceUnavailableError(RuntimeAdapterError):
 
 class BenchmarkError(EdgekitError):
     """A benchmark could not be completed."""
+
+
+class DiskFullError(EdgekitError):
+    """No space is left on the disk an output is written to (``OSError`` ENOSPC / EDQUOT, also when a converter
+    raised it wrapped in its own error): names the path, the bytes needed where known and the bytes free.
+    Complete artifacts are kept (every write is atomic); a re-run after freeing space reuses them."""
+
+    def __init__(self, path: str | None, *, needed: int | None = None, hint: str | None = None) -> None:
+        self.path = path
+        self.needed = needed
+        free = _free_bytes(path)
+        detail = [f"{needed} bytes needed" if needed is not None else None,
+                  f"{free} bytes free there" if free is not None else None]
+        text = ", ".join(d for d in detail if d)
+        super().__init__("no space left on the device" + (f" ({text})" if text else ""), where=path,
+                         hint=hint or "free some space on that disk (or use another --out); complete artifacts "
+                                      "are kept and the same command reuses them")
+
+
+_NO_SPACE_TEXT = ("no space left on device", "disk quota exceeded")
+
+
+def _free_bytes(path: str | None) -> int | None:
+    """Bytes free on the file system of ``path`` (its nearest existing parent), or None if unknown."""
+    import os
+    import shutil
+
+    if not path:
+        return None
+    p = os.path.abspath(path)
+    while p and not os.path.exists(p):
+        parent = os.path.dirname(p)
+        if parent == p:
+            return None
+        p = parent
+    try:
+        return int(shutil.disk_usage(p).free)
+    except OSError:
+        return None
+
+
+def disk_full_cause(exc: BaseException) -> OSError | BaseException | None:
+    """The exception in ``exc``'s chain (itself, ``__cause__``, ``__context__``) that says the disk is full: an
+    ``OSError`` with errno ENOSPC / EDQUOT, or a library error whose message says so (converters and runtimes
+    often re-raise it as their own error type with the text). None when the disk was not full."""
+    import errno
+
+    no_space = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:  # never loop on a cyclic chain
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in no_space:
+            return cur
+        if any(t in str(cur).lower() for t in _NO_SPACE_TEXT):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def as_disk_full(exc: BaseException, where: str | None = None, needed: int | None = None) -> DiskFullError | None:
+    """A :class:`DiskFullError` for ``exc`` when its chain says the disk is full (:func:`disk_full_cause`),
+    naming the file the ``OSError`` names, else the file an edgekit error of the chain names, else ``where``;
+    None otherwise. Some libraries do not say it (OpenVINO's IR writer reports a full disk as "basic_ios::clear:
+    iostream error"): given the bytes the failed output ``needed``, a failure while the disk of ``where`` has
+    less than that free is a full disk too."""
+    if isinstance(exc, DiskFullError):
+        return exc
+    cause = disk_full_cause(exc)
+    if cause is None:
+        path = exc.where if isinstance(exc, EdgekitError) and exc.where else where
+        free = _free_bytes(path)
+        if needed is not None and free is not None and free < needed:
+            return DiskFullError(path, needed=needed)
+        return None
+    path = getattr(cause, "filename", None) if isinstance(cause, OSError) else None
+    cur: BaseException | None = exc
+    for _ in range(32):  # a chain is short; never loop on a cyclic one
+        if path is not None or cur is None or cur is cause:
+            break
+        if isinstance(cur, EdgekitError) and cur.where:
+            path = cur.where
+        cur = cur.__cause__ or cur.__context__
+    return DiskFullError(str(path) if path else where)
 
 
 def first_line(exc: BaseException, limit: int | None = None) -> str:

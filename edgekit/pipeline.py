@@ -7,28 +7,42 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit import __version__
-from edgekit.artifacts import Artifact, content_sha256, file_hashes, finish_artifact, recipe_key, reuse_artifact
-from edgekit.bench import BenchOptions
-from edgekit.data import Dataset, check_compatible, load_dataset
+from edgekit import __version__, preflight
+from edgekit.artifacts import (
+    Artifact,
+    content_sha256,
+    file_hashes,
+    finish_artifact,
+    locked_out_dir,
+    read_hashed_array,
+    recipe_key,
+    reuse_artifact,
+    size_estimate,
+    write_hashed_array,
+)
+from edgekit.bench import BenchOptions, native_calls
+from edgekit.data import Dataset, check_compatible, check_label_range, load_dataset
 from edgekit.errors import (
     CalibrationError,
     ConfigError,
+    DiskFullError,
     EdgekitError,
     MissingDependencyError,
+    RuntimeAdapterError,
+    as_disk_full,
 )
 from edgekit.executors.base import ExecutorOptions, run_targets
 from edgekit.executors.hosts import HostSpec
-from edgekit.formats.base import TOLERANCES, BuildContext, Feeds, FormatAdapter, FormatOptions
+from edgekit.formats.base import TOLERANCES, BuildContext, Feeds, FormatAdapter, FormatOptions, merge_recipe
 from edgekit.layout import to_layout
-from edgekit.metrics import collect, compare, cross_runtime_agreement
+from edgekit.metrics import Outputs, collect, compare, cross_runtime_agreement, n_items, pack_outputs, unpack_outputs
 from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.checks import DecisionBudget
 from edgekit.registry import (
@@ -99,6 +113,8 @@ class RunOptions:
     check_items: int = 16
     format_options: FormatOptions = field(default_factory=FormatOptions)
     hosts: tuple[HostSpec, ...] = ()  # boards for access = "ssh" targets (--host / --inventory)
+    # what each output means, where the inferred kind is wrong (--output-kind NAME=KIND; edgekit.metrics.infer_kind)
+    output_kinds: Mapping[str, str] = field(default_factory=dict)
 
 
 def stderr_progress(message: str) -> None:
@@ -175,23 +191,6 @@ def _calibration_split(ds: Dataset, source: ModelSource, options: RunOptions) ->
                              total=total, labels=labels[:total] if labels is not None else None)
 
 
-def _with_format_recipe(generic: dict[str, Any], own: dict[str, object], adapter: FormatAdapter) -> dict[str, Any]:
-    """``generic`` with the adapter's own recipe entries added; an entry that would replace a generic one (or
-    that JSON cannot hold: it would not reach the sidecar as it is) is a :class:`ConfigError` naming the adapter."""
-    import json
-
-    clash = sorted(set(own) & set(generic))
-    if clash:
-        raise ConfigError("a format's recipe reuses generic recipe keys", where=type(adapter).__name__, got=clash,
-                          expected="keys of its own (e.g. its format name)")
-    try:
-        json.dumps(own, sort_keys=True)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"a format's recipe is not JSON: {exc}", where=type(adapter).__name__,
-                          hint="return plain values (dataclasses.asdict of its options)") from exc
-    return {**generic, **own}
-
-
 def build_artifact(
     source: ModelSource,
     fmt: Format,
@@ -233,7 +232,7 @@ def build_artifact(
         # the search aims for the run's budget on the tuning items: both shape the artifact
         recipe["budget"] = asdict(options.budget)
         recipe["tuning"] = asdict(options.tuning)
-    recipe = _with_format_recipe(recipe, adapter.recipe(precision, own_options), adapter)
+    recipe = merge_recipe(recipe, adapter.recipe(precision, own_options), adapter)
     cached = reuse_artifact(out_path, recipe)
     if cached is not None:
         progress(f"reuse {out_path.name} (complete, same recipe {recipe_key(recipe)})")
@@ -261,38 +260,42 @@ def build_artifact(
 
 
 def reference_outputs(source: ModelSource, ds: Dataset, out_dir: Path, limit: int | None,
-                      progress: Progress = stderr_progress) -> np.ndarray:
-    """The source's primary outputs on the held-out split, cached in ``out_dir`` by content key."""
-    from edgekit.artifacts import atomic_path
-
+                      progress: Progress = stderr_progress) -> Outputs:
+    """The source's outputs (every one, by name: :func:`edgekit.metrics.collect`) on the held-out split, cached
+    in ``out_dir`` by content key, with their SHA-256 recorded beside them: a cache that was altered, truncated
+    or has no hash is recomputed."""
     key = recipe_key({"source": source.fingerprint, "dataset": dataset_identity(ds), "limit": limit,
                       "preprocess": source.preprocess.to_dict() if source.preprocess is not None else None})
     cache = Path(out_dir) / f"reference-{key}.npy"
-    if cache.exists():
-        cached: np.ndarray = np.load(cache)
-        return cached
+    found, why = read_hashed_array(cache)
+    if found is not None and found.dtype.names:
+        return unpack_outputs(found)
+    if cache.exists():  # altered values would be compared with every artifact as if the source gave them
+        progress(f"cached reference outputs {cache.name}: {why}; recomputing them")
     progress(f"reference outputs of the source on {min(ds.count('eval'), limit or 10**9)} held-out items")
-    batch = 32 if isinstance(source.io.inputs[0].shape[0], str) else 1  # sources run fastest batched
+    fixed = ds.fixed_batch(source.io, source.preprocess)
+    batch = fixed or 32  # sources run fastest batched
     feeds = ds.batches("eval", source.io, source.preprocess, batch_size=batch, limit=limit)  # type: ignore[arg-type]
-    ref = collect(((f, source.run_reference(f)) for f in feeds), source.task)
-    with atomic_path(cache) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, ref)
+    ref = collect(((f, source.run_reference(f)) for f in feeds), source.task, source.io.output_names)
+    write_hashed_array(cache, pack_outputs(ref))
     return ref
 
 
-def validate_artifact(source: ModelSource, artifact: Artifact, ds: Dataset, *, reference: np.ndarray,
-                      limit: int | None = None, threads: int | None = None) -> Metrics:
-    """Run ``artifact`` (with its format's local runtime) on the held-out split and compare with the source."""
+def validate_artifact(source: ModelSource, artifact: Artifact, ds: Dataset, *, reference: Mapping[str, np.ndarray],
+                      limit: int | None = None, threads: int | None = None,
+                      output_kinds: Mapping[str, str] | None = None) -> Metrics:
+    """Run ``artifact`` (with its format's local runtime) on the held-out split and compare every output with the
+    source's (:func:`reference_outputs`), each with the metrics that fit its kind (``output_kinds`` names the
+    kind of outputs where :func:`edgekit.metrics.infer_kind` would be wrong). Labels of the split give accuracy
+    on the output they are about."""
     sess = get_runtime(reference_runtime(artifact.format.value)).load(artifact.path,
                                                                       RuntimeOptions(threads=threads))
     feeds = ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=limit)  # type: ignore[arg-type]
-    got = collect(((f, sess.run(to_layout(f, artifact.layout))) for f in feeds), source.task)
+    got = collect(((f, sess.run(to_layout(f, artifact.layout))) for f in feeds), source.task, source.io.output_names)
     labels = ds.labels("eval")
     if labels is not None and limit is not None:
         labels = labels[:limit]
-    return compare(reference, got, classification=source.task.is_classification or source.task is Task.GENERIC,
-                   labels=labels if source.task.is_classification else None)
+    return compare(reference, got, task=source.task, labels=labels, kinds=output_kinds)
 
 
 def executor_options(options: RunOptions) -> ExecutorOptions:
@@ -326,12 +329,13 @@ def cross_runtime(source: ModelSource, artifacts: Sequence[Artifact], ds: Datase
             continue
         ref_name = reference_runtime(art.format.value)
         others = [r for r in runtimes_for_format(art.format.value) if r != ref_name]
-        outputs: dict[str, np.ndarray] = {}
+        outputs: dict[str, Outputs] = {}
         for name in [ref_name, *others]:
             feeds = ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=options.eval_limit)  # type: ignore[arg-type]
             try:  # descriptive only: a runtime that cannot load or run it here is left out, never fatal
                 sess = get_runtime(name).load(art.path, RuntimeOptions(threads=options.threads))
-                outputs[name] = collect(((f, sess.run(to_layout(f, art.layout))) for f in feeds), source.task)
+                outputs[name] = collect(((f, sess.run(to_layout(f, art.layout))) for f in feeds), source.task,
+                                        source.io.output_names)
             except EdgekitError as exc:
                 progress(f"cross-runtime agreement of {art.name}: {name} left out ({exc})")
         tol = TOLERANCES[Precision.FP32]
@@ -340,15 +344,19 @@ def cross_runtime(source: ModelSource, artifacts: Sequence[Artifact], ds: Datase
                 progress(f"cross-runtime agreement of {art.name}: {ref_name} vs {name}")
                 out.append(cross_runtime_agreement(
                     art.name, ref_name, name, outputs[ref_name], outputs[name],
-                    classification=source.task.is_classification, atol=tol.atol, rtol=tol.rtol,
+                    task=source.task, kinds=options.output_kinds, atol=tol.atol, rtol=tol.rtol,
                     min_cosine=tol.min_cosine))
     return out
 
 
 def check_data(ds: Dataset, source: ModelSource, options: RunOptions) -> None:
-    """Fail before any work on unusable data: shape/dtype/kind up front, then one streaming pass over
-    the items a run will use (NaN/inf, undecodable files), holding one item at a time."""
+    """Fail before any work on unusable data: shape/dtype/kind up front, labels outside the model's classes,
+    then one streaming pass over the items a run will use (NaN/inf, undecodable files), holding one item at a
+    time."""
     check_compatible(ds, source.io, source.preprocess)
+    classes = preflight.class_count(source)
+    if classes is not None:
+        check_label_range(ds, classes, f"output {source.io.outputs[0].name!r} of {source.name}")
     for split, limit in (("calibration", options.calibration_limit), ("eval", options.eval_limit)):
         for _ in ds.batches(split, source.io, source.preprocess, batch_size=1, limit=limit):  # type: ignore[arg-type]
             pass
@@ -364,15 +372,34 @@ def run(
     """Export, quantize, validate and benchmark ``source`` on every target; write the report.
 
     Returns the :class:`RunResult`; ``out_dir`` gets ``artifacts/``, ``report.json`` and ``report.md``.
+    ``out_dir`` is locked for the run (a second run on it is refused, naming the process that holds it) and the
+    leftovers of interrupted writes in it are removed first (:func:`edgekit.artifacts.locked_out_dir`); a
+    ``report.md`` / ``report.json`` edgekit did not write, or artifacts of another model, are refused before
+    any work. A full disk is a :class:`~edgekit.errors.DiskFullError`, whichever library hit it; the complete
+    artifacts stay, and a re-run reuses them.
     """
+    out = Path(out_dir)
+    with locked_out_dir(out, where="out_dir", progress=progress):
+        preflight.check_report_owner(out)
+        try:
+            return _run(source, calibration, out, options, progress)
+        except Exception as exc:
+            full = as_disk_full(exc, str(out))
+            if full is None or full is exc:
+                raise
+            raise full from exc
+
+
+def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, options: RunOptions,
+         progress: Progress) -> RunResult:
     from edgekit.environment import environment
     from edgekit.report import recommend, write_report
 
-    out = Path(out_dir)
     art_dir = out / "artifacts"
     ds = _dataset(calibration)
     targets = [load_target(t) for t in options.targets]
     check_data(ds, source, options)
+    preflight.check_same_model(art_dir, source, out, progress)
     precisions = options.precisions or default_precisions(source.task)
     local = next((t for t in targets if runs_here(t.access)), None)  # the first target on this machine
     isa_preset = local.int8_preset if local else "generic"
@@ -384,47 +411,65 @@ def run(
         notes += [f"format {name} skipped: {why}" for name, why in skipped.items()]
     else:  # the canonical format (ONNX) first: the converted formats start from its fp32 artifact
         formats = canonical_first(formats)
+    preflight.check_options_apply(preflight.nodes_to_exclude(options.format_options), formats, precisions)
     artifacts: list[Artifact] = []
     onnx_fp32: Artifact | None = None  # the canonical fp32 artifact, once built
     for fmt in formats:
         try:
-            canonical = build_artifact(source, fmt, Precision.FP32, art_dir, dataset=ds, options=options,
-                                       canonical=onnx_fp32, isa_preset=isa_preset, progress=progress)
-        except (MissingDependencyError, CalibrationError):
+            with native_calls():  # Ctrl-C while a converter runs: see edgekit.bench.native_calls
+                canonical = build_artifact(source, fmt, Precision.FP32, art_dir, dataset=ds, options=options,
+                                           canonical=onnx_fp32, isa_preset=isa_preset, progress=progress)
+        except (MissingDependencyError, CalibrationError, DiskFullError):
             raise
         except EdgekitError as exc:  # a converted format that cannot take this model: say so, keep the others
             if is_canonical_format(fmt.value):
                 raise
+            if full := as_disk_full(exc, str(art_dir), size_estimate(onnx_fp32, Precision.FP32)):
+                raise full from exc
             notes.append(f"{fmt.value} fp32 could not be built, so no {fmt.value} artifacts: {exc}")
             progress(f"FAILED {fmt.value} fp32: {exc}")
             continue
         artifacts.append(canonical)
         if is_canonical_format(fmt.value):
             onnx_fp32 = canonical
+            preflight.check_excluded_nodes(canonical, preflight.nodes_to_exclude(options.format_options))
         source = _narrow_inputs(source, canonical, notes)
         for prec in precisions:
             if prec is Precision.FP32 or (options.precisions is None and prec not in _adapter(fmt).precisions):
                 continue  # a default precision this format does not have: nothing to say
             try:
-                artifacts.append(build_artifact(source, fmt, prec, art_dir, dataset=ds, canonical=canonical,
-                                                options=options, isa_preset=isa_preset, progress=progress))
+                with native_calls():
+                    artifacts.append(build_artifact(source, fmt, prec, art_dir, dataset=ds, canonical=canonical,
+                                                    options=options, isa_preset=isa_preset, progress=progress))
             except MissingDependencyError:
                 raise
             except EdgekitError as exc:
                 if isinstance(exc, CalibrationError):
                     raise
+                if full := as_disk_full(exc, str(art_dir), size_estimate(canonical, prec)):
+                    raise full from exc
                 notes.append(f"{fmt.value} {prec.value} could not be built: {exc}")
                 progress(f"FAILED {fmt.value} {prec.value}: {exc}")
-    reference = reference_outputs(source, ds, out, options.eval_limit, progress)
     metrics: dict[str, Metrics] = {}
-    for art in artifacts:
-        progress(f"validate {art.name} on {reference.shape[0]} held-out items")
-        metrics[art.name] = validate_artifact(source, art, ds, reference=reference, limit=options.eval_limit,
-                                              threads=options.threads)
-    cross = cross_runtime(source, artifacts, ds, options, progress)
+    with native_calls():  # the source and the runtimes run in this thread: see edgekit.bench.native_calls
+        reference = reference_outputs(source, ds, out, options.eval_limit, progress)
+        first = next(iter(reference.values()), None)
+        if preflight.class_count(source) is None and source.task.is_classification and first is not None \
+                and first.ndim == 2:
+            check_label_range(ds, int(first.shape[1]), "the source's outputs")
+        for art in artifacts:
+            progress(f"validate {art.name} on {n_items(reference)} held-out items")
+            try:
+                metrics[art.name] = validate_artifact(source, art, ds, reference=reference, limit=options.eval_limit,
+                                                      threads=options.threads, output_kinds=options.output_kinds)
+            except RuntimeAdapterError as exc:  # one artifact that cannot run or answers in other shapes
+                notes.append(f"{art.name} could not be validated: {exc}")
+                progress(f"FAILED validating {art.name}: {exc}")
+        cross = cross_runtime(source, artifacts, ds, options, progress)
     notes += [f"{c.other_runtime} disagrees with {c.reference_runtime} on {c.artifact} beyond the fp32 tolerance: "
-              f"max-abs {c.metrics.max_abs:.3g} (limit {c.tolerance['max_abs']:.3g}), min cosine "
-              f"{c.metrics.cosine_min:.6f}" for c in cross if not c.within_tolerance]
+              f"max-abs {c.metrics.max_abs:.3g} (limit {c.tolerance['max_abs']:.3g})"
+              + (f", min cosine {c.metrics.cosine_min:.6f}" if c.metrics.cosine_min is not None else "")
+              for c in cross if not c.within_tolerance]
     bench_feeds = list(ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=8))  # type: ignore[arg-type]
     # each target's jobs go to the executor registered for its access (local, ssh boards in parallel, estimate)
     executed = run_targets(targets, artifacts, metrics, bench_feeds, executor_options(options), progress)
@@ -432,7 +477,7 @@ def run(
     rows = list(executed.rows)
     result = RunResult(
         model=source.describe(),
-        dataset={**ds.describe(), "eval_items": int(reference.shape[0]),
+        dataset={**ds.describe(), "eval_items": n_items(reference),
                  "calibration_items": min(ds.count("calibration"), options.calibration_limit or 10**9)},
         budget=options.budget, artifacts=tuple(artifacts), rows=tuple(rows),
         recommendations=recommend(rows, options.budget),

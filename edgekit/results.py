@@ -16,15 +16,23 @@ class AccuracyBudget:
     """How much accuracy an artifact may lose and still be recommended (and what the int8 search aims for).
 
     ``max_drop_points``: task accuracy (percentage points) lost vs the source, where labels exist;
-    ``min_cosine``: mean cosine similarity of outputs with the source. ``governs`` says which rule judges
-    (CLI ``--budget-rule``): ``"both"`` (the default) applies the cosine rule always and the accuracy rule
-    where labels exist; ``"accuracy"`` lets the task metric alone decide where labels exist (the cosine rule
-    still judges unlabelled data: it is then the only measure); ``"cosine"`` applies the cosine rule only.
+    ``min_cosine``: mean cosine similarity of outputs with the source (the worst of the outputs a cosine applies
+    to: classification logits, embeddings, dense maps). ``governs`` says which rule judges (CLI ``--budget-rule``):
+    ``"both"`` (the default) applies the cosine rule always and the accuracy rule where labels exist;
+    ``"accuracy"`` lets the task metric alone decide where labels exist (the cosine rule still judges unlabelled
+    data: it is then the only measure); ``"cosine"`` applies the cosine rule only.
+
+    Outputs a cosine does not fit have their own rule, applied whatever ``governs`` says (it is their only
+    measure): ``max_flip_rate`` for binary scores (the fraction of items whose decision at the threshold differs
+    from the source's; default 1%), ``max_relative_error`` for regression outputs (``||candidate - source|| /
+    ||source||`` over the held-out items; default 5%). See :class:`OutputMetrics`.
     """
 
     max_drop_points: float = 1.0
     min_cosine: float = 0.99
     governs: str = "both"
+    max_flip_rate: float = 0.01
+    max_relative_error: float = 0.05
 
     def __post_init__(self) -> None:
         if self.governs not in BUDGET_RULES:
@@ -36,6 +44,11 @@ class AccuracyBudget:
         if not (isinstance(self.max_drop_points, (int, float)) and self.max_drop_points >= 0):
             raise ConfigError("must be a number >= 0", where="budget.max_drop_points (--max-drop)",
                               got=self.max_drop_points)
+        for name in ("max_flip_rate", "max_relative_error"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0.0 <= value):
+                raise ConfigError("must be a number >= 0 (a fraction: 0.01 = 1%)", where=f"budget.{name}",
+                                  got=value)
 
     def rules(self, labelled: bool) -> tuple[str, ...]:
         """The rules that judge an artifact whose task accuracy is (``labelled``) or is not measurable."""
@@ -43,15 +56,17 @@ class AccuracyBudget:
             return ("cosine",)
         return ("accuracy",) if self.governs == "accuracy" else ("cosine", "accuracy")
 
-    def failures(self, cosine: float, drop_points: float | None) -> list[str]:
+    def failures(self, cosine: float | None, drop_points: float | None) -> list[str]:
         """Why (``cosine``, ``drop_points``) is outside the budget, each line naming the rule that refused it
-        and, where the other rule would have passed it, saying so; empty when within the budget."""
+        and, where the other rule would have passed it, saying so; empty when within the budget. ``cosine`` is
+        None where no output has a cosine (binary scores, regression): the cosine rule then has nothing to
+        judge, and :meth:`output_failures` judges those outputs."""
         rules = self.rules(drop_points is not None)
-        cos_ok = bool(cosine >= self.min_cosine)  # False for NaN
+        cos_ok = cosine is None or bool(cosine >= self.min_cosine)  # False for NaN
         acc_ok = drop_points is None or bool(drop_points <= self.max_drop_points)
         out: list[str] = []
         if "cosine" in rules and not cos_ok:
-            line = f"over budget: cosine {cosine:.4f} < {self.min_cosine:g} (the cosine rule, --min-cosine)"
+            line = f"over budget: cosine {cosine or 0.0:.4f} < {self.min_cosine:g} (the cosine rule, --min-cosine)"
             if drop_points is not None and acc_ok:
                 line += (f"; its accuracy drop {drop_points:.1f} pt is within --max-drop {self.max_drop_points:g}"
                          " pt, so the cosine rule alone refused it (--budget-rule accuracy lets the task metric"
@@ -60,16 +75,31 @@ class AccuracyBudget:
         if "accuracy" in rules and not acc_ok:
             line = (f"over budget: accuracy drop {drop_points:.1f} pt > {self.max_drop_points:g} pt "
                     "(the accuracy rule, --max-drop)")
-            if cos_ok:
+            if cos_ok and cosine is not None:
                 line += f"; its cosine {cosine:.4f} is within --min-cosine {self.min_cosine:g}"
             out.append(line)
         return out
 
-    def waived(self, cosine: float, drop_points: float | None) -> list[str]:
+    def output_failures(self, metrics: Metrics) -> list[str]:
+        """Why outputs that a cosine does not fit are outside the budget: a binary score whose decisions flip
+        on more than ``max_flip_rate`` of the items, a regression output whose relative error exceeds
+        ``max_relative_error``; each line names the output. Applied whatever ``governs`` says."""
+        out: list[str] = []
+        for o in metrics.outputs:
+            if o.flip_rate is not None and not o.flip_rate <= self.max_flip_rate:
+                out.append(f"over budget: output {o.name!r} ({o.kind}) flips {100.0 * o.flip_rate:.1f}% of "
+                           f"decisions at {o.threshold:g} > {100.0 * self.max_flip_rate:g}% (the flip-rate rule, "
+                           "max_flip_rate)")
+            if o.relative_error is not None and not o.relative_error <= self.max_relative_error:
+                out.append(f"over budget: output {o.name!r} ({o.kind}) relative error {o.relative_error:.3g} > "
+                           f"{self.max_relative_error:g} (the relative-error rule, max_relative_error)")
+        return out
+
+    def waived(self, cosine: float | None, drop_points: float | None) -> list[str]:
         """Misses of a rule that the chosen ``governs`` does not apply here (said, never silently dropped)."""
         rules = self.rules(drop_points is not None)
         out: list[str] = []
-        if "cosine" not in rules and not cosine >= self.min_cosine:
+        if "cosine" not in rules and cosine is not None and not cosine >= self.min_cosine:
             out.append(f"cosine {cosine:.4f} < --min-cosine {self.min_cosine:g}, not applied: "
                        f"--budget-rule {self.governs}")
         if "accuracy" not in rules and drop_points is not None and not drop_points <= self.max_drop_points:
@@ -83,26 +113,89 @@ class AccuracyBudget:
                 "accuracy": "the accuracy rule where labels exist, else the cosine rule",
                 "cosine": "the cosine rule only"}[self.governs]
         return (f"mean cosine >= {self.min_cosine:g}, accuracy drop <= {self.max_drop_points:g} pt; "
-                f"--budget-rule {self.governs}: {rule}")
+                f"--budget-rule {self.governs}: {rule}; binary scores flip <= {100.0 * self.max_flip_rate:g}%, "
+                f"regression relative error <= {self.max_relative_error:g}")
+
+
+OUTPUT_KINDS = ("classification", "embedding", "binary", "dense", "regression")
+"""What an output means, which decides the metrics that fit it (see :class:`OutputMetrics`)."""
+
+
+@dataclass(frozen=True)
+class OutputMetrics:
+    """Agreement of one output with the source's, with the metrics that fit its ``kind`` (others are None).
+
+    Every kind: ``max_abs`` / ``mean_abs`` (absolute difference per element). ``classification`` (a class vector
+    per item, ``[N, C]``): ``cosine_*`` of the logits, ``top1_agreement``, ``top5_agreement`` (only where C > 5),
+    ``accuracy`` / ``source_accuracy`` with labels. ``embedding``: ``cosine_*``. ``binary`` (one score per
+    item, ``[N]`` or ``[N, 1]``): ``flip_rate``, the fraction of decisions at ``threshold`` (0.5 for
+    probabilities in [0, 1], else 0) that differ from the source's, and accuracy with 0/1 labels; never a
+    cosine. ``dense`` (a map per item): ``cosine_*`` per item, ``iou`` of the maps thresholded at ``threshold``
+    (mean over channels); never an argmax over the flattened map. ``regression``: ``relative_error``
+    (``||candidate - source|| / ||source||`` over all items); never a cosine (it ignores scale).
+    ``shape`` is one item's shape.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    max_abs: float
+    mean_abs: float
+    cosine_mean: float | None = None
+    cosine_min: float | None = None
+    top1_agreement: float | None = None
+    top5_agreement: float | None = None
+    accuracy: float | None = None
+    source_accuracy: float | None = None
+    threshold: float | None = None
+    flip_rate: float | None = None
+    iou: float | None = None
+    relative_error: float | None = None
+
+    def summary(self) -> str:
+        """The metrics that apply, in one line (``flip 1.2% at 0.5, max-abs 0.031``)."""
+        parts: list[str] = []
+        if self.accuracy is not None and self.source_accuracy is not None:
+            parts.append(f"accuracy {100.0 * self.accuracy:.1f}% "
+                         f"({100.0 * (self.accuracy - self.source_accuracy):+.1f} pt)")
+        if self.top1_agreement is not None:
+            parts.append(f"top-1 agr. {100.0 * self.top1_agreement:.1f}%")
+        if self.top5_agreement is not None:
+            parts.append(f"top-5 agr. {100.0 * self.top5_agreement:.1f}%")
+        if self.flip_rate is not None:
+            parts.append(f"flips {100.0 * self.flip_rate:.1f}% at {self.threshold:g}")
+        if self.iou is not None:
+            parts.append(f"IoU {self.iou:.4f} at {self.threshold:g}")
+        if self.relative_error is not None:
+            parts.append(f"relative error {self.relative_error:.3g}")
+        if self.cosine_mean is not None and self.cosine_min is not None:
+            parts.append(f"cosine {self.cosine_mean:.4f} (min {self.cosine_min:.4f})")
+        parts.append(f"max-abs {self.max_abs:.3g}, mean-abs {self.mean_abs:.3g}")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
 class Metrics:
     """Agreement of one artifact's outputs with the source's, on ``n`` held-out items.
 
-    Accuracy values are fractions in [0, 1]; ``None`` where they do not apply (no labels, not a
-    classifier).
+    ``outputs`` holds one :class:`OutputMetrics` per model output (its kind and the metrics that fit it). The
+    headline fields summarise them: ``cosine_mean`` / ``cosine_min`` are the worst over the outputs a cosine
+    fits (None when none does: a model whose outputs are binary scores or regressions); ``max_abs`` /
+    ``mean_abs`` the largest over all outputs; top-1 / top-5 agreement come from the first classification
+    output; ``accuracy`` / ``source_accuracy`` from the output the labels apply to. Accuracy values are fractions
+    in [0, 1]; ``None`` where they do not apply.
     """
 
     n: int
-    cosine_mean: float
-    cosine_min: float
+    cosine_mean: float | None
+    cosine_min: float | None
     max_abs: float
     mean_abs: float
     top1_agreement: float | None = None
     top5_agreement: float | None = None
     accuracy: float | None = None
     source_accuracy: float | None = None
+    outputs: tuple[OutputMetrics, ...] = ()
 
     @property
     def accuracy_drop_points(self) -> float | None:
@@ -110,9 +203,30 @@ class Metrics:
             return None
         return 100.0 * (self.source_accuracy - self.accuracy)
 
+    @property
+    def flip_rate(self) -> float | None:
+        """The largest flip rate of the binary-score outputs (None without one)."""
+        rates = [o.flip_rate for o in self.outputs if o.flip_rate is not None]
+        return max(rates) if rates else None
+
+    @property
+    def relative_error(self) -> float | None:
+        """The largest relative error of the regression outputs (None without one)."""
+        errors = [o.relative_error for o in self.outputs if o.relative_error is not None]
+        return max(errors) if errors else None
+
+    def output(self, name: str) -> OutputMetrics:
+        """The metrics of the output called ``name`` (KeyError naming the outputs when there is none)."""
+        for o in self.outputs:
+            if o.name == name:
+                return o
+        raise KeyError(f"no output {name!r}; outputs: {', '.join(o.name for o in self.outputs)}")
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["accuracy_drop_points"] = self.accuracy_drop_points
+        d["flip_rate"] = self.flip_rate
+        d["relative_error"] = self.relative_error
         return d
 
 

@@ -203,9 +203,13 @@ def list_targets(extra_dirs: tuple[Path, ...] = ()) -> list[Target]:
 def load_target_file(path: Path) -> Target:
     """Load and validate one target file."""
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError("cannot read target file", where=str(path), hint=str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("the target file is not UTF-8 text", where=str(path), expected="a UTF-8 TOML file",
+                          got=f"byte {exc.object[exc.start]:#04x} at offset {exc.start}",
+                          hint="save it as UTF-8") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", where=str(path)) from exc
     return parse_target(data, str(path))

@@ -20,11 +20,11 @@ are) and ``load`` (:func:`load_dataset`).
 """
 
 from edgekit.data.bundled import builtin_calibration_dir, list_datasets
-from edgekit.data.dataset import Dataset, check_compatible
+from edgekit.data.dataset import Dataset, check_compatible, check_label_range
 from edgekit.data.load import load_dataset
 from edgekit.data.plans import Feeds
 from edgekit.data.preprocess import ImagePreprocess, Preprocess, TextPreprocess
 from edgekit.data.splits import SPLITS, Split
 
 __all__ = ["SPLITS", "Dataset", "Feeds", "ImagePreprocess", "Preprocess", "Split", "TextPreprocess",
-           "builtin_calibration_dir", "check_compatible", "list_datasets", "load_dataset"]
+           "builtin_calibration_dir", "check_compatible", "check_label_range", "list_datasets", "load_dataset"]

@@ -57,6 +57,11 @@ class Dataset:
         n = self.count(split) if limit is None else min(limit, self.count(split))
         return _stream(self._reader, split, p, batch_size, n)
 
+    def fixed_batch(self, io: IOSpec, preprocess: Preprocess) -> int | None:
+        """The only batch size :meth:`batches` accepts for ``io`` (1 when an input is fed whole, such as a
+        scalar or a state), or ``None`` when any goes."""
+        return self._plan(io, preprocess).fixed_batch
+
     def raw_items(self, split: Split, limit: int | None = None) -> Iterator[tuple[str, Any]]:
         """Unpreprocessed items as ``(where, item)``: an image path or uint8 array, a sentence, or a tensor."""
         items = self._reader.items(check_split(split))
@@ -111,3 +116,21 @@ def check_compatible(ds: Dataset, io: IOSpec, preprocess: Preprocess,
         first = next(items, None)
     if first is not None:
         p.convert([first])
+
+
+def check_label_range(ds: Dataset, classes: int, what: str) -> None:
+    """Raise :class:`CalibrationError` when a label of ``ds`` (any split) is not one of the model's ``classes``
+    class indices (0 .. classes-1): accuracy against such labels would be computed and be wrong. ``what`` names
+    the model output the classes come from."""
+    for split in ("calibration", "eval"):
+        labels = ds.labels(split)
+        if labels is None or labels.size == 0:
+            continue
+        outside = np.flatnonzero((labels < 0) | (labels >= classes))
+        if outside.size:
+            i = int(outside[0])
+            raise CalibrationError(f"a label is outside the model's {classes} classes", where=f"{ds.path} "
+                                   f"({split} labels, item {i}; {outside.size} such)",
+                                   expected=f"class indices 0..{classes - 1} ({what} has {classes})",
+                                   got=int(labels[i]), hint="are these labels for this model? label k means "
+                                                            "output k; relabel the data or pick its model")

@@ -1,4 +1,5 @@
-""":func:`load_dataset`: a bundled set by name, a folder (with or without manifest), a ``.npz`` or a ``.txt``."""
+""":func:`load_dataset`: a bundled set by name, a folder (with or without manifest; of images or of ``.npz`` /
+``.npy`` item files), a ``.npz`` or a ``.txt``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from edgekit.data.bundled import builtin_calibration_dir, list_datasets
 from edgekit.data.dataset import Dataset
 from edgekit.data.manifests import load_manifest, user_manifest
-from edgekit.data.readers import IMAGE_SUFFIXES, NpzTensors, Reader, TextLines, folder_reader
+from edgekit.data.readers import IMAGE_SUFFIXES, ArrayFiles, NpzTensors, Reader, TextLines, folder_reader
 from edgekit.data.splits import PARITY_RULE
 from edgekit.errors import CalibrationError
 
@@ -28,13 +29,17 @@ def load_dataset(path: str | Path) -> Dataset:
     if p.is_dir():
         if (p / "manifest.toml").is_file():
             return load_manifest(p)
+        arrays = ArrayFiles.open(p)
+        if arrays is not None:
+            return _user_set(p, "tensor", arrays,
+                             f"tensors, one item per .npz/.npy file, fed as-is; split: {arrays.rule}")
         reader, rule = folder_reader(p)
         return _user_set(p, "image", reader, f"folder of images; split: {rule}")
     suffix = p.suffix.lower()
     if suffix == ".npz":
         tensors = NpzTensors.open(p)
         return _user_set(p, "tensor", tensors, "tensors in a .npz, fed as-is; split: " +
-                         (f"by index parity ({PARITY_RULE})" if tensors.parity_split else "its arrays by name"))
+                         (f"by index parity ({PARITY_RULE})" if tensors.parity_split else tensors.rule))
     if suffix == ".txt":
         return _user_set(p, "text", TextLines.open(p, tsv=False),
                          f"sentences, one per line; split by line parity ({PARITY_RULE})")

@@ -6,15 +6,17 @@ and returns the converter that :class:`~edgekit.data.Dataset` applies to each ba
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 
 from edgekit.data.preprocess import ImagePreprocess, Preprocess, TextPreprocess, image_array, tokenizer
-from edgekit.data.readers import Item, NpzTensors, Reader
+from edgekit.data.readers import Item, Reader
+from edgekit.data.readers.tensors import UNNAMED, ItemSpec
+from edgekit.data.splits import Split
 from edgekit.errors import CalibrationError
 from edgekit.types import IOSpec, TensorSpec
 
@@ -49,7 +51,7 @@ def plan(kind: str, path: Path, reader: Reader, io: IOSpec, preprocess: Preproce
                                    expected="sentences: a .txt file or a text set such as 'sentences'",
                                    got=f"images for inputs {shapes}", hint="pass data that matches the model")
         return _image_plan(path, io, preprocess)
-    return _tensor_plan(path, cast(NpzTensors, reader), io)
+    return _tensor_plan(path, cast(TensorReader, reader), io)
 
 
 def _fixed(dim: Any) -> int | None:
@@ -60,7 +62,8 @@ def _single_input(path: Path, io: IOSpec, what: str) -> TensorSpec:
     if len(io.inputs) != 1:
         raise CalibrationError(f"{what} data can feed only a single-input model", where=str(path),
                                expected="a model with one input", got=f"inputs {list(io.input_names)}",
-                               hint="images and .npz tensors feed one-input models; text sets feed token inputs")
+                               hint="for several inputs give a .npz with one array per input (item axis first) "
+                                    "or a folder of .npz files (one item each), arrays named after the inputs")
     return io.inputs[0]
 
 
@@ -126,29 +129,129 @@ def _text_plan(path: Path, io: IOSpec, preprocess: Preprocess) -> Plan:
     return Plan(convert, _fixed(specs[0].shape[0]))
 
 
-def _tensor_plan(path: Path, reader: NpzTensors, io: IOSpec) -> Plan:
-    spec = _single_input(path, io, "tensor")
-    want = np.dtype(spec.dtype)
-    for split, (shape, dtype) in reader.item_spec().items():
-        where = f"{path}:{split}"
-        if len(shape) + 1 != len(spec.shape) or any(
-                _fixed(w) not in (None, h) for h, w in zip(shape, spec.shape[1:], strict=False)):
-            raise CalibrationError("tensor shape does not match the model input", where=where,
-                                   expected=f"(N, {', '.join(map(str, spec.shape[1:]))}) for {spec.name!r}",
+class TensorReader(Protocol):
+    """A reader of tensors fed as-is: it knows each split's arrays before reading any item."""
+
+    def item_spec(self) -> Mapping[Split, ItemSpec]: ...
+
+
+@dataclass(frozen=True)
+class _Binding:
+    """How one array of the data feeds one model input: ``whole`` items are a whole feed (one call each, e.g. a
+    scalar or a recurrent state), the others are stacked on the input's first (batch) axis."""
+
+    array: str
+    spec: TensorSpec
+    whole: bool
+
+
+def _fits(shape: tuple[int, ...], dims: tuple[Any, ...]) -> bool:
+    return len(shape) == len(dims) and all(_fixed(w) in (None, h) for h, w in zip(shape, dims, strict=True))
+
+
+def _bind(path: Path, split: str, arrays: ItemSpec, io: IOSpec) -> list[_Binding]:
+    """Bind the data's arrays to the model's inputs (by name; one array feeds a one-input model whatever its name)
+    and check each one's item shape and dtype; errors name the input that does not fit."""
+    where = f"{path}:{split}" if UNNAMED in arrays else str(path)
+    names = list(arrays)
+    if UNNAMED in arrays and len(io.inputs) != 1:
+        raise CalibrationError("calibration / eval arrays can feed only a single-input model", where=where,
+                               expected="one array per model input, named after it: " + ", ".join(io.input_names),
+                               got=f"inputs {list(io.input_names)}", hint="np.savez(path, " + ", ".join(
+                                   f"{t.name}=..." for t in io.inputs) + ", split=...)  # item axis first")
+    if len(names) == 1 and len(io.inputs) == 1:
+        pairs = [(names[0], io.inputs[0])]
+    else:
+        missing = [t.name for t in io.inputs if t.name not in arrays]
+        if missing:
+            raise CalibrationError(f"model input {missing[0]!r} has no array in the data", where=where,
+                                   expected="one array per model input, named after it: " +
+                                            ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in io.inputs),
+                                   got=f"arrays {names}", hint="np.savez(path, " +
+                                   ", ".join(f"{t.name}=..." for t in io.inputs) + ", labels=...)  # item axis first")
+        extra = [n for n in names if n not in io.input_names]
+        if extra:
+            raise CalibrationError(f"array {extra[0]!r} matches no model input", where=where,
+                                   expected="arrays named after the inputs: " + ", ".join(io.input_names),
+                                   got=f"arrays {names}", hint="rename it, or drop it (labels go in 'labels')")
+        pairs = [(t.name, t) for t in io.inputs]
+    out = []
+    for name, spec in pairs:
+        shape, dtype = arrays[name]
+        what = f"model input {spec.name!r}"
+        if spec.shape and _fits(shape, spec.shape[1:]):
+            whole = False
+        elif _fits(shape, spec.shape):
+            whole = True
+        else:
+            raise CalibrationError(f"tensor shape does not fit {what}", where=f"{where}:{name}" if name else where,
+                                   expected=f"(N, {', '.join(map(str, spec.shape[1:]))}) for {spec.name!r} (items "
+                                            f"stacked on its batch axis), or (N, {', '.join(map(str, spec.shape))}) "
+                                            "(each item one whole call)",
                                    got=f"(N, {', '.join(map(str, shape))})",
-                                   hint="store preprocessed inputs with the model's shape, item axis first")
+                                   hint="store the inputs with the model's shape, item axis first")
+        want = np.dtype(spec.dtype)
         if not (dtype.kind == want.kind or (dtype.kind in "iu" and want.kind in "iu")):
-            raise CalibrationError("tensor dtype does not suit the model input", where=where,
-                                   expected=f"{want} (or another {'float' if want.kind == 'f' else 'integer'} type)",
-                                   got=str(dtype), hint="store preprocessed inputs in the model's dtype, or put "
-                                   "images in a folder so edgekit preprocesses them")
-    name = spec.name
+            raise CalibrationError(f"tensor dtype does not suit {what}", where=f"{where}:{name}" if name else where,
+                                   expected=f"{want} (or another {_family(want)} type)", got=str(dtype),
+                                   hint="store preprocessed inputs in the model's dtype, or put images in a "
+                                        "folder so edgekit preprocesses them")
+        out.append(_Binding(name, spec, whole))
+    return out
+
+
+def _family(dtype: np.dtype[Any]) -> str:
+    return {"f": "float", "b": "bool"}.get(dtype.kind, "integer")
+
+
+def _batch_of(path: Path, bindings: list[_Binding]) -> int | None:
+    """The batch size the bindings allow: 1 when an input is fed whole, a stacked input's fixed first dim, else
+    any (``None``); an error when they disagree."""
+    need = {b.spec.name: 1 if b.whole else _fixed(b.spec.shape[0]) for b in bindings}
+    fixed = {k: v for k, v in need.items() if v is not None}
+    if len(set(fixed.values())) > 1:
+        raise CalibrationError("the model's inputs need different batch sizes", where=str(path),
+                               got=", ".join(f"{k}: {v}" for k, v in fixed.items()),
+                               hint="an input fed whole (its item has the model's full shape) takes one item "
+                                    "per call")
+    return next(iter(fixed.values()), None)
+
+
+def _tensor_plan(path: Path, reader: TensorReader, io: IOSpec) -> Plan:
+    plans = {split: _bind(path, split, arrays, io) for split, arrays in reader.item_spec().items()}
+    bindings = next(iter(plans.values()), [])
+    fixed = _batch_of(path, bindings)
+    for split, b in plans.items():
+        if [(x.array, x.whole) for x in b] != [(x.array, x.whole) for x in bindings]:
+            raise CalibrationError("the splits hold differently shaped arrays", where=f"{path}:{split}",
+                                   hint="store every split's items with the same shapes")
 
     def convert(items: list[Item]) -> Feeds:
-        for where, arr in items:
-            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                raise CalibrationError("tensor data contains NaN or inf", where=where,
-                                       expected="finite values", hint="clean or drop the bad items")
-        return {name: np.stack([arr for _, arr in items]).astype(want, copy=False)}
+        feeds: Feeds = {}
+        for b in bindings:
+            want = np.dtype(b.spec.dtype)
+            values = []
+            for where, raw in items:
+                arr = raw.get(b.array) if isinstance(raw, Mapping) else None
+                if arr is None:
+                    raise CalibrationError(f"the item has no array {b.array!r}", where=where,
+                                           expected=f"arrays {[x.array for x in bindings]}",
+                                           got=sorted(raw) if isinstance(raw, Mapping) else type(raw).__name__)
+                arr = np.asarray(arr)
+                dims = b.spec.shape if b.whole else b.spec.shape[1:]
+                if not _fits(arr.shape, dims):
+                    raise CalibrationError(f"tensor shape does not fit model input {b.spec.name!r}", where=where,
+                                           expected=f"({', '.join(map(str, dims))})",
+                                           got=f"({', '.join(map(str, arr.shape))})")
+                if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                    raise CalibrationError(f"tensor data for {b.spec.name!r} contains NaN or inf", where=where,
+                                           expected="finite values", hint="clean or drop the bad items")
+                values.append(arr)
+            if b.whole and len(values) != 1:
+                raise CalibrationError(f"model input {b.spec.name!r} is fed whole: one item per call", where=str(path),
+                                       got=f"batch_size={len(values)}", hint="use batch_size=1")
+            stacked = values[0] if b.whole else np.stack(values)
+            feeds[b.spec.name] = np.ascontiguousarray(stacked.astype(want, copy=False))
+        return feeds
 
-    return Plan(convert, _fixed(spec.shape[0]))
+    return Plan(convert, fixed)

@@ -12,6 +12,7 @@ class, and each adapter takes its own (:meth:`FormatAdapter.options_from`). The 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +72,7 @@ class FormatOptions:
                 return item
         return None
 
-    def replace(self, *items: object) -> FormatOptions:
+    def with_options(self, *items: object) -> FormatOptions:
         """These options with ``items`` put in place of the objects of their classes."""
         classes = {type(i) for i in items}
         return FormatOptions(*(i for i in self.items if type(i) not in classes), *items)
@@ -84,6 +85,22 @@ def own_options(adapter: object, options: object, cls: type[OptionsT]) -> Option
         raise ConfigError("format adapter got options that are not its own", where=type(adapter).__name__,
                           expected=cls.__name__, got=type(options).__name__)
     return options
+
+
+def merge_recipe(generic: dict[str, Any], own: dict[str, object], adapter: object) -> dict[str, Any]:
+    """An artifact's recipe: the pipeline's ``generic`` part with the adapter's ``own`` entries added. An entry
+    that would replace a generic one, or that JSON cannot hold (it would not reach the sidecar as it is), is a
+    :class:`ConfigError` naming the adapter."""
+    clash = sorted(set(own) & set(generic))
+    if clash:
+        raise ConfigError("a format's recipe reuses generic recipe keys", where=type(adapter).__name__, got=clash,
+                          expected="keys of its own (e.g. its format name)")
+    try:
+        json.dumps(own, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"a format's recipe is not JSON: {exc}", where=type(adapter).__name__,
+                          hint="return plain values (dataclasses.asdict of its options)") from exc
+    return {**generic, **own}
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,8 @@ def _results_row(row: Row, speedup: float | None) -> list[str]:
         row.artifact.name, row.artifact.format.value, row.artifact.precision.value, _size_mib(row),
         row.target, row.runtime, _accuracy(row),
         _pct(m.top1_agreement) if m is not None else DASH,
-        f"{m.cosine_mean:.4f} / {m.cosine_min:.4f}" if m is not None else DASH,
+        f"{m.cosine_mean:.4f} / {m.cosine_min:.4f}" if m is not None and m.cosine_mean is not None
+        and m.cosine_min is not None else DASH,
         f"{m.max_abs:.3g}" if m is not None else DASH,
         approx + _ms(b.stats.p50_ms) if b is not None else DASH,
         approx + _ms(b.stats.p90_ms) if b is not None else DASH,
@@ -178,7 +179,9 @@ def _budget(result: RunResult) -> list[str]:
             f"An artifact may be recommended when {rule} (`--budget-rule {b.governs}`). A quantized artifact "
             "slower than the fp32 artifact of the same format on the same target is never recommended. Static "
             "int8 searches aim inside this budget on the tuning items of the calibration split (see each "
-            "artifact's notes for the split)."]
+            "artifact's notes for the split). Outputs a cosine does not fit are judged by their own metric "
+            f"whatever the rule: a binary score may flip at most {100.0 * b.max_flip_rate:g}% of its decisions, a "
+            f"regression output keep a relative error of at most {b.max_relative_error:g}."]
 
 
 def _results(result: RunResult) -> list[str]:
@@ -192,6 +195,25 @@ def _results(result: RunResult) -> list[str]:
     if not shown:
         return [*lines, "No artifact was validated or benchmarked."]
     return lines + _table(_TABLE_HEAD, (_results_row(r, speed[i]) for i, r in shown))
+
+
+def _outputs(result: RunResult) -> list[str]:
+    """Every output of every validated artifact, with its kind and the metrics that fit it."""
+    seen: dict[str, Row] = {}
+    for r in result.rows:
+        if r.metrics is not None and r.metrics.outputs and r.artifact.name not in seen:
+            seen[r.artifact.name] = r
+    if not seen:
+        return []
+    lines = ["## Per-output agreement", "",
+             "Every output of each artifact compared with the source's on the held-out items, with the metrics "
+             "that fit its kind: classification (top-k agreement, accuracy with labels), embedding (cosine), "
+             "binary score (decisions flipped at the threshold), dense map (IoU of the thresholded maps, "
+             "per-element error), regression (relative error). A metric that does not fit a kind (the cosine of "
+             "one score, an argmax over a map) is not computed.", ""]
+    body = [[name, o.name, o.kind, "×".join(map(str, o.shape)) or "scalar", o.summary()]
+            for name, r in seen.items() if r.metrics is not None for o in r.metrics.outputs]
+    return lines + _table(("Artifact", "Output", "Kind", "Item shape", "Metrics"), body)
 
 
 _ESTIMATE_HEAD = ("Artifact", "Target", "Estimator", "Accuracy (Δ pt)", "≈ Latency ms", "≈ Inf/s", "Memory KiB",
@@ -261,7 +283,8 @@ def _cross_runtime(result: RunResult) -> list[str]:
         m = c.metrics
         verdict = "within tolerance" if c.within_tolerance else "**DISAGREE beyond tolerance**"
         body.append([c.artifact, c.reference_runtime, c.other_runtime, str(m.n), f"{m.max_abs:.3g}",
-                     f"{c.tolerance['max_abs']:.3g}", f"{m.cosine_min:.6f}", _pct(m.top1_agreement), verdict])
+                     f"{c.tolerance['max_abs']:.3g}", f"{m.cosine_min:.6f}" if m.cosine_min is not None else DASH,
+                     _pct(m.top1_agreement), verdict])
     return lines + _table(["Artifact", "Reference", "Other", "n", "Max-abs", "Limit", "Min cosine",
                            "Top-1 agr.", "Verdict"], body)
 
@@ -308,7 +331,7 @@ def _latency(result: RunResult) -> list[str]:
 
 def render_markdown(result: RunResult) -> str:
     """The whole Markdown report for ``result``."""
-    sections = [_title(result), _dataset(result), _budget(result), _results(result),
+    sections = [_title(result), _dataset(result), _budget(result), _results(result), _outputs(result),
                 _estimates(result), _recommendations(result), _cross_runtime(result), _notes(result),
                 _environment(result), _latency(result)]
     return "\n\n".join("\n".join(s).strip("\n") for s in sections if s) + "\n"

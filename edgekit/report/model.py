@@ -24,6 +24,7 @@ from typing import Any
 
 from edgekit.artifacts import Artifact, atomic_write_json, atomic_write_text
 from edgekit.errors import ConfigError
+from edgekit.preflight import REPORT_MARKER
 from edgekit.report.recommend import speedups
 from edgekit.report.values import artifact_size, jsonable
 from edgekit.results import Recommendation, Row, RunResult
@@ -136,7 +137,10 @@ def write_report(result: RunResult, out_dir: Path) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     doc = to_json_dict(result)
-    text = render_markdown(result)  # both rendered before either is written
+    # both rendered before either is written; the first line marks the file as edgekit's (a report.md without it
+    # is the user's, and a run refuses to overwrite it: edgekit.preflight.check_report_owner)
+    marker = f"{REPORT_MARKER}: written by edgekit; the next run in this folder replaces it -->\n"
+    text = marker + render_markdown(result)
     json_path, md_path = out / JSON_NAME, out / MARKDOWN_NAME
     atomic_write_json(json_path, doc)
     atomic_write_text(md_path, text)

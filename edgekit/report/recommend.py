@@ -58,12 +58,14 @@ def budget_failures(row: Row, budget: AccuracyBudget) -> list[str]:
     m = row.metrics
     if m is None:
         return ["not validated: no accuracy metrics to check against the budget"]
-    # one rule set (budget.governs) shared with the int8 search: each line names the rule that refused
-    return budget.failures(m.cosine_mean, m.accuracy_drop_points)
+    # one rule set (budget.governs) shared with the int8 search: each line names the rule that refused; outputs a
+    # cosine does not fit (binary scores, regressions) are judged by their own metric, each line naming the output
+    return budget.failures(m.cosine_mean, m.accuracy_drop_points) + budget.output_failures(m)
 
 
 def describe(row: Row, speedup: float | None) -> str:
-    """The numbers behind a choice: p50, speed-up vs fp32, accuracy (change in points), cosine."""
+    """The numbers behind a choice: p50, speed-up vs fp32, accuracy (change in points), cosine, and the flip rate
+    / relative error of binary-score / regression outputs."""
     parts: list[str] = []
     p50 = _p50(row)
     if p50 is not None:
@@ -78,7 +80,12 @@ def describe(row: Row, speedup: float | None) -> str:
             acc = f"accuracy {100.0 * m.accuracy:.1f}%"
             drop = m.accuracy_drop_points
             parts.append(acc + (f" ({0.0 - drop:+.1f} pt)" if drop is not None else ""))
-        parts.append(f"cosine {m.cosine_mean:.4f}")
+        if m.cosine_mean is not None:
+            parts.append(f"cosine {m.cosine_mean:.4f}")
+        if m.flip_rate is not None:
+            parts.append(f"flips {100.0 * m.flip_rate:.1f}%")
+        if m.relative_error is not None:
+            parts.append(f"relative error {m.relative_error:.3g}")
     return ", ".join(parts)
 
 

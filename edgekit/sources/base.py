@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -92,7 +93,8 @@ def image_options(preprocess: Preprocess | Mapping[str, Any] | None) -> dict[str
 
 
 def parse_shape(text: str, *, where: str) -> tuple[int, ...]:
-    """Parse ``1,3,224,224`` (or ``1x3x224x224``) into a tuple of positive ints."""
+    """Parse ``1,3,224,224`` (or ``1x3x224x224``) into a tuple of positive ints, refusing a shape whose float32
+    tensor would be over :data:`MAX_INPUT_BYTES` (:func:`check_input_size`)."""
     from edgekit.errors import ConfigError
 
     parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
@@ -103,7 +105,42 @@ def parse_shape(text: str, *, where: str) -> tuple[int, ...]:
     if not dims or any(d <= 0 for d in dims):
         raise ConfigError("bad input shape", where=where, expected="comma-separated positive ints like 1,3,224,224",
                           got=text)
+    check_input_size(dims, 4, where=where)
     return dims
+
+
+#: The largest example input edgekit allocates (bytes of one item's tensor): 2 GiB. A 1x3x30000x30000 float32
+#: input (10.8 GB) tried to allocate it, and died in the allocator, or the machine swapped.
+MAX_INPUT_BYTES = 1 << 31
+
+
+def check_input_size(shape: Sequence[int], itemsize: int, *, where: str) -> None:
+    """Refuse, from its byte size and before anything is allocated, an input tensor over :data:`MAX_INPUT_BYTES`."""
+    from edgekit.errors import ConfigError
+
+    nbytes = itemsize
+    for d in shape:
+        nbytes *= int(d)
+    if nbytes > MAX_INPUT_BYTES:
+        raise ConfigError(f"the input would take {nbytes / 1e9:.1f} GB per item ({itemsize}-byte values)",
+                          where=where, expected=f"at most {MAX_INPUT_BYTES >> 30} GiB, e.g. 1,3,224,224",
+                          got=",".join(str(d) for d in shape),
+                          hint="the dimensions are N,C,H,W (or N,H,W,C): check for an extra digit")
+
+
+def check_shape_value(value: Any, *, where: str) -> tuple[int, ...]:
+    """A shape given in a file (``INPUT_SHAPE = (1, 3, 224, 224)``) as a tuple of positive ints; anything else (a
+    string, one number, floats, bools, zero or negative sizes) is a :class:`ConfigError` naming ``where``."""
+    from edgekit.errors import ConfigError
+
+    ok = isinstance(value, (tuple, list)) and len(value) > 0 and all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) and int(d) > 0 for d in value)
+    if not ok:
+        raise ConfigError("not an input shape", where=where, expected="a tuple of positive ints, e.g. (1, 3, 224, 224)",
+                          got=value, hint="or pass --input-shape 1,3,H,W")
+    shape = tuple(int(d) for d in value)
+    check_input_size(shape, 4, where=where)
+    return shape
 
 
 def as_numpy_list(outputs: Sequence[Any]) -> list[np.ndarray]:

@@ -54,6 +54,26 @@ def check_onnx_file(path: Path) -> Any:
     return model
 
 
+def check_finite_initializers(model: Any, *, where: str) -> None:
+    """Refuse an ONNX model whose float initializers (its weights) hold NaN or inf, naming the first such tensor;
+    its outputs would be non-finite, and the comparison with its artifacts blamed the exporter."""
+    numpy_helper = require("onnx.numpy_helper", None, "reading ONNX files")
+    for init in model.graph.initializer:
+        if init.data_type not in (1, 10, 11, 16):  # float, float16, double, bfloat16
+            continue
+        try:
+            values = numpy_helper.to_array(init)
+        except Exception:  # an unreadable initializer is the checker's business, not this check's
+            continue
+        bad = values.size - int(np.isfinite(values.astype(np.float32, copy=False)).sum())
+        if bad:
+            kinds = " and ".join(k for k, f in (("NaN", np.isnan), ("inf", np.isinf)) if bool(f(values).any()))
+            raise SourceError(f"the model's weights hold {kinds}: initializer {init.name!r} has {bad} non-finite "
+                              f"value(s) of {values.size}", where=where, expected="finite weights",
+                              hint="the model file (or the training that made it) is broken; exporting it would "
+                                   "only give non-finite outputs")
+
+
 def load_onnx_file(
     path: Path,
     *,
@@ -68,6 +88,7 @@ def load_onnx_file(
     defaults); options given for a model without an image input are an error naming them."""
     path = Path(path)
     model = check_onnx_file(path)
+    check_finite_initializers(model, where=str(path))
     io = onnx_io(model)
     shapes = dict(input_shapes or {})
     unknown = set(shapes) - set(io.input_names)

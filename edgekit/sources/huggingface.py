@@ -23,8 +23,9 @@ import numpy as np
 
 from edgekit.artifacts import sha256_file
 from edgekit.data import ImagePreprocess, Preprocess, TextPreprocess
-from edgekit.errors import SourceError, first_line, require
+from edgekit.errors import ConfigError, SourceError, first_line, require
 from edgekit.sources.base import ModelSource, apply_image_options, as_numpy_list
+from edgekit.sources.torch import check_finite_weights
 from edgekit.types import IOSpec, Task, TensorSpec
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -138,15 +139,23 @@ def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: 
         raise SourceError("not a Hugging Face model directory (no config.json)", where=str(directory),
                           hint="pass the folder that save_pretrained wrote")
     try:
-        config = json.loads(cfg_path.read_text())
-    except ValueError as exc:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError included
         raise SourceError(f"config.json is not valid JSON: {exc}", where=str(cfg_path)) from exc
+    if not isinstance(config, dict):
+        raise SourceError("config.json is not a JSON object", where=str(cfg_path),
+                          expected='{"architectures": [...], "model_type": ..., ...} as save_pretrained writes it',
+                          got=f"a JSON {type(config).__name__}")
     trust_remote_code = trust_remote_code is True  # only an explicit True opts in
     needs_code = check_remote_code(directory, trust_remote_code)  # before transformers is even imported
     the_task = Task.parse(task, where="--task") if task else task_from_config(config, str(cfg_path))
     what = f"{directory.name} (a {the_task.value} model)"
     if the_task is not Task.IMAGE_CLASSIFICATION:  # refuse image options before the slow model load
         apply_image_options(None, preprocess, what=what)
+        positions = config.get("max_position_embeddings")
+        if isinstance(positions, int) and not isinstance(positions, bool) and max_length > positions:
+            raise ConfigError("longer than the model's positions", where="--max-length (max_length)",
+                              expected=f"1..{positions} (max_position_embeddings in {cfg_path})", got=max_length)
     fingerprint = _weights_fingerprint(directory) + (_code_fingerprint(directory) if needs_code else "")
     transformers = require("transformers", "hf", "a Hugging Face source")
     torch = require("torch", "hf", "a Hugging Face source")
@@ -160,6 +169,7 @@ def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: 
         raise SourceError(f"cannot load the model ({type(exc).__name__}: {first[:200]})", where=str(directory),
                           hint="are the weight files complete? re-save with save_pretrained") from exc
     model.eval()
+    check_finite_weights(model.state_dict().items(), where=str(directory))
     pre: Preprocess
     if the_task is Task.IMAGE_CLASSIFICATION:
         proc = json.loads((directory / "preprocessor_config.json").read_text()) \

@@ -10,7 +10,7 @@ import hashlib
 import importlib.util
 import sys
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 from edgekit.artifacts import sha256_file
 from edgekit.data import ImagePreprocess, Preprocess
 from edgekit.errors import ConfigError, SourceError, first_line, require
-from edgekit.sources.base import ModelSource, apply_image_options, as_numpy_list
+from edgekit.sources.base import ModelSource, apply_image_options, as_numpy_list, check_shape_value
 from edgekit.types import IOSpec, Task, TensorSpec
 
 
@@ -42,6 +42,9 @@ def load_factory(spec: str) -> tuple[Any, Any]:
     sys.modules[mod_name] = module
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as exc:  # the file's own main() ran: importing it must not end edgekit
+        raise SourceError(f"importing the factory file called sys.exit({exc.code!r})", where=str(path),
+                          hint="guard the script part with: if __name__ == '__main__':") from exc
     except Exception as exc:
         raise SourceError(f"importing the factory file failed: {type(exc).__name__}: {exc}", where=str(path)) from exc
     factory = getattr(module, func, None)
@@ -85,6 +88,24 @@ def load_state_dict(path: Path) -> dict[str, Any]:
     return dict(state)
 
 
+def check_finite_weights(tensors: Iterable[tuple[str, Any]], *, where: str) -> None:
+    """Refuse weights holding NaN or inf, naming the first such tensor: the export of such a model "disagrees with
+    the source" on every item, and the error blamed the exporter."""
+    torch = _torch()
+    for name, tensor in tensors:
+        if not (hasattr(tensor, "is_floating_point") and tensor.is_floating_point()):
+            continue
+        finite = torch.isfinite(tensor)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            kinds = " and ".join(k for k, has in (("NaN", bool(torch.isnan(tensor).any())),
+                                                  ("inf", bool(torch.isinf(tensor).any()))) if has)
+            raise SourceError(f"the model's weights hold {kinds}: tensor {name!r} has {bad} non-finite value(s) "
+                              f"of {tensor.numel()}", where=where, expected="finite weights",
+                              hint="the checkpoint (or the training that wrote it) is broken; exporting it would "
+                                   "only give non-finite outputs")
+
+
 def _fingerprint_module(module: Any) -> str:
     h = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
@@ -114,11 +135,14 @@ def torch_source(
     preprocess: Preprocess | Mapping[str, Any] | None = None,
     name: str | None = None,
     checkpoint: Path | None = None,
+    where: str | None = None,
 ) -> ModelSource:
     """Wrap a ``torch.nn.Module`` (put in eval mode) as a source with one float32 image/tensor input.
 
     ``input_shape`` is required (or a module constant ``INPUT_SHAPE`` via :func:`load_torch_factory`);
-    a missing shape is an error, never a guess.
+    a missing shape is an error, never a guess, and so is one whose input would be over
+    :data:`~edgekit.sources.base.MAX_INPUT_BYTES`. NaN/inf weights are refused naming the tensor
+    (:func:`check_finite_weights`; ``where`` names the checkpoint or factory in that error).
     """
     torch = _torch()
     if not isinstance(module, torch.nn.Module):
@@ -127,8 +151,9 @@ def torch_source(
     if input_shape is None:
         raise SourceError("input shape unknown", where=name or "model",
                           hint="pass --input-shape 1,3,H,W (or define INPUT_SHAPE in the factory file)")
+    shape = check_shape_value(tuple(input_shape), where=f"input shape of {name or 'model'}")
+    check_finite_weights(module.state_dict().items(), where=where or name or "model")
     module.eval()
-    shape = tuple(int(d) for d in input_shape)
     with torch.no_grad():
         try:
             out = module(torch.zeros(shape))
@@ -176,6 +201,9 @@ def load_torch_factory(
     factory, mod = load_factory(spec)
     try:
         module = factory()
+    except SystemExit as exc:
+        raise SourceError(f"the factory called sys.exit({exc.code!r}) instead of returning a model", where=spec,
+                          expected="a function returning a torch.nn.Module") from exc
     except Exception as exc:
         raise SourceError(f"the factory raised {type(exc).__name__}: {exc}", where=spec) from exc
     if checkpoint is not None:
@@ -186,10 +214,21 @@ def load_torch_factory(
             first = str(exc).strip().splitlines()
             raise SourceError("checkpoint does not match the model: " + " ".join(first[:2])[:300],
                               where=str(checkpoint), hint="is this the checkpoint of this factory's model?") from exc
-    shape = input_shape or getattr(mod, "INPUT_SHAPE", None)
+    file = spec.rpartition(":")[0]
+    shape = input_shape
+    if shape is None and getattr(mod, "INPUT_SHAPE", None) is not None:
+        shape = check_shape_value(mod.INPUT_SHAPE, where=f"{file}:INPUT_SHAPE")
+    file_pre = getattr(mod, "PREPROCESS", None)
+    if file_pre is not None and not isinstance(file_pre, Mapping):
+        raise ConfigError("not a dict of preprocessing options", where=f"{file}:PREPROCESS",
+                          expected='a dict, e.g. {"size": (224, 224), "mean": (...), "std": (...)}',
+                          got=type(file_pre).__name__)
+    file_task = getattr(mod, "TASK", Task.GENERIC.value)
+    if not isinstance(file_task, (str, Task)):
+        raise ConfigError("not a task name", where=f"{file}:TASK", expected="a string such as 'image-classification'",
+                          got=type(file_task).__name__)
     return torch_source(
-        module, input_shape=tuple(shape) if shape else None,
-        task=task or str(getattr(mod, "TASK", Task.GENERIC.value)),
-        preprocess={**dict(getattr(mod, "PREPROCESS", None) or {}), **dict(preprocess or {})} or None,
-        name=Path(spec.rpartition(":")[0]).stem, checkpoint=checkpoint,
+        module, input_shape=shape, task=task or str(file_task),
+        preprocess={**dict(file_pre or {}), **dict(preprocess or {})} or None,
+        name=Path(file).stem, checkpoint=checkpoint, where=str(checkpoint) if checkpoint else spec,
     )

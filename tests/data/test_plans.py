@@ -32,7 +32,7 @@ def test_bad_tensor_data(tmp_path: Path) -> None:
     raises(lambda: check_compatible(load_dataset(small), IMG224, PP224), str(small), "(N, 3, 224, 224)")
     flat = tmp_path / "flat.npz"
     np.savez(flat, calibration=np.zeros((5, 3 * 224 * 224), np.float32), eval=np.zeros((5, 150528), np.float32))
-    raises(lambda: check_compatible(load_dataset(flat), IMG224, PP224), str(flat), "shape does not match")
+    raises(lambda: check_compatible(load_dataset(flat), IMG224, PP224), str(flat), "shape does not fit")
 
     strings = tmp_path / "strings.npz"
     np.savez(strings, calibration=np.array(["a", "b"]), eval=np.array(["c", "d"]))

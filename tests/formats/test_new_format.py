@@ -203,13 +203,13 @@ def test_wrong_options_unsupported_precision_and_clashing_recipes_are_errors(
                        progress=lambda _m: None)
 
 
-def test_format_options_replace_and_get() -> None:
+def test_format_options_get_and_with_options() -> None:
     fo = FormatOptions(OnnxOptions(opset=13), TfliteOptions(nhwc=False))
     assert fo.get(OnnxOptions) == OnnxOptions(opset=13) and fo.get(OpenVinoOptions) is None
-    fo2 = fo.replace(OnnxOptions(opset=17), OpenVinoOptions(convert_from="source"))
+    fo2 = fo.with_options(OnnxOptions(opset=17), OpenVinoOptions(convert_from="source"))
     assert fo2.get(OnnxOptions) == OnnxOptions(opset=17) and fo2.get(TfliteOptions) == TfliteOptions(nhwc=False)
     assert fo2.get(OpenVinoOptions) == OpenVinoOptions(convert_from="source")
-    assert fo.get(OnnxOptions) == OnnxOptions(opset=13), "frozen: replace makes a new one"
+    assert fo.get(OnnxOptions) == OnnxOptions(opset=13), "frozen: with_options makes a new one"
     with pytest.raises(ConfigError, match=r"onnx.opset"):
         OnnxOptions(opset=0)
 

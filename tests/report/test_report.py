@@ -247,7 +247,8 @@ def test_json_round_trip_keeps_raw_samples(tmp_path: Path, arts: dict[str, Artif
     na = loaded["rows"][5]
     assert na["metrics"] is None and na["bench"] is None and na["speedup_vs_fp32"] is None
     assert [a["name"] for a in loaded["artifacts"]] == [a.name for a in arts.values()]
-    assert loaded["budget"] == {"max_drop_points": 1.0, "min_cosine": 0.99, "governs": "both"}
+    assert loaded["budget"] == {"max_drop_points": 1.0, "min_cosine": 0.99, "governs": "both", "max_flip_rate": 0.01,
+                                "max_relative_error": 0.05}
     assert md_path.read_text(encoding="utf-8") == render_markdown(result)
 
 

@@ -1,0 +1,136 @@
+"""Checks a run makes before any work, so that a mistake costs one line instead of a half-made run: options the run
+would ignore, ``--exclude-nodes`` names that are no node, labels outside the model's classes, and an output folder
+that holds what this run must not replace (a report edgekit did not write, another model's artifacts).
+
+Every check raises one :class:`~edgekit.errors.ConfigError` line naming the option, file or folder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from edgekit.artifacts import SIDECAR_SUFFIX, Artifact
+from edgekit.errors import ConfigError, require
+from edgekit.formats.base import FormatOptions
+from edgekit.sources.base import ModelSource
+from edgekit.types import Format, Precision
+
+#: The first line of every ``report.md`` edgekit writes: a report without it (and without edgekit's
+#: ``report.json`` beside it) is the user's, and never overwritten.
+REPORT_MARKER = "<!-- edgekit report"
+#: The title line reports of edgekit before the marker began with (:func:`check_report_owner` accepts them).
+_OLD_TITLE = "# edgekit report: "
+_REPORT_SCHEMA = "edgekit.report"
+_EXCLUDE = "--exclude-nodes (static_int8.nodes_to_exclude)"
+
+
+def class_count(source: ModelSource) -> int | None:
+    """How many classes a classifier's primary output has, when its IOSpec says (else None)."""
+    if not source.task.is_classification or not source.io.outputs or not source.io.outputs[0].shape:
+        return None
+    last = source.io.outputs[0].shape[-1]
+    return last if isinstance(last, int) and last > 0 else None
+
+
+def nodes_to_exclude(format_options: FormatOptions) -> tuple[str, ...]:
+    """The static int8 ``nodes_to_exclude`` (``--exclude-nodes``) among a run's format options, if any."""
+    for item in format_options.items:
+        nodes = getattr(getattr(item, "static_int8", None), "nodes_to_exclude", None)
+        if nodes:
+            return tuple(str(n) for n in nodes)
+    return ()
+
+
+def check_options_apply(nodes_to_exclude: Sequence[str], formats: Sequence[Format],
+                        precisions: Sequence[Precision]) -> None:
+    """Refuse options this run would ignore: ``nodes_to_exclude`` (``--exclude-nodes``) keeps nodes of the ONNX
+    static int8 model in float, so it needs ONNX and int8 among the run's formats and precisions."""
+    if nodes_to_exclude and (Format.ONNX not in formats or Precision.INT8 not in precisions):
+        raise ConfigError("applies to the ONNX static int8 model, which this run does not build",
+                          where=_EXCLUDE, got=",".join(nodes_to_exclude),
+                          expected="onnx in --formats and int8 in --precisions",
+                          hint="add them, or drop --exclude-nodes")
+
+
+def check_excluded_nodes(canonical: Artifact, nodes_to_exclude: Sequence[str]) -> None:
+    """Refuse ``nodes_to_exclude`` (``--exclude-nodes``) names that are not nodes of the exported ONNX model, before
+    anything is quantized (a misspelt name was one failed artifact in a run that exited 0)."""
+    if not nodes_to_exclude or canonical.format is not Format.ONNX:
+        return
+    onnx = require("onnx", None, "reading ONNX files")
+    names = [n.name for n in onnx.load(str(canonical.path), load_external_data=False).graph.node]
+    unknown = [n for n in nodes_to_exclude if n not in set(names)]
+    if unknown:
+        raise ConfigError("no such node in the exported model", where=_EXCLUDE, got=",".join(unknown),
+                          expected=f"node names of {canonical.name}, e.g. {', '.join(n for n in names[:4] if n)}",
+                          hint=f"the names are those of the graph in {canonical.path} (netron or onnx.load show them)")
+
+
+def check_report_owner(out: Path) -> None:
+    """Refuse an output folder whose ``report.md`` or ``report.json`` edgekit did not write: the run would overwrite
+    the user's file. edgekit's ``report.md`` starts with :data:`REPORT_MARKER` (or, from before the marker, its
+    title line); its ``report.json`` is a JSON object with edgekit's schema name."""
+    md, js = out / "report.md", out / "report.json"
+    if md.exists():
+        try:
+            with open(md, encoding="utf-8", errors="replace") as fh:
+                first = fh.readline()
+        except OSError:
+            first = ""
+        if not first.startswith((REPORT_MARKER, _OLD_TITLE)) and not _edgekit_json(js):
+            raise ConfigError("report.md here was not written by edgekit, and the run would overwrite it",
+                              where=str(md), expected=f"a report edgekit wrote (first line {REPORT_MARKER} ...)",
+                              got=first.strip()[:60] or "an empty first line",
+                              hint="choose another output folder (--out), or move your report.md away")
+    if js.exists() and not _edgekit_json(js):
+        raise ConfigError("report.json here was not written by edgekit, and the run would overwrite it", where=str(js),
+                          expected=f"an edgekit report (schema {_REPORT_SCHEMA!r})",
+                          hint="choose another output folder (--out), or move your report.json away")
+
+
+def _edgekit_json(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("schema") == _REPORT_SCHEMA
+
+
+def check_same_model(art_dir: Path, source: ModelSource, out: Path, progress: Callable[[str], None]) -> None:
+    """Refuse an output folder whose artifacts were built from another model (each sidecar records the source
+    fingerprint): this run would replace them. The same model with changed weights (the folder's report names the
+    same model) is fine: its artifacts are rebuilt, and a progress line says so."""
+    foreign: list[tuple[str, str]] = []
+    for side in sorted(art_dir.glob(f"*{SIDECAR_SUFFIX}")) if art_dir.is_dir() else []:
+        try:
+            fingerprint = str(json.loads(side.read_text(encoding="utf-8"))["recipe"]["source"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a complete artifact's sidecar: that file is rebuilt anyway
+        if fingerprint != source.fingerprint:
+            foreign.append((side.name[: -len(SIDECAR_SUFFIX)], fingerprint))
+    if not foreign:
+        return
+    before = _reported_model(out)
+    if before is not None and before.get("kind") == source.kind and before.get("name") == source.name:
+        progress(f"{source.name} changed since the artifacts in {art_dir} were built: they are rebuilt")
+        return
+    name, fingerprint = foreign[0]
+    other = f"model {before.get('name')!r} ({before.get('kind')})" if before else "another model"
+    more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+    raise ConfigError(f"this folder holds the artifacts of {other}, which this run would replace", where=str(out),
+                      expected=f"artifacts of {source.name!r} (source {source.fingerprint[:16]})",
+                      got=f"artifacts/{name}{more}, built from source {fingerprint[:16]}",
+                      hint=f"choose another output folder (--out), or delete {art_dir} to rebuild there")
+
+
+def _reported_model(out: Path) -> dict[str, Any] | None:
+    """The ``model`` entry of the edgekit report in ``out`` (the model of the last complete run), if any."""
+    try:
+        data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    model = data.get("model") if isinstance(data, dict) else None
+    return model if isinstance(model, dict) else None

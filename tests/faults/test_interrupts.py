@@ -1,0 +1,177 @@
+"""Interrupts and crashes: Ctrl-C (a real SIGINT to a real ``edgekit`` process) during a benchmark with OpenVINO
+and ONNX Runtime loaded, writes killed with SIGKILL, and two runs on one ``--out``. See tests/faults/CASES.md
+("Interrupts and crashes")."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgekit.artifacts import SIDECAR_SUFFIX, file_hashes
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "edgekit"]
+
+TINY = '''
+import torch
+from torch import nn
+
+INPUT_SHAPE = (1, 3, 16, 16)
+PREPROCESS = {"size": (16, 16), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+TASK = "image-classification"
+
+
+def build() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(16, 10))
+'''
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("tiny") / "tiny_model.py"
+    path.write_text(TINY)
+    return f"{path}:build"
+
+
+def _run_args(model: str, out: Path, *extra: str) -> list[str]:
+    return [*CLI, "run", "--model", model, "--calibration", "digits", "--out", str(out), "--calibration-limit", "16",
+            "--eval-limit", "16", "--min-runs", "5", "--no-memory", *extra]
+
+
+def _start(argv: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _wait_for(proc: subprocess.Popen[str], pattern: str, seen: list[str], timeout: float = 300) -> None:
+    """Read the child's stderr until a line matches ``pattern`` (kept in ``seen``)."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    for line in proc.stderr:
+        seen.append(line)
+        if re.search(pattern, line):
+            return
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    pytest.fail(f"never saw {pattern!r}; stderr:\n{''.join(seen)[-4000:]}")
+
+
+def _complete_artifacts(art_dir: Path) -> list[str]:
+    """Names of the artifacts whose sidecar exists and whose files all hash as the sidecar recorded."""
+    names = []
+    for side in sorted(art_dir.glob(f"*{SIDECAR_SUFFIX}")):
+        model = side.with_name(side.name[: -len(SIDECAR_SUFFIX)])
+        recorded = json.loads(side.read_text())["files"]
+        assert file_hashes(model) == recorded, f"{model.name} changed after it was recorded complete"
+        names.append(model.name)
+    return names
+
+
+def test_ctrl_c_during_an_onnxruntime_benchmark_with_openvino_loaded_exits_130(tiny: str, tmp_path: Path) -> None:
+    """It was SIGSEGV (-11) with no message, 8 of 8 tries: OpenVINO's CPU plugin gives the main thread an alternate
+    signal stack of exactly the kernel's minimum with AMX state, and Python's SIGINT handler runs there and
+    overflows it. Three real runs, each interrupted half a second into its ONNX Runtime benchmark."""
+    pytest.importorskip("openvino")
+    out = tmp_path / "run"
+    for attempt in range(3):
+        proc = _start(_run_args(tiny, out, "--formats", "onnx,openvino", "--precisions", "fp32",
+                                "--min-seconds", "60"))
+        seen: list[str] = []
+        _wait_for(proc, r"bench model\.fp32\.onnx \[warmup\]", seen)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        stdout, rest = proc.communicate(timeout=120)
+        err = "".join(seen) + rest
+        assert proc.returncode == 130, (attempt, proc.returncode, err[-3000:])
+        interrupted = [ln for ln in err.splitlines() if "interrupted" in ln]
+        assert interrupted == ["edgekit: interrupted; re-run the same command to resume (complete artifacts are "
+                               "reused)"], err[-3000:]
+        assert "Traceback" not in err and "Fatal Python error" not in err, err[-3000:]
+        assert _complete_artifacts(out / "artifacts") == ["model.fp32.onnx", "model.fp32.xml"]
+        if attempt:
+            assert "reuse model.fp32.onnx" in err and "reuse model.fp32.xml" in err, err[-3000:]
+    assert not (out / "report.md").exists()
+
+
+KILLED_WRITE = '''
+import sys, time
+from edgekit.artifacts import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"half an onnx file")
+    print(tmp.name, flush=True)
+    time.sleep(600)
+'''
+
+
+def test_a_run_removes_the_leftovers_of_killed_writes_and_nothing_else(tiny: str, tmp_path: Path) -> None:
+    """A write killed with SIGKILL (no clean-up runs) leaves its temporary file; so did interrupted converters and
+    older edgekit's temp names. The next run removes those, and only those: the user's look-alikes stay."""
+    out = tmp_path / "run"
+    art = out / "artifacts"
+    art.mkdir(parents=True)
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITE, str(art / "model.fp32.onnx")],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert writer.stdout is not None
+    tmp_name = writer.stdout.readline().strip()
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    assert (art / tmp_name).is_file() and tmp_name.startswith(".model.fp32.onnx.edgekit-tmp-")
+    leftovers = [art / ".model.fp32.onnx.3kx9_a0q.onnx",  # older edgekit's atomic_path name (a 0-byte one)
+                 art / ".model.int8.tflite.edgekit-tmp-a1b2c3d4.tflite", out / ".reference-0123456789abcdef.npy.x7y8z9w0.npy",
+                 out / ".report.md.qwertyui.md"]
+    leftovers[0].write_bytes(b"")
+    leftovers[1].write_bytes(b"\0" * 1_160_000)  # a partial .tflite from a converter that hit a full disk
+    for p in leftovers[2:]:
+        p.write_bytes(b"partial")
+    dirs = [art / ".model.fp32.ab12cd34", art / "edgekit-onnx2tf-zz99yy88"]  # an IR save, an onnx2tf work folder
+    for d in dirs:
+        d.mkdir()
+        (d / "model.fp32.bin").write_bytes(b"\0" * 1000)
+    users = [out / "notes.txt", out / ".model.fp32.onnx.mine", art / "my.model.fp32.onnx.bak", out / ".hidden",
+             art / ".model.txt", out / "edgekit-optimum-notmine"]
+    for p in users:
+        p.write_text("the user's own")
+    got = subprocess.run(_run_args(tiny, out, "--formats", "onnx", "--precisions", "fp32", "--min-seconds", "0.1"),
+                         capture_output=True, text=True, cwd=REPO, timeout=600, check=False)
+    assert got.returncode == 0, got.stderr[-3000:]
+    assert "removed 7 leftover temporary file(s) of an interrupted run" in got.stderr, got.stderr[-3000:]
+    for p in [art / tmp_name, *leftovers, *dirs]:
+        assert not p.exists(), f"{p} was left behind"
+    for p in users:
+        assert p.read_text() == "the user's own", f"{p} was touched"
+    assert _complete_artifacts(art) == ["model.fp32.onnx"]
+
+
+def test_a_second_run_on_the_same_out_is_refused_naming_the_first(tiny: str, tmp_path: Path) -> None:
+    """Two runs on one --out wrote the same files at once. The second now stops before any work, naming the
+    process that holds the folder; the first is not disturbed (and stops cleanly on Ctrl-C)."""
+    out = tmp_path / "run"
+    first = _start(_run_args(tiny, out, "--formats", "onnx", "--precisions", "fp32", "--min-seconds", "60"))
+    seen: list[str] = []
+    _wait_for(first, r"bench model\.fp32\.onnx \[", seen)
+    t0 = time.monotonic()
+    second = subprocess.run(_run_args(tiny, out, "--formats", "onnx", "--precisions", "fp32"), capture_output=True,
+                            text=True, cwd=REPO, timeout=300, check=False)
+    took = time.monotonic() - t0
+    first.send_signal(signal.SIGINT)
+    _, rest = first.communicate(timeout=120)
+    assert second.returncode == 2, second.stderr[-3000:]
+    lines = [ln for ln in second.stderr.splitlines() if ln.startswith("edgekit: ")]
+    assert len(lines) == 1 and "Traceback" not in second.stderr, second.stderr[-3000:]
+    assert f"--out {out}" in lines[0] and f"pid {first.pid}," in lines[0] and "another edgekit process" in lines[0]
+    assert "[edgekit" not in second.stderr, "the second run did some work first"
+    assert took < 60, took
+    assert first.returncode == 130, ("".join(seen) + rest)[-3000:]
+    assert _complete_artifacts(out / "artifacts") == ["model.fp32.onnx"]
