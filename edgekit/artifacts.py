@@ -354,12 +354,9 @@ def check_out_dir(path: str | os.PathLike[str], *, where: str = "--out") -> Path
                           hint=f"pass {where} DIR (created if missing)")
     p = Path(text).expanduser()
     label = f"{where} {p}"
-    if p.exists() and not p.is_dir():
-        raise ConfigError("this is a file, not a folder", where=label, expected="a folder (or a path to create)",
-                          hint=f"choose another {where}, or move the file away")
     resolved = os.path.abspath(p)
     existing = resolved
-    while not os.path.isdir(existing):
+    while not _is_dir(existing):
         existing = os.path.dirname(existing)
     try:
         path_max = int(os.pathconf(existing, "PC_PATH_MAX"))
@@ -372,6 +369,9 @@ def check_out_dir(path: str | os.PathLike[str], *, where: str = "--out") -> Path
                           expected=f"at most {path_max - PATH_ROOM} bytes in all and {name_max} per folder name",
                           got=f"{len(os.fsencode(resolved))} bytes, longest name {longest}",
                           hint=f"choose a shorter {where}")
+    if p.exists() and not p.is_dir():
+        raise ConfigError("this is a file, not a folder", where=label, expected="a folder (or a path to create)",
+                          hint=f"choose another {where}, or move the file away")
     try:
         p.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".edgekit-write-probe-", dir=p)
@@ -385,6 +385,24 @@ def check_out_dir(path: str | os.PathLike[str], *, where: str = "--out") -> Path
                           expected="a writable folder", hint=f"choose another {where}, or fix its permissions"
                           ) from exc
     return p
+
+
+def _remove_if_empty(folder: Path, subdirs: tuple[str, ...], lock: Path) -> None:
+    """Remove ``folder`` (which this process created) when it holds nothing but empty ``subdirs`` and the lock."""
+    for sub in subdirs:
+        with contextlib.suppress(OSError):
+            (folder / sub).rmdir()  # only when empty
+    with contextlib.suppress(OSError):
+        if os.listdir(folder) == [lock.name]:
+            lock.unlink()
+            folder.rmdir()
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return os.path.isdir(path)
+    except (OSError, ValueError):
+        return False
 
 
 @contextlib.contextmanager
@@ -401,6 +419,7 @@ def locked_out_dir(path: str | os.PathLike[str], *, where: str = "--out", subdir
 
     from edgekit.errors import ConfigError
 
+    created = not _is_dir(os.path.abspath(Path(os.fspath(path)).expanduser())) if str(path).strip() else False
     p = check_out_dir(path, where=where)
     key = os.path.realpath(p)
     if key in _HELD:  # this process holds it already
@@ -444,3 +463,5 @@ def locked_out_dir(path: str | os.PathLike[str], *, where: str = "--out", subdir
                 fh.truncate(0)  # while nobody holds the lock it names nobody
         with contextlib.suppress(OSError):
             fh.close()  # closing releases the lock
+        if held and created:  # a command that stopped before writing anything leaves no folder behind
+            _remove_if_empty(p, subdirs, lock)

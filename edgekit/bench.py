@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -115,6 +115,7 @@ class _CtrlC:
     thread that takes SIGINT while the main thread blocks it."""
 
     depth = 0
+    mask: ClassVar[set[int | signal.Signals]] = set()  # the main thread's signal mask before the outermost block
     watcher: threading.Thread | None = None
     stack: Any = None  # the alternate signal stack given to the main thread (kept alive: the kernel points at it)
 
@@ -184,7 +185,7 @@ def native_calls(*, defer: bool = False) -> Iterator[Callable[[], None]]:
             yield check
         return
     if _CtrlC.depth == 0:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        _CtrlC.mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         if _CtrlC.watcher is None:  # started with SIGINT blocked, which sigwait needs
             _CtrlC.watcher = threading.Thread(target=_watch_ctrl_c, name="edgekit-ctrl-c", daemon=True)
             _CtrlC.watcher.start()
@@ -196,7 +197,7 @@ def native_calls(*, defer: bool = False) -> Iterator[Callable[[], None]]:
         _CtrlC.depth -= 1
         if _CtrlC.depth == 0:
             _roomy_signal_stack()
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            signal.pthread_sigmask(signal.SIG_SETMASK, _CtrlC.mask)  # as the caller had it (SIGINT unblocked)
 
 
 @contextlib.contextmanager
@@ -362,26 +363,26 @@ def benchmark(runtime_name: str, path: Path, feeds: Sequence[Mapping[str, np.nda
                              hint="pass at least one real input (e.g. items of the evaluation set)")
     ropts = _effective_runtime_options(options, runtime_options)
     runtime = get_runtime(runtime_name)
-    t0 = time.perf_counter_ns()
-    try:
-        with native_calls():  # Ctrl-C while the runtime compiles the model: see native_calls
+    with native_calls():  # the runtime loads, runs and describes itself in this thread: see native_calls
+        t0 = time.perf_counter_ns()
+        try:
             session = runtime.load(Path(path), ropts)
-    except EdgekitError:
-        raise
-    except Exception as exc:
-        raise BenchmarkError(f"{runtime_name} could not load the artifact: {exc}", where=str(path),
-                             hint="check that the runtime supports this file's format") from exc
-    load_ms = (time.perf_counter_ns() - t0) / 1e6
-    first_ms, warmup_ms, samples_ms = time_session(session, feeds, options, progress)
-    try:
-        info = dict(session.info())
-    except Exception as exc:  # info is descriptive; never lose a measurement over it
-        info = {"error": f"{type(exc).__name__}: {exc}"}
+        except EdgekitError:
+            raise
+        except Exception as exc:
+            raise BenchmarkError(f"{runtime_name} could not load the artifact: {exc}", where=str(path),
+                                 hint="check that the runtime supports this file's format") from exc
+        load_ms = (time.perf_counter_ns() - t0) / 1e6
+        first_ms, warmup_ms, samples_ms = time_session(session, feeds, options, progress)
+        try:
+            info = dict(session.info())
+        except Exception as exc:  # info is descriptive; never lose a measurement over it
+            info = {"error": f"{type(exc).__name__}: {exc}"}
+        del session
     env = environment([runtime_name])
     env["bench_method"] = {"clock": "time.perf_counter_ns", "gc": "disabled during warmup and timed loop",
                            "options": dataclasses.asdict(options), "runtime_options": ropts.to_dict(),
                            "feeds": len(feeds)}
-    del session
     peak: float | None = None
     memory: dict[str, Any] = {}
     if options.memory_pass:

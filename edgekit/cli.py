@@ -72,6 +72,7 @@ def _options(args: argparse.Namespace) -> Any:
     from edgekit.bench import BenchOptions
     from edgekit.formats.base import FormatOptions
     from edgekit.formats.onnx import OnnxOptions
+    from edgekit.metrics import parse_output_kinds
     from edgekit.pipeline import RunOptions
     from edgekit.quantization.onnx import StaticInt8Options
     from edgekit.results import AccuracyBudget
@@ -87,7 +88,8 @@ def _options(args: argparse.Namespace) -> Any:
         opts = replace(opts, targets=tuple(args.target))
     budget = AccuracyBudget(max_drop_points=getattr(args, "max_drop", 1.0),
                             min_cosine=getattr(args, "min_cosine", 0.99),
-                            governs=getattr(args, "budget_rule", None) or "both")
+                            governs=getattr(args, "budget_rule", None) or "both",
+                            max_flip_rate=getattr(args, "max_flip_rate", 0.01))
     bench = BenchOptions(min_runs=getattr(args, "min_runs", 50), min_seconds=getattr(args, "min_seconds", 3.0),
                          warmup_runs=getattr(args, "warmup", 10), memory_pass=not getattr(args, "no_memory", False))
     static = StaticInt8Options(calibration_limit=getattr(args, "calibration_limit", None))
@@ -100,6 +102,7 @@ def _options(args: argparse.Namespace) -> Any:
         extra = tuple(dict.fromkeys(h.target for h in hosts if h.target and h.target not in opts.targets))
         opts = replace(opts, targets=opts.targets + extra, hosts=hosts)
     return replace(opts, budget=budget, bench=bench, threads=getattr(args, "threads", None),
+                   output_kinds=parse_output_kinds(getattr(args, "output_kind", None) or ()),
                    calibration_limit=getattr(args, "calibration_limit", None),
                    eval_limit=getattr(args, "eval_limit", None),
                    format_options=FormatOptions(OnnxOptions(opset=getattr(args, "opset", None),
@@ -172,6 +175,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget-rule", choices=BUDGET_RULES, default="both",
                    help="which budget governs: both (default: cosine always, accuracy where labels exist), "
                         "accuracy (--max-drop alone where labels exist), cosine (--min-cosine alone)")
+    p.add_argument("--max-flip-rate", type=float, default=0.01, help="accuracy budget: max share of a binary "
+                   "score's decisions that may flip (0.01)")
+    p.add_argument("--output-kind", action="append", metavar="NAME=KIND", help="what an output means where the "
+                   "guess is wrong: classification|embedding|binary|dense|regression (repeatable)")
     p.add_argument("--calibration-limit", type=int, help="use at most N calibration items")
     p.add_argument("--eval-limit", type=int, help="validate on at most N held-out items")
     p.add_argument("--min-runs", type=int, default=50)
@@ -211,7 +218,8 @@ _USED_BY: dict[str, frozenset[str]] = {
     "warmup": frozenset({"run", "bench"}), "no_memory": frozenset({"run", "bench"}),
     "int8_preset": frozenset({"run", "quantize"}), "exclude_nodes": frozenset({"run", "quantize"}),
     "opset": frozenset({"run", "export", "quantize"}), "static_batch": frozenset({"run", "export", "quantize"}),
-    "budget_rule": frozenset({"run", "quantize"}),
+    "budget_rule": frozenset({"run", "quantize"}), "max_flip_rate": frozenset({"run"}),
+    "output_kind": frozenset({"run", "validate"}),
     **{k: frozenset({"run", "bench", "doctor"}) for k in ("host", "inventory", "ssh_key", "ssh_known_hosts",
                                                          "remote_python", "remote_tmp",
                                                          "insecure_no_host_key_check")},
@@ -316,10 +324,12 @@ def _artifact(path: str, source: Any) -> Any:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from edgekit.api import validate
     from edgekit.bench import native_calls
+    from edgekit.metrics import parse_output_kinds
 
     src = _source(args)
     with native_calls():  # the runtime runs in this thread: see edgekit.bench.native_calls
-        metrics = validate(src, _artifact(args.artifact, src), calibration=args.calibration, limit=args.eval_limit)
+        metrics = validate(src, _artifact(args.artifact, src), calibration=args.calibration, limit=args.eval_limit,
+                           output_kinds=parse_output_kinds(args.output_kind or ()))
     print(json.dumps(metrics.to_dict(), indent=2))
     return 0
 
@@ -371,7 +381,10 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
             print(text)
             ok = ok and good
         return 0 if ok else 1
-    text, ok = doctor_report()
+    from edgekit.bench import native_calls
+
+    with native_calls():  # it asks OpenVINO for its devices in this thread: see edgekit.bench.native_calls
+        text, ok = doctor_report()
     print(text)
     return 0 if ok else 1
 

@@ -353,3 +353,16 @@ def unpack_outputs(packed: np.ndarray) -> Outputs:
     """The outputs :func:`pack_outputs` packed, by name in output order."""
     names = packed.dtype.names or ()
     return {name: np.ascontiguousarray(packed[name]) for name in names}
+
+
+def parse_output_kinds(pairs: Iterable[str], where: str = "--output-kind") -> dict[str, str]:
+    """``NAME=KIND`` strings (the CLI's ``--output-kind``) as ``{name: kind}``; a malformed one or an unknown kind
+    is a :class:`ConfigError` naming it."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, kind = pair.partition("=")
+        if not sep or not name.strip() or kind.strip() not in OUTPUT_KINDS:
+            raise ConfigError("expected NAME=KIND", where=where, got=pair,
+                              expected="an output name, '=', one of " + " | ".join(OUTPUT_KINDS))
+        out[name.strip()] = kind.strip()
+    return out

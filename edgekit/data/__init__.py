@@ -4,13 +4,20 @@
 
 * a bundled name (``digits``, ``photos``, ``sentences``) or any folder with a ``manifest.toml``;
 * a folder of images (jpg/png/bmp) without a manifest: its ``calibration/`` and ``eval/`` (and ``train/``)
-  subfolders if it has them, else its files sorted by a hash of their names, first half calibration;
-* a ``.npz`` of tensors fed as-is: arrays ``calibration`` and ``eval`` (optionally ``train`` and
-  ``<split>_labels``), or one array (optionally ``labels``) split by index parity, even = calibration;
+  subfolders if it has them (images in class subfolders, ``eval/<class>/x.jpg``, are labelled by the class's
+  index among the sorted class names), else its files sorted by a hash of their names, first half calibration;
+* a ``.npz`` of tensors fed as-is, any number of model inputs: one array per model input named after it, item
+  axis first (a scalar input is an ``(N,)`` array), optionally ``labels`` (N,) and ``split`` (N,) strings
+  (``calibration`` / ``eval`` / ``train``; without it: index parity, even = calibration); a single array of
+  any name feeds a one-input model; the older ``calibration`` / ``eval`` (+ ``<split>_labels``) arrays too;
+* a folder of ``.npz`` files (one item each: one array per input, no item axis, optionally ``label``) or of
+  ``.npy`` files (one item of a one-input model each), split like a folder of images;
 * a ``.txt`` file: one sentence per line, or ``label<TAB>text`` lines; even lines calibration, odd eval.
 
 :meth:`Dataset.batches` streams: it reads one batch of items at a time and yields feeds keyed by the
-model's input names. :func:`check_compatible` finds every mismatch between data and model up front.
+model's input names. An item whose array has the model input's full shape (a scalar, a recurrent state
+``[2, 1, 128]``) is fed whole, one item per call; one without the batch axis is stacked on it.
+:func:`check_compatible` finds every mismatch between data and model up front, naming the input.
 Every problem is a one-line :class:`~edgekit.errors.CalibrationError` naming the file.
 
 Modules: ``splits`` (split names and the rules for user data), ``readers/`` (one per stored form),

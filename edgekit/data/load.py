@@ -48,7 +48,11 @@ def load_dataset(path: str | Path) -> Dataset:
 
 
 def _user_set(p: Path, kind: str, reader: Reader, rule: str) -> Dataset:
-    ds = Dataset(p.stem, kind, p, user_manifest(p, kind, rule), reader)
+    manifest = user_manifest(p, kind, rule)
+    classes = getattr(reader, "classes", ())
+    if classes:  # an image folder with class subfolders: eval/<class>/...
+        manifest["label_names"] = list(classes)
+    ds = Dataset(p.stem, kind, p, manifest, reader)
     if ds.count("calibration") + ds.count("eval") + ds.count("train") == 0:
         raise CalibrationError("the data set is empty", where=str(p), expected="at least 2 items", got=0,
                                hint=f"accepted images: {', '.join(IMAGE_SUFFIXES)}" if kind == "image" else None)

@@ -251,7 +251,7 @@ def _tensor_plan(path: Path, reader: TensorReader, io: IOSpec) -> Plan:
                 raise CalibrationError(f"model input {b.spec.name!r} is fed whole: one item per call", where=str(path),
                                        got=f"batch_size={len(values)}", hint="use batch_size=1")
             stacked = values[0] if b.whole else np.stack(values)
-            feeds[b.spec.name] = np.ascontiguousarray(stacked.astype(want, copy=False))
+            feeds[b.spec.name] = np.require(stacked.astype(want, copy=False), requirements="C")  # keeps 0-d
         return feeds
 
     return Plan(convert, fixed)

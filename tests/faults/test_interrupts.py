@@ -92,7 +92,7 @@ def test_ctrl_c_during_an_onnxruntime_benchmark_with_openvino_loaded_exits_130(t
         _wait_for(proc, r"bench model\.fp32\.onnx \[warmup\]", seen)
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
-        stdout, rest = proc.communicate(timeout=120)
+        _, rest = proc.communicate(timeout=120)
         err = "".join(seen) + rest
         assert proc.returncode == 130, (attempt, proc.returncode, err[-3000:])
         interrupted = [ln for ln in err.splitlines() if "interrupted" in ln]
@@ -103,6 +103,27 @@ def test_ctrl_c_during_an_onnxruntime_benchmark_with_openvino_loaded_exits_130(t
         if attempt:
             assert "reuse model.fp32.onnx" in err and "reuse model.fp32.xml" in err, err[-3000:]
     assert not (out / "report.md").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_litert_benchmark_with_openvino_loaded_exits_130(tiny: str, tmp_path: Path) -> None:
+    """The same crash was seen in a LiteRT benchmark (OpenVINO loaded for validation): one real run."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("litert_torch")
+    out = tmp_path / "run"
+    proc = _start(_run_args(tiny, out, "--formats", "onnx,openvino,tflite", "--precisions", "fp32",
+                            "--min-seconds", "60"))
+    seen: list[str] = []
+    _wait_for(proc, r"bench model\.fp32\.tflite \[warmup\]", seen, timeout=600)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=120)
+    err = "".join(seen) + rest
+    assert proc.returncode == 130, (proc.returncode, err[-3000:])
+    assert [ln for ln in err.splitlines() if "interrupted" in ln] == [
+        "edgekit: interrupted; re-run the same command to resume (complete artifacts are reused)"], err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert _complete_artifacts(out / "artifacts") == ["model.fp32.onnx", "model.fp32.tflite", "model.fp32.xml"]
 
 
 KILLED_WRITE = '''
@@ -129,8 +150,8 @@ def test_a_run_removes_the_leftovers_of_killed_writes_and_nothing_else(tiny: str
     writer.wait(timeout=30)
     assert (art / tmp_name).is_file() and tmp_name.startswith(".model.fp32.onnx.edgekit-tmp-")
     leftovers = [art / ".model.fp32.onnx.3kx9_a0q.onnx",  # older edgekit's atomic_path name (a 0-byte one)
-                 art / ".model.int8.tflite.edgekit-tmp-a1b2c3d4.tflite", out / ".reference-0123456789abcdef.npy.x7y8z9w0.npy",
-                 out / ".report.md.qwertyui.md"]
+                 art / ".model.int8.tflite.edgekit-tmp-a1b2c3d4.tflite",
+                 out / ".reference-0123456789abcdef.npy.x7y8z9w0.npy", out / ".report.md.qwertyui.md"]
     leftovers[0].write_bytes(b"")
     leftovers[1].write_bytes(b"\0" * 1_160_000)  # a partial .tflite from a converter that hit a full disk
     for p in leftovers[2:]:

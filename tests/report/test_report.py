@@ -249,7 +249,8 @@ def test_json_round_trip_keeps_raw_samples(tmp_path: Path, arts: dict[str, Artif
     assert [a["name"] for a in loaded["artifacts"]] == [a.name for a in arts.values()]
     assert loaded["budget"] == {"max_drop_points": 1.0, "min_cosine": 0.99, "governs": "both", "max_flip_rate": 0.01,
                                 "max_relative_error": 0.05}
-    assert md_path.read_text(encoding="utf-8") == render_markdown(result)
+    marker, _, body = md_path.read_text(encoding="utf-8").partition("\n")
+    assert marker.startswith("<!-- edgekit report") and body == render_markdown(result)  # marked as edgekit's
 
 
 def test_missing_artifact_file_does_not_break_the_report(tmp_path: Path, arts: dict[str, Artifact]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -59,15 +59,19 @@ class ImageArrays:
 
 @dataclass(frozen=True)
 class ImageFiles:
-    """Image files per split (unlabelled); items are their paths, decoded only when preprocessed."""
+    """Image files per split; items are their paths, decoded only when preprocessed. ``label_arrays`` holds the
+    labels of the splits whose images sit in class subfolders (``eval/<class>/...``): the index of the class in
+    ``classes`` (the class folder names of every split, sorted)."""
 
     files: Mapping[Split, tuple[Path, ...]]
+    label_arrays: Mapping[Split, np.ndarray] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
 
     def count(self, split: Split) -> int:
         return len(self.files.get(split, ()))
 
     def labels(self, split: Split) -> np.ndarray | None:
-        return None
+        return self.label_arrays.get(split)
 
     def items(self, split: Split) -> Generator[Item, None, None]:
         for f in self.files.get(split, ()):
@@ -79,13 +83,36 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def class_folders(folder: Path) -> list[Path]:
+    """The subfolders of ``folder`` that hold images (its classes, when it holds no image itself), sorted."""
+    if image_files(folder):
+        return []
+    return sorted(d for d in folder.iterdir() if d.is_dir() and image_files(d))
+
+
 def split_subfolders(folder: Path) -> ImageFiles:
-    """The images of ``folder``'s ``calibration/``, ``eval/`` and ``train/`` subfolders, those that exist."""
-    return ImageFiles({s: tuple(image_files(folder / s)) for s in SPLITS if (folder / s).is_dir()})
+    """The images of ``folder``'s ``calibration/``, ``eval/`` and ``train/`` subfolders, those that exist; a split
+    whose images sit in class subfolders (``eval/cat/1.jpg``) is labelled with the class's index among the class
+    names of every split, sorted."""
+    splits = [s for s in SPLITS if (folder / s).is_dir()]
+    by_class = {s: class_folders(folder / s) for s in splits}
+    classes = tuple(sorted({d.name for ds in by_class.values() for d in ds}))
+    files: dict[Split, tuple[Path, ...]] = {}
+    labels: dict[Split, np.ndarray] = {}
+    for s in splits:
+        if by_class[s]:
+            pairs = [(f, classes.index(d.name)) for d in by_class[s] for f in image_files(d)]
+            files[s] = tuple(f for f, _ in pairs)
+            labels[s] = np.array([k for _, k in pairs], dtype=np.int64)
+        else:
+            files[s] = tuple(image_files(folder / s))
+    return ImageFiles(files, labels, classes)
 
 
 def folder_reader(folder: Path) -> tuple[ImageFiles, str]:
     """A folder without a manifest: its split subfolders if it has them, else :data:`HASH_RULE`; and the rule."""
     if (folder / "calibration").is_dir() or (folder / "eval").is_dir():
-        return split_subfolders(folder), "the calibration/, eval/ subfolders"
+        files = split_subfolders(folder)
+        return files, "the calibration/, eval/ subfolders" + (
+            f"; labels: the class subfolders ({', '.join(files.classes)})" if files.classes else "")
     return ImageFiles(by_name_hash(image_files(folder))), HASH_RULE
