@@ -91,7 +91,8 @@ def test_int8_artifact_records_the_split_and_the_report_shows_it(tiny: ModelSour
     assert s["calibration_items"] == 40 and s["check"]["items"] == 10 and s["check"]["labelled_items"] == 10
     # the thresholds follow the run's budget (with the margin), and both are in the recipe
     assert s["budget"]["aim_min_cosine"] == 0.9625 and s["budget"]["aim_max_drop_points"] == 1.5
-    assert int8.recipe["budget"] == {"max_drop_points": 2.0, "min_cosine": 0.95, "governs": "both"}
+    assert int8.recipe["budget"] == {"max_drop_points": 2.0, "min_cosine": 0.95, "governs": "both",
+                                     "max_flip_rate": 0.01, "max_relative_error": 0.05}
     assert int8.recipe["tuning"]["margin"] == 0.25
     note = next(n for n in int8.notes if n.startswith("calibration split"))
     assert note.startswith("calibration split (40 items): 30 set the ranges; 10 others (seed 0, labelled)")
