@@ -12,7 +12,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export USE_TF := 0
 export ORT_DISABLE_TELEMETRY := 1
 
-.PHONY: setup system-deps demo test lint typecheck pytest bench clean arm-emulated
+.PHONY: setup system-deps demo-models demo test lint typecheck pytest bench clean arm-emulated
 
 $(STAMP): pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ system-deps:
 setup: system-deps $(STAMP)
 
 DIGITS_CACHE := runs/.cache/digits-effnet
+SENTIMENT_CACHE := runs/.cache/sentiment-minilm
+
+# The fine-tuned demo models (cached by settings + hashes: a second call only checks them). Trained here, not
+# inside a pytest fixture, so that a loaded machine's slow fine-tune is never cut by pytest's per-test timeout.
+demo-models: setup
+	$(BIN)/python examples/finetune_digits.py --out $(DIGITS_CACHE)
+	$(BIN)/python examples/finetune_sentiment.py --out $(SENTIMENT_CACHE)
 
 demo: setup
 	$(BIN)/python examples/finetune_digits.py --out $(DIGITS_CACHE)
@@ -49,7 +56,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup
+pytest: setup demo-models
 	$(BIN)/pytest -q --durations=15
 
 test: lint typecheck pytest
