@@ -262,40 +262,66 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
+#: The sidecar fields a reuse trusts besides the recipe: their digest is recorded (``fields_sha256``), so a sidecar
+#: edited by hand (``"precision": "fp16"`` on an int8 model, another layout) is rebuilt, not believed.
+_TRUSTED = ("format", "precision", "layout", "io", "settings", "files", "sha256")
+
+
+def _fields_digest(d: Mapping[str, Any]) -> str:
+    return recipe_key({k: d.get(k) for k in _TRUSTED})
+
+
 def finish_artifact(artifact: Artifact) -> Artifact:
     """Record ``artifact`` as complete by writing its sidecar (after the model file and its side files are in
     place). The hashes of every file of the artifact are recorded (computed here when ``files`` is empty)."""
     if not artifact.files:
         hashes = file_hashes(artifact.path)
         artifact = replace(artifact, files=hashes, sha256=hashes[artifact.path.name])
-    atomic_write_json(sidecar_path(artifact.path), artifact.to_dict())
+    record = artifact.to_dict()
+    record["fields_sha256"] = _fields_digest(record)
+    atomic_write_json(sidecar_path(artifact.path), record)
     return artifact
 
 
 def reuse_artifact(path: Path, recipe: Mapping[str, Any]) -> Artifact | None:
-    """Return the artifact at ``path`` if a complete one made by the same ``recipe`` is there, else None.
+    """Return the artifact at ``path`` if a complete one made by the same ``recipe`` is there, else None
+    (:func:`check_reuse` also says why not)."""
+    return check_reuse(path, recipe)[0]
 
-    Complete means: the sidecar's recipe key matches, and the artifact's files on disk are exactly the ones
-    the sidecar recorded, each with the recorded hash (a changed ``.bin`` or external-data file is rebuilt).
-    A sidecar that recorded no file list (older edgekit) only vouches for the model file: one with side files
-    on disk is rebuilt."""
+
+def check_reuse(path: Path, recipe: Mapping[str, Any], io: IOSpec | None = None) -> tuple[Artifact | None, str]:
+    """The artifact at ``path`` if a complete one made by the same ``recipe`` is there, else None and why not
+    (empty when there is no artifact or no sidecar at all).
+
+    Complete means: the sidecar's recipe key matches, its format and precision are the recipe's, its inputs and
+    outputs are ``io`` (when given), its trusted fields are as recorded (:data:`_TRUSTED`), and the artifact's
+    files on disk are exactly the ones the sidecar recorded, each with the recorded hash (a changed ``.bin`` or
+    external-data file is rebuilt). A sidecar that recorded no file list (older edgekit) only vouches for the
+    model file: one with side files on disk is rebuilt."""
     side = sidecar_path(path)
     if not (path.exists() and side.exists()):
-        return None
+        return None, ""
     try:
         data = json.loads(side.read_text())
         art = Artifact.from_dict({**data, "path": str(path)})
-    except (ValueError, KeyError, OSError):
-        return None
+    except (ValueError, KeyError, OSError, TypeError, AttributeError):
+        return None, "its sidecar is unreadable"
     if art.key != recipe_key(recipe):
-        return None
+        return None, "the recipe changed"
+    for name, value in (("format", art.format.value), ("precision", art.precision.value)):
+        if name in recipe and recipe[name] != value:
+            return None, f"its sidecar says {name} {value!r}, the recipe asks for {recipe[name]!r}"
+    if io is not None and art.io != io:
+        return None, "its sidecar's inputs/outputs are not the model's"
+    if data.get("fields_sha256") != _fields_digest(data):
+        return None, "its sidecar was edited (format, precision, layout, io or files differ from what was recorded)"
     recorded = dict(art.files) or {path.name: art.sha256}
     try:
         if file_hashes(path) != recorded or recorded[path.name] != art.sha256:
-            return None
+            return None, "its files changed since they were recorded"
     except OSError:
-        return None
-    return art
+        return None, "its files could not be read"
+    return art, ""
 
 
 # Leftovers of writes that were killed (SIGKILL, power loss) or that failed where no clean-up ran: only names

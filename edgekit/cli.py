@@ -10,9 +10,7 @@ process's: it is locked for the command) before any work.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
-import math
 import sys
 import traceback
 from collections.abc import Sequence
@@ -21,29 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
-from edgekit.errors import ConfigError, EdgekitError, as_disk_full, first_line
+from edgekit.cli_checks import (
+    _check_ranges,
+    _csv,
+    _numbers,
+    _refuse_unused,
+    _shapes,
+    _user_error,
+    refuse_max_length,
+    refuse_misapplied,
+)
+from edgekit.errors import ConfigError, EdgekitError, first_line
 
 EXIT_USER_ERROR = 2
-
-
-def _shapes(values: Sequence[str] | None) -> dict[str, tuple[int, ...]] | None:
-    from edgekit.sources.base import parse_shape
-
-    if not values:
-        return None
-    out: dict[str, tuple[int, ...]] = {}
-    for v in values:
-        name, sep, dims = v.rpartition("=")
-        out[name if sep else "input"] = parse_shape(dims, where=f"--input-shape {v}")
-    return out
-
-
-def _numbers(text: str, flag: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise ConfigError("not a list of numbers", where=flag, expected="1 or 3 comma-separated numbers, "
-                          "e.g. 0.485,0.456,0.406", got=text) from None
 
 
 def _preprocess(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -59,13 +47,12 @@ def _preprocess(args: argparse.Namespace) -> dict[str, Any] | None:
 def _source(args: argparse.Namespace) -> Any:
     from edgekit.api import load_source
 
-    return load_source(args.model, checkpoint=args.checkpoint, input_shapes=_shapes(args.input_shape),
-                       task=args.task, preprocess=_preprocess(args), max_length=args.max_length,
-                       trust_remote_code=args.trust_remote_code)
-
-
-def _csv(text: str | None) -> tuple[str, ...]:
-    return tuple(p.strip() for p in text.split(",") if p.strip()) if text else ()
+    src = load_source(args.model, checkpoint=args.checkpoint, input_shapes=_shapes(args.input_shape),
+                      task=args.task, preprocess=_preprocess(args),
+                      max_length=64 if args.max_length is None else args.max_length,
+                      trust_remote_code=args.trust_remote_code)
+    refuse_max_length(args.max_length, src)
+    return src
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -153,7 +140,7 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", help="image-classification | text-classification | feature-extraction | generic")
     p.add_argument("--mean", help="image normalisation mean, 0..1 units, e.g. 0.485,0.456,0.406")
     p.add_argument("--std", help="image normalisation std, 0..1 units")
-    p.add_argument("--max-length", type=int, default=64, help="token sequence length for text models")
+    p.add_argument("--max-length", type=int, help="token sequence length for text models (default 64)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let a Hugging Face folder run its own Python code (auto_map); refused without it. "
                         "Only for code you trust: it runs with your rights (recorded in the report)")
@@ -205,42 +192,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{rec.target}/{rec.runtime}: {rec.artifact or 'nothing'} - {rec.reason}")
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
-
-
-# Which commands use each option that _add_run_args gives them all; any other command refuses it when given
-# (an option is never silently ignored). Options not listed here are not checked.
-_USED_BY: dict[str, frozenset[str]] = {
-    "formats": frozenset({"run", "export", "quantize"}), "precisions": frozenset({"run"}),
-    "target": frozenset({"run", "quantize", "bench", "doctor"}), "threads": frozenset({"run", "bench"}),
-    "max_drop": frozenset({"run", "quantize"}), "min_cosine": frozenset({"run", "quantize"}),
-    "calibration_limit": frozenset({"run", "quantize"}), "eval_limit": frozenset({"run", "validate"}),
-    "min_runs": frozenset({"run", "bench"}), "min_seconds": frozenset({"run", "bench"}),
-    "warmup": frozenset({"run", "bench"}), "no_memory": frozenset({"run", "bench"}),
-    "int8_preset": frozenset({"run", "quantize"}), "exclude_nodes": frozenset({"run", "quantize"}),
-    "opset": frozenset({"run", "export", "quantize"}), "static_batch": frozenset({"run", "export", "quantize"}),
-    "budget_rule": frozenset({"run", "quantize"}), "max_flip_rate": frozenset({"run"}),
-    "output_kind": frozenset({"run", "validate"}),
-    **{k: frozenset({"run", "bench", "doctor"}) for k in ("host", "inventory", "ssh_key", "ssh_known_hosts",
-                                                         "remote_python", "remote_tmp",
-                                                         "insecure_no_host_key_check")},
-}
-_INSTEAD = {("export", "precisions"): "export builds fp32 only: use 'edgekit quantize --precision P' or "
-                                      "'edgekit run --precisions ...'",
-            ("quantize", "precisions"): "quantize makes one precision: use --precision"}
-
-
-def _refuse_unused(args: argparse.Namespace) -> None:
-    """Raise :class:`ConfigError` naming the first option given to a command that does not use it."""
-    probe = argparse.ArgumentParser(add_help=False)
-    _add_run_args(probe)
-    defaults = vars(probe.parse_args([]))
-    for dest, users in _USED_BY.items():
-        if args.command in users or dest not in defaults or getattr(args, dest, defaults[dest]) == defaults[dest]:
-            continue  # used here, or not an option of this command, or not given
-        flag = "--" + dest.replace("_", "-")
-        raise ConfigError(f"{flag} does not apply to 'edgekit {args.command}'", where=flag,
-                          expected=f"used by: {', '.join(sorted(users))}", got=getattr(args, dest),
-                          hint=_INSTEAD.get((args.command, dest), f"drop {flag}"))
 
 
 def _export_formats(args: argparse.Namespace, opts: Any) -> tuple[Any, list[Any]]:
@@ -303,6 +254,10 @@ def _artifact(path: str, source: Any) -> Any:
 
     p = Path(path)
     side = sidecar_path(p)
+    if p.suffix == ".xml" and p.exists() and not p.with_suffix(".bin").exists():
+        raise ConfigError("the OpenVINO IR's weights file is missing", where=str(p.with_suffix(".bin")),
+                          expected=f"{p.with_suffix('.bin').name} beside {p.name}",
+                          hint="copy the .bin with the .xml, or rebuild the artifact")
     if side.exists():
         try:
             data = json.loads(side.read_text(encoding="utf-8"))
@@ -316,7 +271,8 @@ def _artifact(path: str, source: Any) -> Any:
                               hint=f"delete it to use {p.name} as a plain ONNX file, or rebuild the artifact"
                               ) from exc
     if p.suffix != ".onnx":
-        raise ConfigError("unsupported artifact", where=str(p), expected="an .onnx file", got=p.suffix)
+        raise ConfigError("unsupported artifact", where=str(p), got=p.suffix,
+                          expected="an .onnx file, or an artifact edgekit built (its .edgekit.json sidecar beside it)")
     check_onnx_file(p)
     return Artifact(p, Format.ONNX, Precision.FP32, source.io, sha256_file(p), notes=("precision not recorded",))
 
@@ -369,18 +325,24 @@ def _cmd_targets(args: argparse.Namespace) -> int:
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from edgekit.doctor import doctor_report
+    from edgekit.preflight import uses_hosts
+    from edgekit.targets import load_target
 
+    chosen = load_target(args.target) if args.target else None  # an unknown --target is an error, here too
     if getattr(args, "host", None) or getattr(args, "inventory", None):
         from edgekit.executors.ssh import doctor_remote
-        from edgekit.targets import load_target
 
-        target = load_target(args.target or "generic-aarch64-linux")
+        target = chosen or load_target("generic-aarch64-linux")
         ok = True
         for h in _hosts(args):
             text, good = doctor_remote(h, [r.name for r in target.runtimes])
             print(text)
             ok = ok and good
         return 0 if ok else 1
+    if chosen is not None and uses_hosts(chosen):
+        raise ConfigError("this target runs on a board: doctor checks it there", where=f"--target {chosen.name}",
+                          expected="--host USER@HOST:PORT (or --inventory) with it",
+                          hint=f"edgekit doctor --target {chosen.name} --host pi@192.168.1.20:22")
     from edgekit.bench import native_calls
 
     with native_calls():  # it asks OpenVINO for its devices in this thread: see edgekit.bench.native_calls
@@ -432,44 +394,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Numeric options and their allowed ranges (lowest, highest or None), checked before any work: a value out of
-#: range was silently used (``--threads 0`` ran with the runtime's default, ``--threads -3`` too).
-_RANGES: dict[str, tuple[float, float | None]] = {
-    "threads": (1, 4096), "calibration_limit": (1, None), "eval_limit": (1, None), "min_runs": (1, None),
-    "warmup": (0, None), "min_seconds": (0, 86400), "max_length": (1, None), "opset": (1, None),
-}
-
-
-def _check_ranges(args: argparse.Namespace) -> None:
-    """Raise :class:`ConfigError` naming the first numeric option given out of its range (:data:`_RANGES`)."""
-    for dest, (low, high) in _RANGES.items():
-        value = getattr(args, dest, None)
-        if value is None:
-            continue
-        kind = "an integer" if isinstance(value, int) else "a number"
-        span = f"{kind} >= {low:g}" if high is None else f"{kind} from {low:g} to {high:g}"
-        if not math.isfinite(value) or value < low or (high is not None and value > high):
-            raise ConfigError("out of range", where="--" + dest.replace("_", "-"), expected=span, got=value)
-
-
-#: What the file system may refuse, printed as one line naming the file (not a traceback).
-_FILE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG, errno.ENOTDIR})
-
-
-def _user_error(exc: BaseException) -> EdgekitError | None:
-    """The one-line error for ``exc``: a full disk wherever it was hit (also inside a library's error), a file
-    the system refused, an edgekit error; None for anything else (a bug: its traceback is shown)."""
-    full = as_disk_full(exc)
-    if full is not None:
-        return full
-    if isinstance(exc, EdgekitError):
-        return exc
-    if isinstance(exc, OSError) and exc.errno in _FILE_ERRNOS:
-        return ConfigError(exc.strerror or type(exc).__name__, where=str(exc.filename) if exc.filename else None,
-                           hint="check the path and its permissions, or choose another --out")
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for user errors, 130 after Ctrl-C)."""
     from edgekit.sources.huggingface import go_offline
@@ -478,7 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        _refuse_unused(args)
+        _refuse_unused(args, _add_run_args)
+        refuse_misapplied(args)
         _check_ranges(args)
         return int(args.func(args))
     except KeyboardInterrupt:
@@ -486,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     except Exception as exc:
-        error = _user_error(exc)
+        error = _user_error(exc, getattr(args, "calibration", None))
         if error is None:
             raise
         if args.debug:

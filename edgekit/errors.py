@@ -11,6 +11,7 @@ Library errors (onnxruntime, torch, ...) are translated at the boundary with ``r
     ├── MissingDependencyError   an optional package (an ``edgekit[...]`` extra) is not installed
     ├── SourceError              missing / corrupt / truncated model, unknown input shape
     ├── CalibrationError         wrong shape / dtype / size, empty or NaN-bearing data
+    │   └── SourceRunError       the source model's runtime refused the data (token id out of range, ...)
     ├── ExportError              an exporter failed
     │   └── NumericMismatchError the exported model disagrees with the source beyond tolerance
     ├── QuantizationError        a quantizer failed
@@ -85,6 +86,11 @@ class SourceError(EdgekitError):
 
 class CalibrationError(EdgekitError):
     """Calibration or evaluation data is unusable for the model."""
+
+
+class SourceRunError(CalibrationError):
+    """The source model failed on the user's data (its runtime's first line in ``got``); the CLI adds the data
+    file to ``where``."""
 
 
 class ExportError(EdgekitError):

@@ -17,13 +17,13 @@ import numpy as np
 from edgekit import __version__, preflight
 from edgekit.artifacts import (
     Artifact,
+    check_reuse,
     content_sha256,
     file_hashes,
     finish_artifact,
     locked_out_dir,
     read_hashed_array,
     recipe_key,
-    reuse_artifact,
     size_estimate,
     write_hashed_array,
 )
@@ -233,10 +233,13 @@ def build_artifact(
         recipe["budget"] = asdict(options.budget)
         recipe["tuning"] = asdict(options.tuning)
     recipe = merge_recipe(recipe, adapter.recipe(precision, own_options), adapter)
-    cached = reuse_artifact(out_path, recipe)
+    cached, why = check_reuse(out_path, recipe, source.io)
     if cached is not None:
         progress(f"reuse {out_path.name} (complete, same recipe {recipe_key(recipe)})")
         return cached
+    if why:
+        progress(f"rebuild {out_path.name}: {why}")
+    preflight.check_artifact_owner(out_path)  # a file of the user's with an artifact's name is never overwritten
     progress(f"build {fmt.value} {precision.value} -> {out_path}")
     t0 = time.perf_counter()
     check = _check_feeds(dataset, source, options.check_items) if dataset is not None else []
@@ -398,6 +401,8 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
     art_dir = out / "artifacts"
     ds = _dataset(calibration)
     targets = [load_target(t) for t in options.targets]
+    preflight.check_unique_targets(options.targets, targets)
+    preflight.check_hosts(targets, options.hosts)
     check_data(ds, source, options)
     preflight.check_same_model(art_dir, source, out, progress)
     precisions = options.precisions or default_precisions(source.task)
@@ -412,6 +417,7 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
     else:  # the canonical format (ONNX) first: the converted formats start from its fp32 artifact
         formats = canonical_first(formats)
     preflight.check_options_apply(preflight.nodes_to_exclude(options.format_options), formats, precisions)
+    preflight.check_artifact_paths(art_dir, formats, precisions)
     artifacts: list[Artifact] = []
     onnx_fp32: Artifact | None = None  # the canonical fp32 artifact, once built
     for fmt in formats:

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.artifacts import SIDECAR_SUFFIX, Artifact
-from edgekit.errors import ConfigError, require
+from edgekit.errors import ConfigError, MissingDependencyError, require
 from edgekit.formats.base import FormatOptions
 from edgekit.sources.base import ModelSource
-from edgekit.types import Format, Precision
+from edgekit.targets import Target
+from edgekit.types import Format, Precision, Task
 
-#: The first line of every ``report.md`` edgekit writes: a report without it (and without edgekit's
-#: ``report.json`` beside it) is the user's, and never overwritten.
+#: The first line of every ``report.md`` edgekit writes: a report without it is the user's (even beside edgekit's
+#: own ``report.json``: the user replaced the .md after a run), and never overwritten.
 REPORT_MARKER = "<!-- edgekit report"
 #: The title line reports of edgekit before the marker began with (:func:`check_report_owner` accepts them).
 _OLD_TITLE = "# edgekit report: "
@@ -28,9 +29,16 @@ _EXCLUDE = "--exclude-nodes (static_int8.nodes_to_exclude)"
 
 
 def class_count(source: ModelSource) -> int | None:
-    """How many classes a classifier's primary output has, when its IOSpec says (else None)."""
-    if not source.task.is_classification or not source.io.outputs or not source.io.outputs[0].shape:
+    """How many classes a classifier's primary output has, when its IOSpec says (else None). A model of no stated
+    task (an ``.onnx`` file) with one ``(batch, C)`` output counts too: labels given with its data can only be
+    class indices of that output, and labels outside it were silently left out of the metrics."""
+    if not source.io.outputs or not source.io.outputs[0].shape:
         return None
+    if not source.task.is_classification and not (source.task is Task.GENERIC and len(source.io.outputs) == 1
+                                                  and len(source.io.outputs[0].shape) == 2):
+        return None
+    if not source.task.is_classification and source.io.outputs[0].shape[-1] == 1:
+        return None  # one score: binary labels, not class indices
     last = source.io.outputs[0].shape[-1]
     return last if isinstance(last, int) and last > 0 else None
 
@@ -80,7 +88,7 @@ def check_report_owner(out: Path) -> None:
                 first = fh.readline()
         except OSError:
             first = ""
-        if not first.startswith((REPORT_MARKER, _OLD_TITLE)) and not _edgekit_json(js):
+        if not first.startswith((REPORT_MARKER, _OLD_TITLE)):  # whatever report.json says: the .md is the user's
             raise ConfigError("report.md here was not written by edgekit, and the run would overwrite it",
                               where=str(md), expected=f"a report edgekit wrote (first line {REPORT_MARKER} ...)",
                               got=first.strip()[:60] or "an empty first line",
@@ -89,6 +97,75 @@ def check_report_owner(out: Path) -> None:
         raise ConfigError("report.json here was not written by edgekit, and the run would overwrite it", where=str(js),
                           expected=f"an edgekit report (schema {_REPORT_SCHEMA!r})",
                           hint="choose another output folder (--out), or move your report.json away")
+
+
+def check_unique_targets(given: Sequence[str | Path], targets: Sequence[Target]) -> None:
+    """Refuse a target given twice (by name or by file): its rows were benchmarked twice and compared with each
+    other ("1.90x vs fp32" for the fp32 baseline)."""
+    seen: dict[str, str | Path] = {}
+    for raw, target in zip(given, targets, strict=True):
+        if target.name in seen:
+            raise ConfigError("target given twice", where="--target", got=f"{seen[target.name]} and {raw}",
+                              expected="each target once", hint=f"drop one of the --target {target.name}")
+        seen[target.name] = raw
+
+
+def uses_hosts(target: Target) -> bool:
+    """Whether ``target`` runs on boards reached through ``--host``/``--inventory`` (its executor is not on this
+    machine and runs runtimes, not estimators)."""
+    from edgekit.registry import EXECUTORS
+
+    entry = EXECUTORS.get(target.access)
+    return entry is not None and not entry.here and entry.runs == "runtime"
+
+
+def check_hosts(targets: Sequence[Target], hosts: Sequence[Any]) -> None:
+    """Refuse a ``--host``/inventory entry no target of the run would use (it was silently ignored), and a board
+    target with no host (it was a silent not-available row)."""
+    remote = [t for t in targets if uses_hosts(t)]
+    by_name = {t.name: t for t in targets}
+    for h in hosts:
+        where = f"--host {h.label}" if h.target is None else f"host {h.label} (target {h.target})"
+        if h.target is not None and h.target in by_name and not uses_hosts(by_name[h.target]):
+            raise ConfigError("this target does not run on a board over ssh: the host would be ignored", where=where,
+                              got=f"{h.target} (access = {by_name[h.target].access!r})",
+                              expected="a target reached over ssh (e.g. raspberry-pi-5)",
+                              hint="name a board target for the host, or drop the host")
+        if h.target is None and not remote:
+            raise ConfigError("no target of the run runs on a board over ssh: the host would be ignored", where=where,
+                              got=", ".join(t.name for t in targets), expected="an ssh target among --target",
+                              hint="add --target <board target> (edgekit targets list), or drop --host")
+    for t in remote:
+        if not any(h.target in (None, t.name) for h in hosts):
+            raise ConfigError("this target runs on a board, and no host is given for it", where=f"--target {t.name}",
+                              expected="--host USER@HOST:PORT, or an --inventory entry with this target",
+                              hint=f"add --host pi@192.168.1.20:22, or drop --target {t.name}")
+
+
+def check_artifact_paths(art_dir: Path, formats: Sequence[Format], precisions: Sequence[Precision]) -> None:
+    """:func:`check_artifact_owner` for every artifact a run may build, before any work: a failed build of one
+    precision is only a note, and the user's file must stop the run. A format that is not installed is skipped
+    (the run notes it)."""
+    from edgekit.registry import get_format
+
+    for fmt in formats:
+        try:
+            adapter = get_format(fmt.value)
+        except MissingDependencyError:
+            continue
+        for precision in precisions:
+            check_artifact_owner(art_dir / adapter.file_name(precision))
+
+
+def check_artifact_owner(path: Path) -> None:
+    """Refuse to build an artifact over a file edgekit did not record: a file with an artifact's name and no
+    edgekit sidecar beside it is the user's (edgekit writes its model files atomically, then the sidecar)."""
+    side = path.with_name(path.name + SIDECAR_SUFFIX)
+    if (path.exists() or path.is_symlink()) and not side.exists():
+        raise ConfigError("a file with this artifact's name is here without edgekit's sidecar, and the build would "
+                          "overwrite it", where=str(path), expected=f"no file, or one edgekit wrote (with {side.name})",
+                          hint="move your file away or choose another --out (delete it if an interrupted edgekit "
+                               "run left it)")
 
 
 def _edgekit_json(path: Path) -> bool:

@@ -141,6 +141,8 @@ def _parse_runtime(raw: Any, where: str, access: str = "local") -> RuntimeSpec:
     _check(device is None or isinstance(device, str), f"{where}.device", "bad device", "a string", device)
     precisions = raw.get("precisions", [p.value for p in Precision])
     _check(isinstance(precisions, list), f"{where}.precisions", "bad precisions", "a list", precisions)
+    _check(bool(precisions), f"{where}.precisions", "no precision listed: the runtime would run nothing",
+           "one or more of " + ", ".join(p.value for p in Precision), precisions)
     parsed = tuple(Precision.parse(p, where=f"{where}.precisions") for p in precisions)
     return RuntimeSpec(str(name), threads, tuple(providers), device, parsed)
 
@@ -178,6 +180,9 @@ def parse_target(data: dict[str, Any], source: str = "<target>") -> Target:
     _check(isinstance(raw_runtimes, list) and bool(raw_runtimes), f"{source}:runtime",
            "a target needs at least one [[runtime]]", "one or more [[runtime]] tables", raw_runtimes)
     runtimes = tuple(_parse_runtime(r, f"{source}:runtime[{i}]", str(access)) for i, r in enumerate(raw_runtimes))
+    for i, spec in enumerate(runtimes):  # two tables of one runtime gave rows nobody could tell apart
+        _check(spec.name not in [r.name for r in runtimes[:i]], f"{source}:runtime[{i}].name",
+               "runtime listed twice in this target", "each runtime once (one [[runtime]] table per name)", spec.name)
     extra: dict[str, Any] = {k: data[k] for k in ("estimate", "board") if k in data}
     return Target(
         name=str(name), description=str(data.get("description", "")), access=str(access), arch=arch,

@@ -93,6 +93,28 @@ def plan_jobs(target: Target, artifacts: Sequence[Artifact],
             if art.format.value in formats_of(spec.name) and art.precision in spec.precisions]
 
 
+def unplanned(target: Target, artifacts: Sequence[Artifact]) -> tuple[list[Row], list[str]]:
+    """Why a target got no job: a ``not-available`` row for each runtime's artifact of the right format but a
+    precision the target does not take (one per runtime, the first such artifact), else a note naming what
+    the target needs. Never silence."""
+    rows: list[Row] = []
+    notes: list[str] = []
+    kind = "estimate" if target.access == "estimate" else "measurement"
+    for spec in target.runtimes:
+        formats = sorted(formats_of(spec.name))
+        wanted = ", ".join(p.value for p in spec.precisions)
+        need = f"{target.name} ({spec.name}) takes {'/'.join(formats)} artifacts of precision {wanted}"
+        hint = ("pass --precisions with one of these (int8 also needs --calibration) and --formats "
+                + ",".join(formats))
+        near = [a for a in artifacts if a.format.value in formats]
+        if near:
+            rows.append(Row(near[0], target.name, spec.name, "not-available", None, None,
+                            reason=f"{need}; none was built; {hint}", kind=kind))
+        else:
+            notes.append(f"{need}; none was built; {hint}")
+    return rows, notes
+
+
 def get_executor(access: str) -> Executor:
     """The executor registered for ``access``; :class:`~edgekit.errors.MissingDependencyError` (with the pip
     line) when its packages are missing, :class:`~edgekit.errors.UnknownNameError` for an unknown access."""
@@ -110,10 +132,15 @@ def run_targets(targets: Sequence[Target], artifacts: Sequence[Artifact], metric
     ``access`` (all jobs of one access at once, so an executor may run them in parallel). An executor whose
     packages are missing gives ``not-available`` rows that carry the pip line."""
     by_access: dict[str, list[TargetJob]] = {}
-    for target in targets:
-        by_access.setdefault(target.access, []).extend(plan_jobs(target, artifacts, metrics))
     rows: list[Row] = []
     notes: list[str] = []
+    for target in targets:
+        jobs = plan_jobs(target, artifacts, metrics)
+        by_access.setdefault(target.access, []).extend(jobs)
+        if not jobs:
+            why_rows, why_notes = unplanned(target, artifacts)
+            rows += why_rows
+            notes += why_notes
     for access, jobs in by_access.items():
         if not jobs:
             continue

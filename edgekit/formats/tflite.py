@@ -15,7 +15,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
+import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +54,11 @@ def _image_input(ctx: BuildContext) -> bool:
 
 def convert_torch(ctx: BuildContext, out_path: Path, nhwc: bool) -> str:
     """litert-torch conversion of the torch source; returns the input layout of the written model."""
+    with ctrl_c_not_swallowed():
+        return _convert_torch(ctx, out_path, nhwc)
+
+
+def _convert_torch(ctx: BuildContext, out_path: Path, nhwc: bool) -> str:
     torch = require("torch", "tflite-torch", "converting PyTorch models to TFLite")
     import logging
 
@@ -125,13 +134,68 @@ def _calibration_sample(ctx: BuildContext, n: int = 20) -> np.ndarray | None:
     return np.concatenate(items).astype(np.float32) if items else None
 
 
+@contextlib.contextmanager
+def ctrl_c_not_swallowed() -> Iterator[None]:
+    """A Ctrl-C during the block ends it with :class:`KeyboardInterrupt`, even when the converter swallowed it.
+
+    onnx2tf wraps many steps in bare ``except:`` clauses, so the ``KeyboardInterrupt`` raised inside one of them was
+    dropped and the run went on (and exited 0). The SIGINT handler is wrapped to note the press; leaving the block
+    with a noted press raises ``KeyboardInterrupt`` (from whatever else it raised). Main thread only, and only over
+    a Python-callable handler (an ignored SIGINT stays ignored)."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    pressed: list[int] = []
+
+    def note(signum: int, frame: Any) -> Any:
+        pressed.append(signum)
+        return previous(signum, frame)
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        if pressed:
+            raise KeyboardInterrupt from exc
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
+
+
+def _converter_failure(exc: BaseException | None, output: str, lines: int = 3) -> str:
+    """What a converter said when it failed: the exception (or exit status) and its last output lines."""
+    said = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", output).splitlines() if ln.strip()][-lines:]
+    what = ""
+    if isinstance(exc, SystemExit):
+        what = f"the converter exited (status {exc.code})"
+    elif exc is not None:
+        what = first_line(exc, 240)
+    return "; ".join([w for w in [what, *said] if w])[:600] or "no output"
+
+
 def convert_onnx(ctx: BuildContext, out_path: Path) -> str:
-    """onnx2tf conversion of the canonical fp32 ONNX model, offline; returns the input layout."""
+    """onnx2tf conversion of the canonical fp32 ONNX model (or the given .onnx file), offline, on a private copy
+    in a temporary folder; returns the input layout. A Ctrl-C anywhere in it, TensorFlow's import included, ends
+    it (:func:`ctrl_c_not_swallowed`)."""
+    with ctrl_c_not_swallowed():
+        return _convert_onnx(ctx, out_path)
+
+
+def _convert_onnx(ctx: BuildContext, out_path: Path) -> str:
     onnx_fp32 = ctx.canonical
-    if onnx_fp32 is None or onnx_fp32.format is not Format.ONNX:
+    if onnx_fp32 is not None and onnx_fp32.format is Format.ONNX:
+        onnx_path = Path(onnx_fp32.path).resolve()
+    elif ctx.source.kind == "onnx" and ctx.source.path is not None and Path(ctx.source.path).is_file():
+        onnx_path = Path(ctx.source.path).resolve()  # --formats tflite alone: the given .onnx file (a copy of it)
+    else:
         raise ExportError("no fp32 ONNX model to convert", where=str(out_path),
-                          hint="the pipeline builds the fp32 ONNX artifact first for ONNX and Hugging Face sources")
-    onnx_path = Path(onnx_fp32.path)
+                          hint="add onnx to --formats (--formats onnx,tflite): TFLite is converted from it")
+    out_path = Path(out_path).resolve()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     onnx2tf = require("onnx2tf", "tflite-onnx", "converting ONNX models to TFLite")
     from onnx2tf import onnx2tf as o2t_main
@@ -149,26 +213,34 @@ def convert_onnx(ctx: BuildContext, out_path: Path) -> str:
     cwd = os.getcwd()
     sink = io.StringIO()
     try:
-        with tempfile.TemporaryDirectory(prefix="edgekit-onnx2tf-", dir=out_path.parent) as tmp:
-            np.save(Path(tmp) / ONNX2TF_SAMPLE, data)  # and, in any case, a local file is present
+        with tempfile.TemporaryDirectory(prefix="edgekit-onnx2tf-", dir=out_path.parent) as tmp_name:
+            tmp = Path(tmp_name).resolve()
+            np.save(tmp / ONNX2TF_SAMPLE, data)  # and, in any case, a local file is present
+            private = tmp / "model.onnx"  # onnx2tf may rewrite its input: it only ever sees a copy
+            shutil.copyfile(onnx_path, private)
             os.chdir(tmp)
             try:
                 with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-                    onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=tmp + "/out",
+                    onnx2tf.convert(input_onnx_file_path=str(private), output_folder_path=str(tmp / "out"),
                                     non_verbose=True, copy_onnx_input_output_names_to_tflite=True,
                                     output_signaturedefs=True)
-            except Exception as exc:
-                raise ExportError(f"onnx2tf conversion failed: {first_line(exc, 240)}", where=str(onnx_path),
+            except (Exception, SystemExit) as exc:
+                raise ExportError(f"onnx2tf conversion failed: {_converter_failure(exc, sink.getvalue())}",
+                                  where=str(onnx_path),
                                   hint="see onnx2tf's parameter replacement; or convert from PyTorch") from exc
             finally:
                 os.chdir(cwd)
-            produced = sorted(Path(tmp, "out").glob("*_float32.tflite"))
+            produced = sorted((tmp / "out").glob("*_float32.tflite"))
             if not produced:
-                raise ExportError("onnx2tf wrote no *_float32.tflite", where=str(onnx_path))
+                raise ExportError(f"onnx2tf wrote no *_float32.tflite: {_converter_failure(None, sink.getvalue())}",
+                                  where=str(onnx_path))
             with atomic_path(out_path) as dst:
                 dst.write_bytes(produced[0].read_bytes())
     finally:
         o2t_main.download_test_image_data, common_functions.download_test_image_data = saved
+    from edgekit.formats.tflite_graph import ensure_signature
+
+    ensure_signature(out_path, list(ctx.source.io.input_names), list(ctx.source.io.output_names))
     return "NHWC" if _image_input(ctx) else "NCHW"
 
 

@@ -101,3 +101,41 @@ def rename_inputs(path: Path, names: list[str]) -> None:
             if int(tm.tensorIndex) in by_index:
                 tm.name = by_index[int(tm.tensorIndex)].encode()
     atomic_write_bytes(path, bytes(fu.convert_object_to_bytearray(model)))
+
+
+def ensure_signature(path: Path, inputs: list[str], outputs: list[str], key: str = "serving_default") -> None:
+    """Name the graph's inputs and outputs after the source (in order) and give a model without a signature one
+    (``key``) mapping those names to the graph tensors: onnx2tf's ``.tflite`` has none, and ai-edge-quantizer
+    (full-integer int8) finds inputs through the signature."""
+    from ai_edge_litert import schema_py_generated as s
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    model = fu.convert_bytearray_to_object(bytearray(Path(path).read_bytes()))
+    sg = model.subgraphs[0]
+    for what, idxs, names in (("input", sg.inputs, inputs), ("output", sg.outputs, outputs)):
+        if len(idxs) != len(names):
+            raise QuantizationError(f"{what} count differs from the source", where=str(path),
+                                    expected=str(len(names)), got=len(idxs))
+        for idx, name in zip(idxs, names, strict=True):
+            sg.tensors[int(idx)].name = name.encode()
+    if not model.signatureDefs:
+        sig = s.SignatureDefT()
+        sig.signatureKey, sig.subgraphIndex = key.encode(), 0
+
+        def maps(idxs: Any, names: list[str]) -> list[Any]:
+            out = []
+            for idx, name in zip(idxs, names, strict=True):
+                tm = s.TensorMapT()
+                tm.name, tm.tensorIndex = name.encode(), int(idx)
+                out.append(tm)
+            return out
+
+        sig.inputs, sig.outputs = maps(sg.inputs, inputs), maps(sg.outputs, outputs)
+        model.signatureDefs = [sig]
+    else:
+        by_index = {int(i): n for i, n in zip([*sg.inputs, *sg.outputs], [*inputs, *outputs], strict=True)}
+        for sig in model.signatureDefs:
+            for tm in [*(sig.inputs or []), *(sig.outputs or [])]:
+                if int(tm.tensorIndex) in by_index:
+                    tm.name = by_index[int(tm.tensorIndex)].encode()
+    atomic_write_bytes(path, bytes(fu.convert_object_to_bytearray(model)))

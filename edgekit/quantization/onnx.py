@@ -25,9 +25,10 @@ Every decision becomes a sentence in the report's notes.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,17 @@ class OnnxBackend:
         return None
 
 
+@contextlib.contextmanager
+def _temp_root(folder: str) -> Iterator[None]:
+    """Make ``folder`` the root of :mod:`tempfile` (libraries' temp dirs land there) for the block."""
+    before = tempfile.tempdir
+    tempfile.tempdir = folder
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
+
+
 def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, options: StaticInt8Options,
                     isa_preset: str, budget: DecisionBudget = DecisionBudget()) -> QuantReport:
     """Static int8 (QDQ) of ``fp32_path`` into ``out_path`` (atomically).
@@ -242,7 +254,10 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
     notes: list[str] = [f"preset {settings['preset']}: {settings['preset_reason']}"]
     tuning = [check_feed(f, inputs, where, f"tuning item {i}") for i, f in enumerate(data.tuning)]
     op_types = sorted((set(QLinearOpsRegistry) | set(QDQRegistry)) - set(options.op_types_to_exclude))
-    with tempfile.TemporaryDirectory(prefix="edgekit-quant-") as tmp_dir:
+    # under the run's folder, not /tmp: a run killed here (SIGTERM) leaves it there, and the next run's
+    # clean_leftovers removes it; ORT's own temp dirs (pre.quant.*, ort.quant.*) are made inside it
+    with tempfile.TemporaryDirectory(prefix="edgekit-quant-", dir=out_path.parent) as tmp_dir, \
+            _temp_root(tmp_dir):
         tmp = Path(tmp_dir)
         src = preprocess(fp32_path, tmp, notes) if settings["preprocess"] else fp32_path
         float_model = onnx.load(str(src))

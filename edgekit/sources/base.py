@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.data import ImagePreprocess, Preprocess
+from edgekit.errors import EdgekitError, SourceRunError, as_disk_full, first_line
 from edgekit.types import IOSpec, Task
 
 ReferenceFn = Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]
@@ -40,7 +41,18 @@ class ModelSource:
     def run_reference(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Outputs of the source model on ``feeds`` (float32 numpy arrays, in output order)."""
         assert self.reference is not None, "source has no reference function"
-        return self.reference(feeds)
+        try:
+            return self.reference(feeds)
+        except (EdgekitError, MemoryError, RecursionError):
+            raise
+        except Exception as exc:  # the runtime refused the user's data: one line, not its traceback
+            if as_disk_full(exc) is not None:
+                raise
+            inputs = ", ".join(f"{k} {np.asarray(v).dtype}{list(np.shape(v))}" for k, v in feeds.items())
+            raise SourceRunError("the source model failed on the data", where=f"{self.name} (inputs {inputs})",
+                                 got=first_line(exc, 300),
+                                 hint="check the data's values and shapes against the model's inputs (token ids "
+                                      "within the vocabulary, sizes the model accepts)") from exc
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -74,6 +74,22 @@ def check_finite_initializers(model: Any, *, where: str) -> None:
                                    "only give non-finite outputs")
 
 
+def _check_given_shape(path: Path, spec: TensorSpec, dims: tuple[int, ...]) -> None:
+    """``--input-shape`` must have the input's rank and keep every fixed dim of the model (a fixed batch of 1
+    given as 2 was an onnxruntime traceback on the first batch)."""
+    flag = f"--input-shape {spec.name}={','.join(map(str, dims))}"
+    if len(dims) != len(spec.shape):
+        raise SourceError("the rank does not match the model input", where=flag,
+                          expected=f"{len(spec.shape)} dims, like {spec.name} {list(spec.shape)} in {path.name}",
+                          got=f"{len(dims)} dims", hint="give one size per dim of the input, the batch first")
+    for i, (want, got) in enumerate(zip(spec.shape, dims, strict=True)):
+        if isinstance(want, int) and want != got:
+            raise SourceError(f"dim {i} is fixed in the model", where=flag,
+                              expected=f"{want} at dim {i} ({spec.name} {list(spec.shape)} in {path.name})", got=got,
+                              hint="the model only accepts that size there; re-export it with a dynamic dim to "
+                                   "change it")
+
+
 def load_onnx_file(
     path: Path,
     *,
@@ -99,7 +115,9 @@ def load_onnx_file(
     for t in io.inputs:
         if t.name in shapes:
             dims = shapes[t.name]
-            inputs.append(TensorSpec(t.name, ("batch", *dims[1:]), t.dtype))
+            _check_given_shape(path, t, dims)
+            inputs.append(TensorSpec(t.name, (t.shape[0] if isinstance(t.shape[0], int) else "batch", *dims[1:]),
+                                     t.dtype))
         else:
             inputs.append(t)
     io = IOSpec(tuple(inputs), io.outputs)
