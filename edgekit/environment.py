@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import os
 import platform
 import re
@@ -221,9 +222,7 @@ def runtime_versions(runtimes: Sequence[str]) -> dict[str, str]:
             entry = RUNTIMES.get(name)
             if entry is not None:
                 modules.extend(entry.requires)
-    providers: dict[str, list[str]] = {}
-    with _best_effort():
-        providers = dict(metadata.packages_distributions())
+    providers = _providers()
     for mod in dict.fromkeys(modules):
         top = mod.split(".")[0]
         for dist in [mod, *providers.get(top, [])]:
@@ -267,3 +266,13 @@ def environment(runtimes: Sequence[str] = ()) -> dict[str, Any]:
         env["runtime_versions"] = runtime_versions(runtimes)
     env["thread_env"] = {k: os.environ[k] for k in THREAD_ENV_VARS if k in os.environ}
     return env
+
+
+@functools.lru_cache(maxsize=1)
+def _providers() -> dict[str, list[str]]:
+    """Top-level module -> distributions, read once per process (it parses every installed package's
+    metadata: about a second with the full stack, which was paid again for every benchmarked artifact)."""
+    providers: dict[str, list[str]] = {}
+    with _best_effort():
+        providers = {k: list(v) for k, v in metadata.packages_distributions().items()}
+    return providers
