@@ -262,6 +262,12 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
+def pending_path(path: Path) -> Path:
+    """The marker edgekit writes before building ``path`` and removes once its sidecar is written: a model file
+    with this marker and no sidecar is edgekit's own interrupted build (rebuilt), never a user's file."""
+    return path.with_name(f".{path.name}.edgekit-pending")
+
+
 #: The sidecar fields a reuse trusts besides the recipe: their digest is recorded (``fields_sha256``), so a sidecar
 #: edited by hand (``"precision": "fp16"`` on an int8 model, another layout) is rebuilt, not believed.
 _TRUSTED = ("format", "precision", "layout", "io", "settings", "files", "sha256")

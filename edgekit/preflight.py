@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgekit.artifacts import SIDECAR_SUFFIX, Artifact
+from edgekit.artifacts import SIDECAR_SUFFIX, Artifact, pending_path
 from edgekit.errors import ConfigError, MissingDependencyError, require
 from edgekit.formats.base import FormatOptions
 from edgekit.sources.base import ModelSource
@@ -161,6 +161,8 @@ def check_artifact_owner(path: Path) -> None:
     """Refuse to build an artifact over a file edgekit did not record: a file with an artifact's name and no
     edgekit sidecar beside it is the user's (edgekit writes its model files atomically, then the sidecar)."""
     side = path.with_name(path.name + SIDECAR_SUFFIX)
+    if pending_path(path).exists():
+        return  # edgekit's own build of it was interrupted between the model file and its sidecar: rebuild
     if (path.exists() or path.is_symlink()) and not side.exists():
         raise ConfigError("a file with this artifact's name is here without edgekit's sidecar, and the build would "
                           "overwrite it", where=str(path), expected=f"no file, or one edgekit wrote (with {side.name})",

@@ -44,11 +44,11 @@ class AccuracyBudget:
         if not (isinstance(self.max_drop_points, (int, float)) and self.max_drop_points >= 0):
             raise ConfigError("must be a number >= 0", where="budget.max_drop_points (--max-drop)",
                               got=self.max_drop_points)
-        for name in ("max_flip_rate", "max_relative_error"):
+        for name, top in (("max_flip_rate", 1.0), ("max_relative_error", float("inf"))):
             value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0.0 <= value):
-                raise ConfigError("must be a number >= 0 (a fraction: 0.01 = 1%)", where=f"budget.{name}",
-                                  got=value)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0.0 <= value <= top):
+                expected = "a fraction in [0, 1] (0.01 = 1%)" if top == 1.0 else "a number >= 0 (0.05 = 5%)"
+                raise ConfigError(f"must be {expected}", where=f"budget.{name}", got=value)
 
     def rules(self, labelled: bool) -> tuple[str, ...]:
         """The rules that judge an artifact whose task accuracy is (``labelled``) or is not measurable."""

@@ -117,6 +117,8 @@ CASES: dict[str, tuple[Case, tuple[str, ...]]] = {
                      ("--max-drop", "nan")),
     "min-cosine-2": (lambda f, o: ["run", "--model", str(f["tiny"]), "--out", str(o), *RUN, "--min-cosine", "2"],
                      ("--min-cosine", "[-1, 1]")),
+    "max-flip-rate-1.5": (lambda f, o: ["run", "--model", str(f["tiny"]), "--out", str(o), *RUN,
+                                        "--max-flip-rate", "1.5"], ("max_flip_rate", "[0, 1]")),
     "threads-0": (lambda f, o: ["run", "--model", str(f["tiny"]), "--out", str(o), *RUN, "--threads", "0"],
                   ("--threads", "from 1", "got 0")),
     "threads-negative": (lambda f, o: ["bench", "--model", str(f["tiny"]), "--calibration", "digits",

@@ -123,6 +123,24 @@ def test_a_users_file_with_an_artifacts_name_and_no_sidecar_is_never_overwritten
     assert mine.read_bytes() == files["other"].read_bytes()
 
 
+def test_a_build_interrupted_between_model_file_and_sidecar_is_rebuilt_on_rerun(
+        files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A kill between the model file's rename and its sidecar write leaves a complete model file with no sidecar
+    (seen by an outsider with SIGINT ~20 ms after `build onnx fp16`): edgekit's pending marker says it is
+    edgekit's own, so the re-run the interrupted line suggests rebuilds it instead of refusing it."""
+    out = tmp_path / "k"
+    assert _run(files, out, precisions="fp32,fp16") == 0
+    arts = out / "artifacts"
+    assert not list(arts.glob(".*.edgekit-pending")), "a finished build leaves no marker"
+    side = arts / "model.fp16.onnx.edgekit.json"
+    side.unlink()  # the state the kill left: model file in place, marker written, sidecar never written
+    (arts / ".model.fp16.onnx.edgekit-pending").write_text("12345\n")
+    capsys.readouterr()
+    assert _run(files, out, precisions="fp32,fp16") == 0, capsys.readouterr().err
+    assert "build onnx fp16" in capsys.readouterr().err
+    assert side.exists() and not (arts / ".model.fp16.onnx.edgekit-pending").exists()
+
+
 def test_the_sources_runtime_error_on_the_users_data_is_one_line_naming_the_data(
         files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = _error(capsys, main(["run", "--model", str(files["tok"]), "--calibration", str(files["dir"] / "ids.npz"),
