@@ -5,7 +5,6 @@ interrupted run reuses every complete artifact."""
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -23,7 +22,6 @@ from edgekit.artifacts import (
     file_hashes,
     finish_artifact,
     locked_out_dir,
-    pending_path,
     read_hashed_array,
     recipe_key,
     size_estimate,
@@ -255,13 +253,12 @@ def build_artifact(
         budget=DecisionBudget(options.budget, options.tuning.margin),
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    pending_path(out_path).write_text(f"{os.getpid()}\n")  # ours until the sidecar is written
-    built = adapter.build(precision, ctx, out_path)
-    files = file_hashes(out_path)
-    art = finish_artifact(Artifact(path=out_path, format=fmt, precision=precision, io=source.io,
-                                   sha256=files[out_path.name], recipe=recipe, notes=built.notes,
-                                   layout=built.layout, settings=dict(built.settings), files=files))
-    pending_path(out_path).unlink(missing_ok=True)
+    with preflight.building(out_path):  # marked as ours until its sidecar is written
+        built = adapter.build(precision, ctx, out_path)
+        files = file_hashes(out_path)
+        art = finish_artifact(Artifact(path=out_path, format=fmt, precision=precision, io=source.io,
+                                       sha256=files[out_path.name], recipe=recipe, notes=built.notes,
+                                       layout=built.layout, settings=dict(built.settings), files=files))
     progress(f"built {out_path.name} in {time.perf_counter() - t0:.1f}s ({art.size_bytes / 2**20:.2f} MiB)")
     return art
 

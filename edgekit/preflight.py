@@ -7,8 +7,10 @@ Every check raises one :class:`~edgekit.errors.ConfigError` line naming the opti
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +157,23 @@ def check_artifact_paths(art_dir: Path, formats: Sequence[Format], precisions: S
             continue
         for precision in precisions:
             check_artifact_owner(art_dir / adapter.file_name(precision))
+
+
+@contextlib.contextmanager
+def building(path: Path) -> Iterator[None]:
+    """Mark ``path`` as edgekit's own while it is built, until its sidecar is written (see
+    :func:`check_artifact_owner`). A failure that left no model file removes the mark too; a model file left
+    without its sidecar (a kill between the two writes) keeps it, so the re-run rebuilds it."""
+    marker = pending_path(path)
+    with contextlib.suppress(OSError):  # a full disk is reported by the build itself
+        marker.write_text(f"{os.getpid()}\n")
+    try:
+        yield
+    except BaseException:
+        if not path.exists():
+            marker.unlink(missing_ok=True)
+        raise
+    marker.unlink(missing_ok=True)
 
 
 def check_artifact_owner(path: Path) -> None:
