@@ -152,21 +152,28 @@ class SshEnv:
         return server
 
 
-@pytest.fixture(scope="session")
-def ssh_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshEnv]:
-    folder = tmp_path_factory.mktemp("sshd")
+@contextlib.contextmanager
+def running_sshd(folder: Path, *names: str) -> Iterator[SshEnv]:
+    """One real sshd per name on loopback ports, a throw-away client key and known_hosts in ``folder``;
+    every server is stopped on the way out."""
     key = folder / "client"
     env = SshEnv(folder, key, _keygen(key), folder / "known_hosts", {})
     env.known_hosts.write_text("")
     try:
-        env.add("a")
-        env.add("b")
+        for name in names:
+            env.add(name)
         yield env
     finally:
         for server in env.servers.values():
             if server.proc.poll() is None:
                 server.proc.terminate()
                 server.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def ssh_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshEnv]:
+    with running_sshd(tmp_path_factory.mktemp("sshd"), "a", "b") as env:
+        yield env
 
 
 @pytest.fixture(scope="module")

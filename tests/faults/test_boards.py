@@ -25,7 +25,7 @@ import pytest
 pytest.importorskip("asyncssh")
 pytest.importorskip("onnxruntime")
 
-from executors.test_ssh import SSHD, SshEnv, _keygen  # the real-sshd helpers of the executor tests
+from executors.test_ssh import SSHD, SshEnv, _keygen, running_sshd  # the real-sshd helpers of the executor tests
 from onnx_helpers import make_feeds, make_model
 
 from edgekit.agent import write_feeds_npz
@@ -45,17 +45,8 @@ JOB = {"mode": "bench", "runtime": "onnxruntime", "runtime_options": {"threads":
 @pytest.fixture(scope="module")
 def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshEnv]:
     """One real sshd on a loopback port with a throw-away client key (as tests/executors/test_ssh.py)."""
-    folder = tmp_path_factory.mktemp("sshd")
-    env = SshEnv(folder, folder / "client", _keygen(folder / "client"), folder / "known_hosts", {})
-    env.known_hosts.write_text("")
-    try:
-        env.add("a")
+    with running_sshd(tmp_path_factory.mktemp("sshd"), "a") as env:
         yield env
-    finally:
-        for server in env.servers.values():
-            if server.proc.poll() is None:
-                server.proc.terminate()
-                server.proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
