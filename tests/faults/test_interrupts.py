@@ -20,28 +20,11 @@ from edgekit.artifacts import SIDECAR_SUFFIX, file_hashes
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "edgekit"]
 
-TINY = '''
-import torch
-from torch import nn
-
-INPUT_SHAPE = (1, 3, 16, 16)
-PREPROCESS = {"size": (16, 16), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
-TASK = "image-classification"
-
-
-def build() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                         nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(16, 10))
-'''
-
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("tiny") / "tiny_model.py"
-    path.write_text(TINY)
-    return f"{path}:build"
+def tiny(tiny_model: tuple[str, Path]) -> str:
+    """The conftest's small CNN factory (seeded weights; its checkpoint is not needed here)."""
+    return tiny_model[0]
 
 
 def _run_args(model: str, out: Path, *extra: str) -> list[str]:
