@@ -40,13 +40,15 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edgekit.errors import ConfigError, MissingDependencyError, UnknownNameError, install_hint
 
 if TYPE_CHECKING:  # never imported at run time: the registry is pushed to boards with the agent
     from edgekit.runtimes.base import Runtime
 
+
+_T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class Entry:
@@ -273,10 +275,14 @@ def lookup(table: dict[str, Entry], kind: str, name: str, where: str) -> Entry:
     return entry
 
 
-def instantiate(entry: Entry, kind: str) -> object:
+def instantiate(entry: Entry, kind: str, protocol: type[_T], expected: str) -> _T:
     """An instance of ``entry``'s class; :class:`MissingDependencyError` with the pip line when a package it
-    requires does not import. Typed accessors (``executors.base.get_executor``, ...) check the protocol."""
+    requires does not import, :class:`ConfigError` when it does not implement ``protocol`` (a runtime-checkable
+    protocol; ``expected`` names the method it lacks)."""
     obj: object = _instantiate(entry, kind)
+    if not isinstance(obj, protocol):
+        raise ConfigError(f"the registered {kind} does not implement {protocol.__name__}", where=entry.target,
+                          expected=expected, got=type(obj).__name__)
     return obj
 
 

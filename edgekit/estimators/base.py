@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from edgekit.artifacts import Artifact
-from edgekit.errors import ConfigError
 from edgekit.registry import ESTIMATORS, instantiate, lookup
 from edgekit.results import BenchResult, LatencyStats
 from edgekit.targets import Target
@@ -100,8 +99,5 @@ def get_estimator(name: str) -> Estimator:
     """The estimator registered as ``name``; :class:`~edgekit.errors.MissingDependencyError` (with the pip
     line) when its packages are missing, :class:`~edgekit.errors.UnknownNameError` for an unknown name."""
     entry = lookup(ESTIMATORS, "estimator", name, where="[[runtime]].name")
-    estimator = instantiate(entry, "estimator")
-    if not isinstance(estimator, Estimator):
-        raise ConfigError("the registered estimator does not implement Estimator", where=entry.target,
-                          expected="an estimate(artifact, target, progress) method", got=type(estimator).__name__)
-    return estimator
+    return instantiate(entry, "estimator", Estimator,  # type: ignore[type-abstract]  # a runtime-checkable protocol
+                       "an estimate(artifact, target, progress) method")

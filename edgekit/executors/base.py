@@ -18,7 +18,7 @@ import numpy as np
 
 from edgekit.artifacts import Artifact
 from edgekit.bench import BenchOptions
-from edgekit.errors import ConfigError, MissingDependencyError
+from edgekit.errors import MissingDependencyError
 from edgekit.executors.hosts import HostSpec
 from edgekit.registry import EXECUTORS, formats_of, instantiate, lookup
 from edgekit.results import BenchResult, Metrics, Row
@@ -119,11 +119,8 @@ def get_executor(access: str) -> Executor:
     """The executor registered for ``access``; :class:`~edgekit.errors.MissingDependencyError` (with the pip
     line) when its packages are missing, :class:`~edgekit.errors.UnknownNameError` for an unknown access."""
     entry = lookup(EXECUTORS, "access kind", access, where="access")
-    executor = instantiate(entry, "executor")
-    if not isinstance(executor, Executor):
-        raise ConfigError("the registered executor does not implement Executor", where=entry.target,
-                          expected="a run(jobs, feeds, options, progress) method", got=type(executor).__name__)
-    return executor
+    return instantiate(entry, "executor", Executor,  # type: ignore[type-abstract]  # a runtime-checkable protocol
+                       "a run(jobs, feeds, options, progress) method")
 
 
 def run_targets(targets: Sequence[Target], artifacts: Sequence[Artifact], metrics: Mapping[str, Metrics],
