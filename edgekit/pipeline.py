@@ -5,30 +5,24 @@ interrupted run reuses every complete artifact."""
 from __future__ import annotations
 
 import functools
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from edgekit import __version__, preflight
 from edgekit.artifacts import (
     Artifact,
     check_reuse,
-    content_sha256,
     file_hashes,
     finish_artifact,
     locked_out_dir,
-    read_hashed_array,
     recipe_key,
     size_estimate,
-    write_hashed_array,
 )
 from edgekit.bench import BenchOptions, native_calls
-from edgekit.data import Dataset, check_compatible, check_label_range, load_dataset
+from edgekit.data import Dataset, check_label_range, load_dataset
 from edgekit.errors import (
     CalibrationError,
     ConfigError,
@@ -40,29 +34,39 @@ from edgekit.errors import (
 )
 from edgekit.executors.base import ExecutorOptions, run_targets
 from edgekit.executors.hosts import HostSpec
-from edgekit.formats.base import TOLERANCES, BuildContext, Feeds, FormatAdapter, FormatOptions, merge_recipe
-from edgekit.layout import to_layout
-from edgekit.metrics import Outputs, collect, compare, cross_runtime_agreement, n_items, pack_outputs, unpack_outputs
+from edgekit.formats.base import BuildContext, Feeds, FormatAdapter, FormatOptions, merge_recipe
+from edgekit.metrics import n_items
 from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.checks import DecisionBudget
 from edgekit.registry import (
     FORMATS,
     format_missing,
     get_format,
-    get_runtime,
     is_canonical_format,
-    reference_runtime,
     runs_here,
-    runtimes_for_format,
 )
-from edgekit.results import AccuracyBudget, CrossRuntime, Metrics, RunResult
-from edgekit.runtimes.base import RuntimeOptions
+from edgekit.results import AccuracyBudget, Metrics, RunResult
 from edgekit.sources.base import ModelSource
 from edgekit.targets import load_target
 from edgekit.types import Format, Precision, Task
-
-Progress = Callable[[str], None]
-
+from edgekit.validation import (
+    Progress as Progress,
+)
+from edgekit.validation import (
+    check_data,
+    cross_runtime,
+    dataset_identity,
+    narrow_inputs,
+)
+from edgekit.validation import (
+    reference_outputs as reference_outputs,
+)
+from edgekit.validation import (
+    stderr_progress as stderr_progress,
+)
+from edgekit.validation import (
+    validate_artifact as validate_artifact,
+)
 
 
 def default_precisions(task: Task) -> tuple[Precision, ...]:
@@ -117,25 +121,9 @@ class RunOptions:
     output_kinds: Mapping[str, str] = field(default_factory=dict)
 
 
-def stderr_progress(message: str) -> None:
-    """Default progress printer: one timestamped line per step on stderr."""
-    print(f"[edgekit {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def _adapter(fmt: Format) -> FormatAdapter:
     adapter: FormatAdapter = get_format(fmt.value)
     return adapter
-
-
-def dataset_identity(ds: Dataset) -> dict[str, Any]:
-    """What identifies a data set in cache keys: its description without the absolute path (moving the
-    repository must not invalidate cached artifacts) and the content hash of its files (a changed item,
-    label or manifest invalidates them; each file is streamed once per process, see
-    :func:`edgekit.artifacts.content_sha256`)."""
-    d = {k: v for k, v in ds.describe().items() if k != "path"}
-    d["folder"] = Path(ds.path).name
-    d["content_sha256"] = content_sha256(ds.path)
-    return d
 
 
 # The distributions whose code shapes an artifact's bytes, recorded in its recipe (an upgrade rebuilds it):
@@ -263,107 +251,9 @@ def build_artifact(
     return art
 
 
-def reference_outputs(source: ModelSource, ds: Dataset, out_dir: Path, limit: int | None,
-                      progress: Progress = stderr_progress) -> Outputs:
-    """The source's outputs (every one, by name: :func:`edgekit.metrics.collect`) on the held-out split, cached
-    in ``out_dir`` by content key, with their SHA-256 recorded beside them: a cache that was altered, truncated
-    or has no hash is recomputed."""
-    key = recipe_key({"source": source.fingerprint, "dataset": dataset_identity(ds), "limit": limit,
-                      "preprocess": source.preprocess.to_dict() if source.preprocess is not None else None})
-    cache = Path(out_dir) / f"reference-{key}.npy"
-    found, why = read_hashed_array(cache)
-    if found is not None and found.dtype.names:
-        return unpack_outputs(found)
-    if cache.exists():  # altered values would be compared with every artifact as if the source gave them
-        progress(f"cached reference outputs {cache.name}: {why}; recomputing them")
-    progress(f"reference outputs of the source on {min(ds.count('eval'), limit or 10**9)} held-out items")
-    fixed = ds.fixed_batch(source.io, source.preprocess)
-    batch = fixed or 32  # sources run fastest batched
-    feeds = ds.batches("eval", source.io, source.preprocess, batch_size=batch, limit=limit)  # type: ignore[arg-type]
-    ref = collect(((f, source.run_reference(f)) for f in feeds), source.task, source.io.output_names)
-    write_hashed_array(cache, pack_outputs(ref))
-    return ref
-
-
-def validate_artifact(source: ModelSource, artifact: Artifact, ds: Dataset, *, reference: Mapping[str, np.ndarray],
-                      limit: int | None = None, threads: int | None = None,
-                      output_kinds: Mapping[str, str] | None = None) -> Metrics:
-    """Run ``artifact`` (with its format's local runtime) on the held-out split and compare every output with the
-    source's (:func:`reference_outputs`), each with the metrics that fit its kind (``output_kinds`` names the
-    kind of outputs where :func:`edgekit.metrics.infer_kind` would be wrong). Labels of the split give accuracy
-    on the output they are about."""
-    sess = get_runtime(reference_runtime(artifact.format.value)).load(artifact.path,
-                                                                      RuntimeOptions(threads=threads))
-    feeds = ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=limit)  # type: ignore[arg-type]
-    got = collect(((f, sess.run(to_layout(f, artifact.layout))) for f in feeds), source.task, source.io.output_names)
-    labels = ds.labels("eval")
-    if labels is not None and limit is not None:
-        labels = labels[:limit]
-    return compare(reference, got, task=source.task, labels=labels, kinds=output_kinds)
-
-
 def executor_options(options: RunOptions) -> ExecutorOptions:
     """What the run tells every executor (benchmark settings, threads, the boards of ``--host``/``--inventory``)."""
     return ExecutorOptions(bench=options.bench, threads=options.threads, hosts=options.hosts)
-
-
-def _narrow_inputs(source: ModelSource, canonical: Artifact, notes: list[str]) -> ModelSource:
-    """Exporters may prune inputs the graph does not use (optimum drops BERT's token_type_ids when the
-    config lets it): feed what the exported model declares from then on, and say so. Only an ONNX file is read
-    for its inputs (the exporters that prune are ONNX exporters; the other formats convert from that file)."""
-    if canonical.format is not Format.ONNX:
-        return source
-    from edgekit.sources.files import check_onnx_file, onnx_io
-
-    names = set(onnx_io(check_onnx_file(canonical.path)).input_names)
-    dropped = [n for n in source.io.input_names if n not in names]
-    if not dropped:
-        return source
-    notes.append(f"the exported model has no input(s) {', '.join(dropped)}: they are not fed")
-    return replace(source, io=replace(source.io, inputs=tuple(t for t in source.io.inputs if t.name in names)))
-
-
-def cross_runtime(source: ModelSource, artifacts: Sequence[Artifact], ds: Dataset, options: RunOptions,
-                  progress: Progress = stderr_progress) -> list[CrossRuntime]:
-    """For each fp32 artifact, run it under every other installed runtime that loads its format on the
-    held-out items and compare with its reference runtime's outputs (the same model, two runtimes)."""
-    out: list[CrossRuntime] = []
-    for art in artifacts:
-        if art.precision is not Precision.FP32:
-            continue
-        ref_name = reference_runtime(art.format.value)
-        others = [r for r in runtimes_for_format(art.format.value) if r != ref_name]
-        outputs: dict[str, Outputs] = {}
-        for name in [ref_name, *others]:
-            feeds = ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=options.eval_limit)  # type: ignore[arg-type]
-            try:  # descriptive only: a runtime that cannot load or run it here is left out, never fatal
-                sess = get_runtime(name).load(art.path, RuntimeOptions(threads=options.threads))
-                outputs[name] = collect(((f, sess.run(to_layout(f, art.layout))) for f in feeds), source.task,
-                                        source.io.output_names)
-            except EdgekitError as exc:
-                progress(f"cross-runtime agreement of {art.name}: {name} left out ({exc})")
-        tol = TOLERANCES[Precision.FP32]
-        for name in others:
-            if name in outputs and ref_name in outputs:
-                progress(f"cross-runtime agreement of {art.name}: {ref_name} vs {name}")
-                out.append(cross_runtime_agreement(
-                    art.name, ref_name, name, outputs[ref_name], outputs[name],
-                    task=source.task, kinds=options.output_kinds, atol=tol.atol, rtol=tol.rtol,
-                    min_cosine=tol.min_cosine))
-    return out
-
-
-def check_data(ds: Dataset, source: ModelSource, options: RunOptions) -> None:
-    """Fail before any work on unusable data: shape/dtype/kind up front, labels outside the model's classes,
-    then one streaming pass over the items a run will use (NaN/inf, undecodable files), holding one item at a
-    time."""
-    check_compatible(ds, source.io, source.preprocess)
-    classes = preflight.class_count(source)
-    if classes is not None:
-        check_label_range(ds, classes, f"output {source.io.outputs[0].name!r} of {source.name}")
-    for split, limit in (("calibration", options.calibration_limit), ("eval", options.eval_limit)):
-        for _ in ds.batches(split, source.io, source.preprocess, batch_size=1, limit=limit):  # type: ignore[arg-type]
-            pass
 
 
 def run(
@@ -440,7 +330,7 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
         if is_canonical_format(fmt.value):
             onnx_fp32 = canonical
             preflight.check_excluded_nodes(canonical, preflight.nodes_to_exclude(options.format_options))
-        source = _narrow_inputs(source, canonical, notes)
+        source = narrow_inputs(source, canonical, notes)
         for prec in precisions:
             if prec is Precision.FP32 or (options.precisions is None and prec not in _adapter(fmt).precisions):
                 continue  # a default precision this format does not have: nothing to say

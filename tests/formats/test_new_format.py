@@ -237,7 +237,7 @@ def test_built_in_recipes_hold_only_what_shapes_each_precision() -> None:
 
 # Where the code above the adapters still names a format member, and why (anything else is a per-format branch).
 ALLOWED_FORMAT_NAMES = {
-    ("pipeline.py", "_narrow_inputs", "ONNX"): "reads the declared inputs of an ONNX file (ONNX exporters prune)",
+    ("validation.py", "narrow_inputs", "ONNX"): "reads the declared inputs of an ONNX file (ONNX exporters prune)",
     ("api.py", "export", "ONNX"): "the default value of export's fmt",
     ("cli.py", "_export_formats", "ONNX"): "the default of --formats for export/quantize",
     ("cli.py", "_artifact", "ONNX"): "a bare .onnx file given to validate/benchmark is an fp32 ONNX artifact",
@@ -265,7 +265,7 @@ def _format_names(tree: ast.AST, rel: str) -> set[tuple[str, str, str]]:
 def test_code_above_the_adapters_does_not_branch_on_formats() -> None:
     package = Path(edgekit.__file__).resolve().parent
     report = [str(p.relative_to(package)) for p in (package / "report").glob("*.py")]
-    files = ["pipeline.py", "api.py", "cli.py", *report]
+    files = ["pipeline.py", "validation.py", "api.py", "cli.py", *report]
     found: set[tuple[str, str, str]] = set()
     for rel in files:
         found |= _format_names(ast.parse((package / rel).read_text(encoding="utf-8")), rel)
