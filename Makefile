@@ -12,7 +12,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export USE_TF := 0
 export ORT_DISABLE_TELEMETRY := 1
 
-.PHONY: setup system-deps demo-models demo test lint typecheck pytest bench clean arm-emulated
+.PHONY: setup system-deps demo-models model-files demo test lint typecheck pytest bench clean arm-emulated
 
 $(STAMP): pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ demo-models: setup
 	$(BIN)/python examples/finetune_digits.py --out $(DIGITS_CACHE)
 	$(BIN)/python examples/finetune_sentiment.py --out $(SENTIMENT_CACHE)
 
+# Third-party pre-trained models the model tests bring as a user would (tests/models): extracted, hash-checked,
+# from the PyPI wheels that ship them (mediapipe's .tflite detectors, RapidOCR's PP-OCR ONNX models).
+MODEL_FILES := runs/.cache/model-files
+model-files: setup
+	$(BIN)/python scripts/fetch_model_files.py --out $(MODEL_FILES)
+
 demo: setup
 	$(BIN)/python examples/finetune_digits.py --out $(DIGITS_CACHE)
 	$(BIN)/edgekit run --model examples/digits_model.py:build_model \
@@ -56,7 +62,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup demo-models
+pytest: setup demo-models model-files
 	$(BIN)/pytest -q --durations=15
 
 test: lint typecheck pytest
