@@ -117,6 +117,7 @@ class _CtrlC:
     depth = 0
     mask: ClassVar[set[int | signal.Signals]] = set()  # the main thread's signal mask before the outermost block
     watcher: threading.Thread | None = None
+    signals: ClassVar[set[signal.Signals]] = {signal.SIGINT}  # what the watcher takes (fixed when it starts)
     stack: Any = None  # the alternate signal stack given to the main thread (kept alive: the kernel points at it)
 
 
@@ -124,14 +125,22 @@ class _CtrlC:
 SIGNAL_STACK_BYTES = 1 << 18
 
 
-def _watch_ctrl_c() -> None:
-    """Take SIGINT synchronously (``sigwait``: no handler runs, so no signal frame is built on any stack) and pass
-    it on to the main thread's Python handler (``KeyboardInterrupt``, or :class:`_Deferred`)."""
+def _watch_ctrl_c(signals: set[signal.Signals]) -> None:
+    """Take ``signals`` (SIGINT, and SIGTERM where Python handles it) synchronously (``sigwait``: no handler runs, so
+    no signal frame is built on any stack) and pass each on to the main thread's Python handler
+    (``KeyboardInterrupt``, :class:`_Deferred`, or the command line's SIGTERM handler)."""
     import _thread
 
     while True:
-        signal.sigwait({signal.SIGINT})
-        _thread.interrupt_main(signal.SIGINT)
+        signum = signal.sigwait(signals)
+        _thread.interrupt_main(signal.Signals(signum))
+
+
+def _watched_signals() -> set[signal.Signals]:
+    """SIGINT, plus SIGTERM when a Python handler takes it (the command line's: one line, exit 143). Without one,
+    SIGTERM keeps its default action (blocking it would leave nobody to act on it)."""
+    term = signal.getsignal(signal.SIGTERM)
+    return {signal.SIGINT, signal.SIGTERM} if callable(term) else {signal.SIGINT}
 
 
 def _roomy_signal_stack() -> None:
@@ -185,9 +194,12 @@ def native_calls(*, defer: bool = False) -> Iterator[Callable[[], None]]:
             yield check
         return
     if _CtrlC.depth == 0:
-        _CtrlC.mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        if _CtrlC.watcher is None:  # started with SIGINT blocked, which sigwait needs
-            _CtrlC.watcher = threading.Thread(target=_watch_ctrl_c, name="edgekit-ctrl-c", daemon=True)
+        if _CtrlC.watcher is None:
+            _CtrlC.signals = _watched_signals()
+        _CtrlC.mask = signal.pthread_sigmask(signal.SIG_BLOCK, _CtrlC.signals)
+        if _CtrlC.watcher is None:  # started with the signals blocked, which sigwait needs
+            _CtrlC.watcher = threading.Thread(target=_watch_ctrl_c, args=(_CtrlC.signals,), name="edgekit-ctrl-c",
+                                              daemon=True)
             _CtrlC.watcher.start()
     _CtrlC.depth += 1
     try:

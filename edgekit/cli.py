@@ -30,6 +30,7 @@ from edgekit.cli_checks import (
     refuse_misapplied,
 )
 from edgekit.errors import ConfigError, EdgekitError, first_line
+from edgekit.interrupts import Terminated, restore_terminate, terminate_as_interrupt
 
 EXIT_USER_ERROR = 2
 
@@ -401,15 +402,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     go_offline()
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = terminate_as_interrupt()
     try:
         _refuse_unused(args, _add_run_args)
         refuse_misapplied(args)
         _check_ranges(args)
         return int(args.func(args))
-    except KeyboardInterrupt:
-        print("edgekit: interrupted; re-run the same command to resume (complete artifacts are reused)",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        how, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(f"edgekit: {how}; re-run the same command to resume (complete artifacts are reused)", file=sys.stderr)
+        return code
     except Exception as exc:
         error = _user_error(exc, getattr(args, "calibration", None))
         if error is None:
@@ -418,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"edgekit: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    finally:
+        restore_terminate(previous)
 
 
 if __name__ == "__main__":

@@ -302,11 +302,13 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
     notes: list[str] = [f"int8 preset '{isa_preset}' chosen from the ISA of target "
                         f"'{local.name if local else '-'}' ({', '.join(local.isa) if local else 'n/a'})"]
     formats = options.formats
+    skipped: dict[str, str] = {}
     if formats is None:
         formats, skipped = available_formats()
         notes += [f"format {name} skipped: {why}" for name, why in skipped.items()]
     else:  # the canonical format (ONNX) first: the converted formats start from its fp32 artifact
         formats = canonical_first(formats)
+    preflight.check_targets_have_work(targets, formats, precisions, tuple(skipped))
     preflight.check_options_apply(preflight.nodes_to_exclude(options.format_options), formats, precisions)
     preflight.check_artifact_paths(art_dir, formats, precisions)
     artifacts: list[Artifact] = []

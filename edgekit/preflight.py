@@ -144,6 +144,30 @@ def check_hosts(targets: Sequence[Target], hosts: Sequence[Any]) -> None:
                               hint=f"add --host pi@192.168.1.20:22, or drop --target {t.name}")
 
 
+def check_targets_have_work(targets: Sequence[Target], formats: Sequence[Format], precisions: Sequence[Precision],
+                            skipped: Sequence[str] = ()) -> None:
+    """Refuse a target none of whose runtimes takes a format and precision the run builds (``--target
+    ethos-u55-128 --formats onnx`` ended with exit 0 and the reason only inside report.md). ``skipped`` names
+    formats left out because they are not installed (the hint then names that, not ``--formats``)."""
+    from edgekit.registry import formats_of
+
+    built = {f.value for f in formats}
+    wanted = {Precision.FP32, *precisions}  # fp32 is always built: the others derive from it
+    for t in targets:
+        takes = [(r.name, formats_of(r.name), r.precisions) for r in t.runtimes]
+        if any(set(fmts) & built and set(precs) & wanted for _, fmts, precs in takes):
+            continue
+        needs = "; ".join(f"{name}: {'/'.join(fmts) or '?'} {'/'.join(p.value for p in precs)}"
+                          for name, fmts, precs in takes)
+        missing = sorted({f for _, fmts, _ in takes for f in fmts} & set(skipped))
+        hint = (f"{', '.join(missing)} is not installed here (edgekit doctor says which extra)" if missing else
+                f"add the format and precision it takes to --formats/--precisions, or drop --target {t.name}")
+        raise ConfigError("this target can run nothing the run builds", where=f"--target {t.name}",
+                          expected=needs or "a target with runtimes",
+                          got=f"formats {', '.join(sorted(built)) or '-'}; precisions "
+                              f"{', '.join(p.value for p in precisions)}", hint=hint)
+
+
 def check_artifact_paths(art_dir: Path, formats: Sequence[Format], precisions: Sequence[Precision]) -> None:
     """:func:`check_artifact_owner` for every artifact a run may build, before any work: a failed build of one
     precision is only a note, and the user's file must stop the run. A format that is not installed is skipped

@@ -109,6 +109,36 @@ def test_ctrl_c_during_a_litert_benchmark_with_openvino_loaded_exits_130(tiny: s
     assert _complete_artifacts(out / "artifacts") == ["model.fp32.onnx", "model.fp32.tflite", "model.fp32.xml"]
 
 
+@pytest.mark.parametrize("phase", [r"bench model\.fp32\.xml \[warmup\]", r"validate model\.fp32\.xml"])
+def test_sigterm_ends_a_run_with_one_line_exit_143_and_no_temp_folders(tiny: str, tmp_path: Path,
+                                                                       phase: str) -> None:
+    """``kill <pid>`` (a CI time-out, a service manager) printed nothing, left ``edgekit-mem-*`` folders in the temp
+    folder and the ``--out`` lock behind. Now it unwinds like Ctrl-C: one line, exit 143, the temp folder empty, and
+    the lock names nobody, complete artifacts are reused). Once in an OpenVINO benchmark (a native call: SIGTERM is
+    taken by the watcher thread there), once while validating."""
+    pytest.importorskip("openvino")
+    out, tmp = tmp_path / "run", tmp_path / "tmp"
+    tmp.mkdir()
+    argv = [*CLI, "run", "--model", tiny, "--calibration", "digits", "--out", str(out), "--calibration-limit", "16",
+            "--eval-limit", "16", "--min-runs", "5", "--formats", "onnx,openvino", "--precisions", "fp32",
+            "--min-seconds", "30"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp)})
+    seen: list[str] = []
+    _wait_for(proc, phase, seen)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=120)
+    err = "".join(seen) + rest
+    assert proc.returncode == 143, (proc.returncode, err[-3000:])
+    assert [ln for ln in err.splitlines() if ln.startswith("edgekit:")] == [
+        "edgekit: terminated (SIGTERM); re-run the same command to resume (complete artifacts are reused)"], err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert list(tmp.iterdir()) == []
+    assert (out / ".edgekit.lock").read_text() == "" and not (out / "report.md").exists()
+    assert set(_complete_artifacts(out / "artifacts")) >= {"model.fp32.onnx", "model.fp32.xml"}
+
+
 KILLED_WRITE = '''
 import sys, time
 from edgekit.artifacts import atomic_path
