@@ -35,6 +35,7 @@ from edgekit.errors import (
 from edgekit.executors.base import ExecutorOptions, run_targets
 from edgekit.executors.hosts import HostSpec
 from edgekit.formats.base import BuildContext, Feeds, FormatAdapter, FormatOptions, merge_recipe
+from edgekit.heartbeat import duration, estimate_line, heartbeat, time_one
 from edgekit.metrics import n_items
 from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.checks import DecisionBudget
@@ -241,7 +242,15 @@ def build_artifact(
         budget=DecisionBudget(options.budget, options.tuning.margin),
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with preflight.building(out_path):  # marked as ours until its sidecar is written
+    estimate: str | None = None
+    if split is not None and check:  # the inference part of calibration is known: say it before it starts
+        line, seconds = estimate_line(f"calibration of {fmt.value} int8", split.total,
+                                      time_one(lambda: source.run_reference(check[0])), 1.0)
+        progress(line + "; the quantizer's own work comes on top")
+        estimate = f"calibration inference alone: about {duration(seconds)}"
+    # marked as ours until its sidecar is written; a "so far" line every 30 s while it builds
+    with preflight.building(out_path), heartbeat(progress, f"build {fmt.value} {precision.value}",
+                                                 note=estimate):
         built = adapter.build(precision, ctx, out_path)
         files = file_hashes(out_path)
         art = finish_artifact(Artifact(path=out_path, format=fmt, precision=precision, io=source.io,
