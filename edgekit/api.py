@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from edgekit.pipeline import (
 from edgekit.pipeline import run as _run
 from edgekit.registry import reference_runtime
 from edgekit.results import BenchResult, Metrics, RunResult
+from edgekit.sequences import StateLink, with_state
 from edgekit.sources.base import ModelSource, image_options
 from edgekit.targets import RuntimeSpec, Target, load_target
 from edgekit.types import Format, Precision, Task
@@ -41,7 +42,8 @@ def load_source(
     """Load a model source offline.
 
     ``model`` is a ``torch.nn.Module``, ``"path/file.py:factory"`` (+ ``checkpoint``), a Hugging Face
-    directory, or an ``.onnx`` file. Input shapes come from the source where it knows them, else from
+    directory, an ``.onnx`` or ``.tflite`` file, or an OpenVINO IR ``.xml`` (its ``.bin`` beside it). Input
+    shapes come from the source where it knows them, else from
     ``input_shapes``; a missing one is a :class:`~edgekit.errors.SourceError`. A Hugging Face directory whose
     config or tokenizer needs the folder's own Python code is refused unless ``trust_remote_code=True``
     (``--trust-remote-code``; recorded in the report); for any other source that option is an error.
@@ -75,12 +77,21 @@ def load_source(
         from edgekit.sources.files import load_onnx_file
 
         return load_onnx_file(path, input_shapes=input_shapes, task=task or Task.GENERIC, preprocess=preprocess)
+    if path.suffix == ".tflite":
+        from edgekit.sources.tflite_file import load_tflite_file
+
+        if input_shapes:
+            raise ConfigError("--input-shape does not apply to a .tflite source", where="--input-shape",
+                              got=dict(input_shapes), hint="a .tflite model has fixed input shapes: drop it")
+        return load_tflite_file(path, task=task or Task.GENERIC, preprocess=preprocess)
+    if path.suffix == ".xml":
+        from edgekit.sources.openvino_ir import load_openvino_ir
+
+        return load_openvino_ir(path, task=task or Task.GENERIC, input_shapes=input_shapes, preprocess=preprocess)
+    kinds = "a file.py:factory, a Hugging Face directory, an .onnx or .tflite file or an OpenVINO IR (.xml + .bin)"
     if not path.exists():
-        raise SourceError("model not found", where=text,
-                          expected="a file.py:factory, a Hugging Face directory or an .onnx file")
-    raise SourceError("unknown model source", where=text,
-                      expected="a file.py:factory, a Hugging Face directory or an .onnx file",
-                      got=path.suffix or "(no suffix)", hint="TFLite/OpenVINO inputs are not supported yet")
+        raise SourceError("model not found", where=text, expected=kinds)
+    raise SourceError("unknown model source", where=text, expected=kinds, got=path.suffix or "(no suffix)")
 
 
 def _ds(calibration: str | Path | Dataset | None) -> Dataset | None:
@@ -99,6 +110,8 @@ def export(source: ModelSource, out_dir: str | Path, *, fmt: Format | str = Form
     if ds is None:
         raise ConfigError("export needs real inputs for its numeric check", where="--calibration",
                           hint="pass --calibration with a few items the model accepts")
+    ds = with_state(ds, source, options.state, calibration_limit=options.calibration_limit, eval_limit=1,
+                    progress=progress)
     return build_artifact(source, Format.parse(fmt, where="--format"), Precision.FP32, Path(out_dir), dataset=ds,
                           options=options, progress=progress, canonical=canonical)
 
@@ -108,18 +121,25 @@ def quantize(source: ModelSource, fp32: Artifact, precision: Precision | str, *,
              options: RunOptions = RunOptions(), progress: Progress = stderr_progress) -> Artifact:
     """Derive the ``precision`` variant of the fp32 artifact (int8 presets follow ``target``'s ISA)."""
     tgt = target if isinstance(target, Target) else load_target(target)
+    ds = _ds(calibration)
+    if ds is not None:  # int8 calibration sees the states the source carries (edgekit.sequences)
+        ds = with_state(ds, source, options.state, calibration_limit=options.calibration_limit, eval_limit=1,
+                        progress=progress)
     return build_artifact(source, fp32.format, Precision.parse(precision, where="--precision"), Path(out_dir),
-                          dataset=_ds(calibration), canonical=fp32, options=options,
+                          dataset=ds, canonical=fp32, options=options,
                           isa_preset=tgt.int8_preset, progress=progress)
 
 
 def validate(source: ModelSource, artifact: Artifact, *, calibration: str | Path | Dataset,
              limit: int | None = None, cache_dir: str | Path | None = None,
-             output_kinds: Mapping[str, str] | None = None) -> Metrics:
+             output_kinds: Mapping[str, str] | None = None, state: Sequence[StateLink | str] = ()) -> Metrics:
     """Compare every output of ``artifact`` with ``source``'s on the held-out split of ``calibration``, each with
-    the metrics that fit its kind (``output_kinds``: ``{output name: kind}`` where the inferred one is wrong)."""
+    the metrics that fit its kind (``output_kinds``: ``{output name: kind}`` where the inferred one is wrong).
+    ``state``: links of a stateful model (``"stateN->state"``): its held-out sequences are run in order, the
+    artifact feeding back its own state (:mod:`edgekit.sequences`)."""
     ds = _ds(calibration)
     assert ds is not None
+    ds = with_state(ds, source, state, calibration_limit=1, eval_limit=limit)
     ref = reference_outputs(source, ds, Path(cache_dir or artifact.path.parent), limit)
     return validate_artifact(source, artifact, ds, reference=ref, limit=limit, output_kinds=output_kinds)
 

@@ -26,8 +26,10 @@ from edgekit.cli_checks import (
     _refuse_unused,
     _shapes,
     _user_error,
+    add_task_args,
     refuse_max_length,
     refuse_misapplied,
+    task_budget,
 )
 from edgekit.errors import ConfigError, EdgekitError, first_line
 from edgekit.interrupts import Terminated, restore_terminate, terminate_as_interrupt
@@ -61,9 +63,11 @@ def _options(args: argparse.Namespace) -> Any:
     from edgekit.formats.base import FormatOptions
     from edgekit.formats.onnx import OnnxOptions
     from edgekit.metrics import parse_output_kinds
+    from edgekit.metrics_user import load_user_metrics
     from edgekit.pipeline import RunOptions
     from edgekit.quantization.onnx import StaticInt8Options
     from edgekit.results import AccuracyBudget
+    from edgekit.sequences import parse_state_links
     from edgekit.types import Format, Precision
 
     opts = RunOptions()
@@ -77,12 +81,14 @@ def _options(args: argparse.Namespace) -> Any:
     budget = AccuracyBudget(max_drop_points=getattr(args, "max_drop", 1.0),
                             min_cosine=getattr(args, "min_cosine", 0.99),
                             governs=getattr(args, "budget_rule", None) or "both",
-                            max_flip_rate=getattr(args, "max_flip_rate", 0.01))
+                            max_flip_rate=getattr(args, "max_flip_rate", 0.01), **task_budget(args))
     bench = BenchOptions(min_runs=getattr(args, "min_runs", 50), min_seconds=getattr(args, "min_seconds", 3.0),
                          warmup_runs=getattr(args, "warmup", 10), memory_pass=not getattr(args, "no_memory", False))
     static = StaticInt8Options(calibration_limit=getattr(args, "calibration_limit", None))
     if getattr(args, "exclude_nodes", None):
         static = replace(static, nodes_to_exclude=_csv(args.exclude_nodes))
+    if getattr(args, "exclude_op_types", None):
+        static = replace(static, op_types_to_exclude=_csv(args.exclude_op_types))
     if getattr(args, "int8_preset", None):
         static = replace(static, preset=args.int8_preset)
     hosts = _hosts(args)
@@ -91,6 +97,8 @@ def _options(args: argparse.Namespace) -> Any:
         opts = replace(opts, targets=opts.targets + extra, hosts=hosts)
     return replace(opts, budget=budget, bench=bench, threads=getattr(args, "threads", None),
                    output_kinds=parse_output_kinds(getattr(args, "output_kind", None) or ()),
+                   user_metrics=load_user_metrics(getattr(args, "metric", None) or ()),
+                   state=parse_state_links(getattr(args, "state", None) or ()),
                    calibration_limit=getattr(args, "calibration_limit", None),
                    eval_limit=getattr(args, "eval_limit", None),
                    format_options=FormatOptions(OnnxOptions(opset=getattr(args, "opset", None),
@@ -165,8 +173,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                         "accuracy (--max-drop alone where labels exist), cosine (--min-cosine alone)")
     p.add_argument("--max-flip-rate", type=float, default=0.01, help="accuracy budget: max share of a binary "
                    "score's decisions that may flip (0.01)")
-    p.add_argument("--output-kind", action="append", metavar="NAME=KIND", help="what an output means where the "
-                   "guess is wrong: classification|embedding|binary|dense|regression (repeatable)")
+    p.add_argument("--output-kind", action="append", metavar="NAME=KIND[:PAIR][@VALUE]", help="what an output is "
+                   "where the guess is wrong: classification|embedding|binary|dense|regression|detection|sequence; "
+                   "@VALUE a score threshold or a sequence's blank class; detection:SCORES (repeatable)")
+    add_task_args(p)
+    p.add_argument("--state", action="append", metavar="OUT->IN", help="output OUT feeds input IN at the next step "
+                   "(repeatable): data and validation are sequences in order (edgekit.sequences)")
     p.add_argument("--calibration-limit", type=int, help="use at most N calibration items")
     p.add_argument("--eval-limit", type=int, help="validate on at most N held-out items")
     p.add_argument("--min-runs", type=int, default=50)
@@ -282,11 +294,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from edgekit.api import validate
     from edgekit.bench import native_calls
     from edgekit.metrics import parse_output_kinds
+    from edgekit.sequences import parse_state_links
 
     src = _source(args)
     with native_calls():  # the runtime runs in this thread: see edgekit.bench.native_calls
         metrics = validate(src, _artifact(args.artifact, src), calibration=args.calibration, limit=args.eval_limit,
-                           output_kinds=parse_output_kinds(args.output_kind or ()))
+                           output_kinds=parse_output_kinds(args.output_kind or ()),
+                           state=parse_state_links(args.state or ()))
     print(json.dumps(metrics.to_dict(), indent=2))
     return 0
 

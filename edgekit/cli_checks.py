@@ -49,6 +49,9 @@ _USED_BY: dict[str, frozenset[str]] = {
     "opset": frozenset({"run", "export", "quantize"}), "static_batch": frozenset({"run", "export", "quantize"}),
     "budget_rule": frozenset({"run", "quantize"}), "max_flip_rate": frozenset({"run"}),
     "output_kind": frozenset({"run", "validate"}),
+    **{k: frozenset({"run"}) for k in ("min_iou", "min_detection_match", "max_sequence_error", "metric")},
+    "exclude_op_types": frozenset({"run", "quantize"}),
+    "state": frozenset({"run", "export", "quantize", "validate"}),
     **{k: frozenset({"run", "bench", "doctor"}) for k in ("host", "inventory", "ssh_key", "ssh_known_hosts",
                                                          "remote_python", "remote_tmp",
                                                          "insecure_no_host_key_check")},
@@ -181,3 +184,23 @@ def refuse_max_length(max_length: int | None, source: Any) -> None:
     if max_length is not None and getattr(source.preprocess, "max_length", None) is None:
         _refuse("--max-length", "--max-length applies to text models only (it sets the token length)", max_length,
                 "a Hugging Face text model", f"drop --max-length: {source.name} takes no tokenized text")
+
+
+def add_task_args(p: argparse.ArgumentParser) -> None:
+    """The options of task-aware validation (budget rules of the output kinds, the user's metrics) and the ONNX
+    int8 op-type exclusions; ``edgekit run``'s other options are in :mod:`edgekit.cli`."""
+    p.add_argument("--min-iou", type=float, default=0.9, help="accuracy budget: min IoU of a dense map's "
+                   "thresholded maps (0.9)")
+    p.add_argument("--min-detection-match", type=float, default=0.9, help="accuracy budget: min recall and "
+                   "precision of a detection output against the source's detections (0.9)")
+    p.add_argument("--max-sequence-error", type=float, default=0.02, help="accuracy budget: max character error "
+                   "rate of a sequence output's decoded sequences (0.02)")
+    p.add_argument("--metric", action="append", metavar="OUTPUT=FILE.py:FUNCTION", help="your own metric of an "
+                   "output: FUNCTION(reference, candidate) returns a dict of named floats (repeatable)")
+    p.add_argument("--exclude-op-types", help="comma list of op types kept in float in ONNX static int8")
+
+
+def task_budget(args: argparse.Namespace) -> dict[str, float]:
+    """The budget rules of :func:`add_task_args` as :class:`~edgekit.results.AccuracyBudget` fields."""
+    return {k: getattr(args, k) for k in ("min_iou", "min_detection_match", "max_sequence_error")
+            if getattr(args, k, None) is not None}

@@ -10,10 +10,14 @@ so an int8 model that collapsed to zeros never scores as a match.
 Every output is compared, with the metrics that fit its kind (:data:`~edgekit.results.OUTPUT_KINDS`, chosen
 by :func:`infer_kind` unless the user names it): one score per item is a ``binary`` output (flip rate at a
 threshold, never a cosine); a map per item (two or more axes) is ``dense`` (per-element error, IoU of the
-thresholded maps, never an argmax over the flattened map); a vector per item is ``classification``,
-``embedding`` or ``regression`` by the task, the output's name, and its values. For feature extraction with an
-``attention_mask`` input, token outputs are mean-pooled over real tokens first (the sentence embedding users
-actually consume).
+thresholded maps, never an argmax over the flattened map); per-step class distributions ``[N, T, C]`` are a
+``sequence`` (decoded and compared as text); boxes ``[N, K, 4]`` named so, beside a scores output of ``[N, K]``
+or ``[N, K, C]``, are a ``detection`` (boxes matched by IoU at the source's operating point); a vector per item is
+``classification``, ``embedding`` or ``regression`` by the task, the output's name, and its values. For feature
+extraction with an ``attention_mask`` input, token outputs are mean-pooled over real tokens first (the sentence
+embedding users actually consume). The user says what an output is with ``--output-kind NAME=KIND[:PAIR][@VALUE]``
+(:class:`~edgekit.metrics_kinds.KindSpec`) and adds metrics of their own with ``--metric``
+(:mod:`edgekit.metrics_user`). The task metrics themselves live in :mod:`edgekit.metrics_kinds`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,16 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from edgekit.errors import ConfigError, RuntimeAdapterError
+from edgekit.metrics_kinds import (
+    SPEC_HELP,
+    SPEC_SYNTAX,
+    KindSpec,
+    dense_iou,
+    match_detections,
+    sequence_metrics,
+    split_detections,
+)
+from edgekit.metrics_user import UserMetric, check_outputs
 from edgekit.results import OUTPUT_KINDS, CrossRuntime, Metrics, OutputMetrics
 from edgekit.types import Task
 
@@ -37,6 +51,8 @@ _NAME_HINTS = (  # a vector output's kind from its name, tried in order (whole w
     ("embedding", re.compile(r"embed|feature|feat($|[_.\-/\d])|pool|descriptor|hidden|vector", re.I)),
     ("classification", re.compile(r"logit|prob|softmax|score|cls|class|label", re.I)),
 )
+_BOXES = re.compile(r"box|bbox|(^|[_.\-/])(loc|det|dets|detections)($|[_.\-/\d])", re.I)
+_SCORES = re.compile(r"score|conf|prob|cls|class|logit", re.I)
 
 
 def pool_tokens(out: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -153,6 +169,8 @@ def infer_kind(name: str, reference: np.ndarray, task: Task, n_outputs: int) -> 
     item = reference.shape[1:]
     if math.prod(item) == 1:
         return "binary"
+    if len(item) == 2 and item[1] > 2 and _is_distribution(reference.reshape(-1, item[1])):
+        return "sequence"
     if len(item) >= 2:
         return "dense"
     if task is Task.FEATURE_EXTRACTION:
@@ -167,50 +185,84 @@ def infer_kind(name: str, reference: np.ndarray, task: Task, n_outputs: int) -> 
     return "classification" if n_outputs == 1 else "regression"
 
 
+def _paired_scores(name: str, reference: Mapping[str, np.ndarray]) -> str | None:
+    """The scores output beside boxes ``[N, K, 4]`` called ``name`` (a box name; scores ``[N, K]``/``[N, K, C]``
+    with a score name), or None."""
+    boxes = reference[name]
+    if boxes.ndim != 3 or boxes.shape[2] != 4 or boxes.shape[1] < 2 or not _BOXES.search(name):
+        return None
+    return next((other for other, a in reference.items() if other != name and _SCORES.search(other)
+                 and a.shape[:2] == boxes.shape[:2] and a.ndim in (2, 3)), None)
+
+
+def output_specs(reference: Mapping[str, np.ndarray], task: Task,
+                 given: Mapping[str, str] | None = None) -> dict[str, KindSpec]:
+    """What every output is: ``given`` (the user's ``KIND[:PAIR][@VALUE]``, checked) over :func:`infer_kind`;
+    boxes with a scores output beside them are a detection, and the scores then binary decisions at the same
+    threshold (never a top-1 over the boxes) unless the user says otherwise."""
+    specs: dict[str, KindSpec] = {}
+    for name, text in dict(given or {}).items():
+        where = f"output_kinds[{name!r}] (--output-kind)"
+        if name not in reference:
+            raise ConfigError("no output of that name", where=where, expected=", ".join(reference), got=name)
+        if text.strip().partition("@")[0].partition(":")[0].strip() not in OUTPUT_KINDS:
+            raise ConfigError("unknown output kind", where=where, expected=" | ".join(OUTPUT_KINDS), got=text)
+        specs[name] = spec = KindSpec.parse(text, where)
+        _check_spec(name, spec, reference)
+    for name, ref in reference.items():
+        if name in specs:
+            continue
+        pair = _paired_scores(name, reference)
+        specs[name] = KindSpec("detection", pair) if pair else KindSpec(infer_kind(name, ref, task, len(reference)))
+    for spec in list(specs.values()):
+        if spec.kind == "detection" and spec.pair and spec.pair not in (given or {}):
+            specs[spec.pair] = KindSpec("binary", value=spec.value)
+    return {name: specs[name] for name in reference}
+
+
 def output_kinds(reference: Mapping[str, np.ndarray], task: Task,
                  given: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The kind of every output: ``given`` (the user's, checked) over :func:`infer_kind`."""
-    given = dict(given or {})
-    for name, kind in given.items():
-        if name not in reference:
-            raise ConfigError("no output of that name", where=f"output_kinds[{name!r}] (--output-kind)",
-                              expected=", ".join(reference), got=name)
-        if kind not in OUTPUT_KINDS:
-            raise ConfigError("unknown output kind", where=f"output_kinds[{name!r}] (--output-kind)",
-                              expected=" | ".join(OUTPUT_KINDS), got=kind)
-        item = reference[name].shape[1:]
-        if kind == "classification" and (len(item) != 1 or item[0] < 2):
-            raise ConfigError("classification needs a vector of class scores per item", where=f"output {name!r}",
-                              expected="shape [N, C] with C > 1", got=f"one item {list(item)}",
-                              hint="an argmax over a flattened map means nothing: use dense or binary")
-        if kind in ("embedding", "dense") and math.prod(item) < 2:
-            raise ConfigError(f"{kind} needs more than one value per item", where=f"output {name!r}",
-                              got=f"one item {list(item)}", hint="a single score is binary (or regression)")
-    return {name: given.get(name) or infer_kind(name, ref, task, len(reference)) for name, ref in reference.items()}
+    """The kind of every output (:func:`output_specs` without the pairs and values)."""
+    return {name: spec.kind for name, spec in output_specs(reference, task, given).items()}
+
+
+def _check_spec(name: str, spec: KindSpec, reference: Mapping[str, np.ndarray]) -> None:
+    """Refuse a kind the output's shape cannot carry (an argmax over a flattened map, a cosine of one value)."""
+    kind = spec.kind
+    item = reference[name].shape[1:]
+    if kind == "detection":
+        pair = reference.get(spec.pair) if spec.pair else None
+        if spec.pair and pair is None:
+            raise ConfigError("no output of that name to pair the boxes with", where=f"output {name!r} (detection)",
+                              expected=", ".join(n for n in reference if n != name), got=spec.pair)
+        if len(item) != 2 or item[1] < (4 if pair is not None else 5) or \
+                (pair is not None and pair.shape[:2] != reference[name].shape[:2]):
+            raise ConfigError("detection needs decoded boxes per item", where=f"output {name!r}",
+                              expected="boxes [N, K, 4] (x1, y1, x2, y2) with :SCORES naming a [N, K] or [N, K, C] "
+                                       "output, or [N, K, 5+] with the score in column 4",
+                              got=f"one item {list(item)}" + (f", scores {list(pair.shape[1:])}"
+                                                              if pair is not None else ""))
+    if kind == "sequence" and (len(item) != 2 or item[1] < 2):
+        raise ConfigError("sequence needs per-step class scores", where=f"output {name!r}",
+                          expected="shape [N, T, C] with C > 1", got=f"one item {list(item)}")
+    if kind == "classification" and (len(item) != 1 or item[0] < 2):
+        raise ConfigError("classification needs a vector of class scores per item", where=f"output {name!r}",
+                          expected="shape [N, C] with C > 1", got=f"one item {list(item)}",
+                          hint="an argmax over a flattened map means nothing: use dense, sequence or binary")
+    if kind in ("embedding", "dense") and math.prod(item) < 2:
+        raise ConfigError(f"{kind} needs more than one value per item", where=f"output {name!r}",
+                          got=f"one item {list(item)}", hint="a single score is binary (or regression)")
 
 
 # --- comparing ----------------------------------------------------------------------------------------------
 
-def _iou(ref: np.ndarray, cand: np.ndarray, threshold: float) -> float:
-    """Mean over channels of the IoU of the maps thresholded at ``threshold``, summed over the items; the
-    channel axis is the smaller of an item's first and last axes (NCHW or NHWC) where it has three or more."""
-    a, b = ref > threshold, cand > threshold
-    if a.ndim >= 4:
-        axis = 1 if a.shape[1] <= a.shape[-1] else a.ndim - 1
-        a, b = np.moveaxis(a, axis, 1), np.moveaxis(b, axis, 1)
-        a, b = a.reshape(a.shape[0], a.shape[1], -1), b.reshape(b.shape[0], b.shape[1], -1)
-    else:
-        a, b = a.reshape(a.shape[0], 1, -1), b.reshape(b.shape[0], 1, -1)
-    inter = np.sum(a & b, axis=(0, 2))
-    union = np.sum(a | b, axis=(0, 2))
-    ious = [float(i) / float(u) for i, u in zip(inter, union, strict=True) if u > 0]
-    return float(np.mean(ious)) if ious else 1.0
-
-
-def compare_output(name: str, kind: str, ref: np.ndarray, cand: np.ndarray,
-                   labels: np.ndarray | None = None) -> OutputMetrics:
+def compare_output(name: str, kind: str, ref: np.ndarray, cand: np.ndarray, labels: np.ndarray | None = None, *,
+                   value: float | None = None, pair: tuple[np.ndarray, np.ndarray] | None = None,
+                   user: Sequence[UserMetric] = ()) -> OutputMetrics:
     """The metrics of one output that fit its ``kind`` (see :class:`~edgekit.results.OutputMetrics`);
-    ``labels`` (one per item) give accuracy for a classification or a one-score binary output."""
+    ``labels`` (one per item) give accuracy for a classification or a one-score binary output. ``value``: the
+    threshold of a binary score, dense map or detection (default: from the values), the blank class of a sequence
+    (default 0); ``pair``: a detection's scores (source's, candidate's); ``user``: the user's metrics of it."""
     n = ref.shape[0]
     r64, c64 = ref.astype(np.float64).reshape(n, -1), cand.astype(np.float64).reshape(n, -1)
     diff = np.abs(r64 - c64)
@@ -227,7 +279,7 @@ def compare_output(name: str, kind: str, ref: np.ndarray, cand: np.ndarray,
         if labels is not None:
             values.update(accuracy=float(np.mean(c_top == labels)), source_accuracy=float(np.mean(r_top == labels)))
     elif kind in ("binary", "dense"):
-        t = threshold_for(ref)
+        t = threshold_for(ref) if value is None else value
         values["threshold"] = t
         if kind == "binary":
             values["flip_rate"] = float(np.mean((r64 > t) != (c64 > t)))
@@ -235,14 +287,22 @@ def compare_output(name: str, kind: str, ref: np.ndarray, cand: np.ndarray,
                 values.update(accuracy=float(np.mean((c64[:, 0] > t) == (labels > 0))),
                               source_accuracy=float(np.mean((r64[:, 0] > t) == (labels > 0))))
         else:
-            values["iou"] = _iou(ref, cand, t)
+            values["iou"] = dense_iou(ref, cand, t)
     elif kind == "regression":
         norm = float(np.linalg.norm(r64))
         err = float(np.linalg.norm(r64 - c64))
         values["relative_error"] = err / norm if norm > 0 else (0.0 if err == 0 else math.inf)
+    elif kind == "detection":
+        r = split_detections(ref, pair[0] if pair else None)
+        c = split_detections(cand, pair[1] if pair else None)
+        values["threshold"] = t = threshold_for(r[1]) if value is None else value
+        values.update(match_detections(r, c, t))
+    elif kind == "sequence":
+        values.update(sequence_metrics(ref, cand, 0 if value is None else int(value)))
     return OutputMetrics(name=name, kind=kind, shape=tuple(int(d) for d in ref.shape[1:]),
                          max_abs=float(diff.max()) if diff.size else 0.0,
-                         mean_abs=float(diff.mean()) if diff.size else 0.0, **values)  # type: ignore[arg-type]
+                         mean_abs=float(diff.mean()) if diff.size else 0.0,
+                         user=tuple(pair_ for m in user for pair_ in m(ref, cand)), **values)  # type: ignore[arg-type]
 
 
 def _labelled_output(reference: Mapping[str, np.ndarray], kinds: Mapping[str, str],
@@ -292,19 +352,25 @@ def _match(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarr
 
 def compare(reference: np.ndarray | Mapping[str, np.ndarray], candidate: np.ndarray | Mapping[str, np.ndarray], *,
             classification: bool | None = None, task: Task = Task.GENERIC, labels: np.ndarray | None = None,
-            kinds: Mapping[str, str] | None = None) -> Metrics:
+            kinds: Mapping[str, str] | None = None, user_metrics: Sequence[UserMetric] = ()) -> Metrics:
     """Metrics of every output: ``reference`` / ``candidate`` as :func:`collect` returns them (one array is one
-    output). Each output's kind is ``kinds[name]`` or :func:`infer_kind`'s (``classification=True`` makes a
-    vector output a classification, ``False`` an embedding); ``labels`` (one integer per item) give accuracy
-    on the output they are about. The headline fields summarise the outputs (see :class:`Metrics`)."""
+    output). Each output's kind is ``kinds[name]`` (``KIND[:PAIR][@VALUE]``) or :func:`output_specs`'s
+    (``classification=True`` makes a vector output a classification, ``False`` an embedding); ``labels`` (one
+    integer per item) give accuracy on the output they are about; ``user_metrics`` add the user's own. The
+    headline fields summarise the outputs (see :class:`Metrics`)."""
     ref = dict(reference) if isinstance(reference, Mapping) else {"output": np.asarray(reference)}
     got = _match(ref, dict(candidate) if isinstance(candidate, Mapping) else {"output": np.asarray(candidate)})
     if classification is not None and task is Task.GENERIC:
         task = Task.IMAGE_CLASSIFICATION if classification else Task.FEATURE_EXTRACTION
-    kind_of = output_kinds(ref, task, kinds)
+    specs = output_specs(ref, task, kinds)
+    check_outputs(user_metrics, ref)
+    kind_of = {name: spec.kind for name, spec in specs.items()}
     y = np.asarray(labels).astype(np.int64) if labels is not None else None
     labelled = _labelled_output(ref, kind_of, y)
-    outs = tuple(compare_output(name, kind_of[name], r, got[name], y if name == labelled else None)
+    outs = tuple(compare_output(name, kind_of[name], r, got[name], y if name == labelled else None,
+                                value=specs[name].value,
+                                pair=(ref[p], got[p]) if (p := specs[name].pair) else None,
+                                user=[m for m in user_metrics if m.output == name])
                  for name, r in ref.items())
     coss = [o for o in outs if o.cosine_mean is not None]
     first_cls = next((o for o in outs if o.kind == "classification"), None)
@@ -356,13 +422,15 @@ def unpack_outputs(packed: np.ndarray) -> Outputs:
 
 
 def parse_output_kinds(pairs: Iterable[str], where: str = "--output-kind") -> dict[str, str]:
-    """``NAME=KIND`` strings (the CLI's ``--output-kind``) as ``{name: kind}``; a malformed one or an unknown kind
-    is a :class:`ConfigError` naming it."""
+    """``NAME=KIND[:PAIR][@VALUE]`` strings (the CLI's ``--output-kind``; :class:`KindSpec`) as ``{name: spec}``;
+    a malformed one or an unknown kind is a :class:`ConfigError` naming it."""
     out: dict[str, str] = {}
     for pair in pairs:
         name, sep, kind = pair.partition("=")
-        if not sep or not name.strip() or kind.strip() not in OUTPUT_KINDS:
-            raise ConfigError("expected NAME=KIND", where=where, got=pair,
-                              expected="an output name, '=', one of " + " | ".join(OUTPUT_KINDS))
-        out[name.strip()] = kind.strip()
+        if not sep or not name.strip():
+            raise ConfigError(f"expected {SPEC_SYNTAX}", where=where, got=pair, expected=SPEC_HELP)
+        try:
+            out[name.strip()] = KindSpec.parse(kind, where).text()
+        except ConfigError:
+            raise ConfigError(f"expected {SPEC_SYNTAX}", where=where, got=pair, expected=SPEC_HELP) from None
     return out

@@ -34,9 +34,17 @@ from edgekit.errors import (
 )
 from edgekit.executors.base import ExecutorOptions, run_targets
 from edgekit.executors.hosts import HostSpec
-from edgekit.formats.base import BuildContext, Feeds, FormatAdapter, FormatOptions, merge_recipe
+from edgekit.formats.base import (
+    BuildContext,
+    Feeds,
+    FormatAdapter,
+    FormatOptions,
+    formats_for_source,
+    merge_recipe,
+)
 from edgekit.heartbeat import duration, estimate_line, heartbeat, time_one
 from edgekit.metrics import n_items
+from edgekit.metrics_user import UserMetric
 from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.checks import DecisionBudget
 from edgekit.registry import (
@@ -47,6 +55,7 @@ from edgekit.registry import (
     runs_here,
 )
 from edgekit.results import AccuracyBudget, Metrics, RunResult
+from edgekit.sequences import StateLink, with_state
 from edgekit.sources.base import ModelSource
 from edgekit.targets import load_target
 from edgekit.types import Format, Precision, Task
@@ -120,6 +129,9 @@ class RunOptions:
     hosts: tuple[HostSpec, ...] = ()  # boards for access = "ssh" targets (--host / --inventory)
     # what each output means, where the inferred kind is wrong (--output-kind NAME=KIND; edgekit.metrics.infer_kind)
     output_kinds: Mapping[str, str] = field(default_factory=dict)
+    user_metrics: tuple[UserMetric, ...] = ()  # the user's own metric functions per output (--metric)
+    # outputs fed back as inputs at the next step (--state OUT->IN): data and validation are sequences in order
+    state: tuple[StateLink, ...] = ()
 
 
 def _adapter(fmt: Format) -> FormatAdapter:
@@ -303,6 +315,8 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
     targets = [load_target(t) for t in options.targets]
     preflight.check_unique_targets(options.targets, targets)
     preflight.check_hosts(targets, options.hosts)
+    ds = with_state(ds, source, options.state, calibration_limit=options.calibration_limit,
+                    eval_limit=options.eval_limit, progress=progress)  # edgekit.sequences
     check_data(ds, source, options)
     preflight.check_same_model(art_dir, source, out, progress)
     precisions = options.precisions or default_precisions(source.task)
@@ -317,6 +331,8 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
         notes += [f"format {name} skipped: {why}" for name, why in skipped.items()]
     else:  # the canonical format (ONNX) first: the converted formats start from its fp32 artifact
         formats = canonical_first(formats)
+    formats, unbuildable = formats_for_source(formats, source, explicit=options.formats is not None)
+    notes += unbuildable  # e.g. no ONNX from a .tflite source: said once, the other formats go on
     preflight.check_targets_have_work(targets, formats, precisions, tuple(skipped))
     preflight.check_options_apply(preflight.nodes_to_exclude(options.format_options), formats, precisions)
     preflight.check_artifact_paths(art_dir, formats, precisions)
@@ -369,7 +385,8 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
             progress(f"validate {art.name} on {n_items(reference)} held-out items")
             try:
                 metrics[art.name] = validate_artifact(source, art, ds, reference=reference, limit=options.eval_limit,
-                                                      threads=options.threads, output_kinds=options.output_kinds)
+                                                      threads=options.threads, output_kinds=options.output_kinds,
+                                                      user_metrics=options.user_metrics)
             except RuntimeAdapterError as exc:  # one artifact that cannot run or answers in other shapes
                 notes.append(f"{art.name} could not be validated: {exc}")
                 progress(f"FAILED validating {art.name}: {exc}")

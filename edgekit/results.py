@@ -25,7 +25,10 @@ class AccuracyBudget:
     Outputs a cosine does not fit have their own rule, applied whatever ``governs`` says (it is their only
     measure): ``max_flip_rate`` for binary scores (the fraction of items whose decision at the threshold differs
     from the source's; default 1%), ``max_relative_error`` for regression outputs (``||candidate - source|| /
-    ||source||`` over the held-out items; default 5%). See :class:`OutputMetrics`.
+    ||source||`` over the held-out items; default 5%), ``min_iou`` for dense maps (IoU of the thresholded maps;
+    default 0.9), ``min_detection_match`` for detections (recall and precision of the candidate's boxes against the
+    source's at its operating point; default 0.9), ``max_sequence_error`` for sequences (character error rate of
+    the decoded sequences; default 2%). See :class:`OutputMetrics`.
     """
 
     max_drop_points: float = 1.0
@@ -33,6 +36,9 @@ class AccuracyBudget:
     governs: str = "both"
     max_flip_rate: float = 0.01
     max_relative_error: float = 0.05
+    min_iou: float = 0.9
+    min_detection_match: float = 0.9
+    max_sequence_error: float = 0.02
 
     def __post_init__(self) -> None:
         if self.governs not in BUDGET_RULES:
@@ -44,7 +50,8 @@ class AccuracyBudget:
         if not (isinstance(self.max_drop_points, (int, float)) and self.max_drop_points >= 0):
             raise ConfigError("must be a number >= 0", where="budget.max_drop_points (--max-drop)",
                               got=self.max_drop_points)
-        for name, top in (("max_flip_rate", 1.0), ("max_relative_error", float("inf"))):
+        for name, top in (("max_flip_rate", 1.0), ("max_relative_error", float("inf")), ("min_iou", 1.0),
+                          ("min_detection_match", 1.0), ("max_sequence_error", float("inf"))):
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0.0 <= value <= top):
                 expected = "a fraction in [0, 1] (0.01 = 1%)" if top == 1.0 else "a number >= 0 (0.05 = 5%)"
@@ -93,6 +100,18 @@ class AccuracyBudget:
             if o.relative_error is not None and not o.relative_error <= self.max_relative_error:
                 out.append(f"over budget: output {o.name!r} ({o.kind}) relative error {o.relative_error:.3g} > "
                            f"{self.max_relative_error:g} (the relative-error rule, max_relative_error)")
+            if o.kind == "dense" and o.iou is not None and not o.iou >= self.min_iou:
+                out.append(f"over budget: output {o.name!r} (dense) IoU {o.iou:.4f} at {o.threshold:g} < "
+                           f"{self.min_iou:g} (the IoU rule, --min-iou)")
+            for what, value in (("recall", o.recall), ("precision", o.precision)):
+                if value is not None and not value >= self.min_detection_match:
+                    out.append(f"over budget: output {o.name!r} (detection) {what} {100.0 * value:.1f}% of the "
+                               f"source's detections < {100.0 * self.min_detection_match:g}% (the detection rule, "
+                               "--min-detection-match)")
+            if o.char_error_rate is not None and not o.char_error_rate <= self.max_sequence_error:
+                out.append(f"over budget: output {o.name!r} (sequence) character error rate "
+                           f"{100.0 * o.char_error_rate:.2f}% > {100.0 * self.max_sequence_error:g}% (the sequence "
+                           "rule, --max-sequence-error)")
         return out
 
     def waived(self, cosine: float | None, drop_points: float | None) -> list[str]:
@@ -114,10 +133,12 @@ class AccuracyBudget:
                 "cosine": "the cosine rule only"}[self.governs]
         return (f"mean cosine >= {self.min_cosine:g}, accuracy drop <= {self.max_drop_points:g} pt; "
                 f"--budget-rule {self.governs}: {rule}; binary scores flip <= {100.0 * self.max_flip_rate:g}%, "
-                f"regression relative error <= {self.max_relative_error:g}")
+                f"regression relative error <= {self.max_relative_error:g}, dense-map IoU >= {self.min_iou:g}, "
+                f"detection recall/precision >= {self.min_detection_match:g}, sequence character error rate <= "
+                f"{self.max_sequence_error:g}")
 
 
-OUTPUT_KINDS = ("classification", "embedding", "binary", "dense", "regression")
+OUTPUT_KINDS = ("classification", "embedding", "binary", "dense", "regression", "detection", "sequence")
 """What an output means, which decides the metrics that fit it (see :class:`OutputMetrics`)."""
 
 
@@ -133,6 +154,13 @@ class OutputMetrics:
     cosine. ``dense`` (a map per item): ``cosine_*`` per item, ``iou`` of the maps thresholded at ``threshold``
     (mean over channels); never an argmax over the flattened map. ``regression``: ``relative_error``
     (``||candidate - source|| / ||source||`` over all items); never a cosine (it ignores scale).
+    ``detection`` (decoded boxes ``[N, K, 4]`` x1,y1,x2,y2 with a scores output, or ``[N, K, 5+]`` with the score
+    in column 4): the source's boxes scoring above ``threshold`` (its operating point) matched greedily, by IoU >=
+    0.5, with the candidate's above it; ``recall`` / ``precision`` of the candidate against them, ``match_iou`` the
+    mean IoU of the matches, ``detections`` the source's detections per item. ``sequence`` (per-step class
+    scores ``[N, T, C]``, e.g. CTC): the argmax per step decoded (repeats collapsed, the blank class dropped);
+    ``sequence_agreement`` the share of items decoded identically, ``char_error_rate`` the edit distance over the
+    source's decoded length. ``user``: the ``(name, value)`` pairs of the user's metric functions (``--metric``).
     ``shape`` is one item's shape.
     """
 
@@ -151,6 +179,13 @@ class OutputMetrics:
     flip_rate: float | None = None
     iou: float | None = None
     relative_error: float | None = None
+    recall: float | None = None
+    precision: float | None = None
+    match_iou: float | None = None
+    detections: float | None = None
+    sequence_agreement: float | None = None
+    char_error_rate: float | None = None
+    user: tuple[tuple[str, float], ...] = ()
 
     def summary(self) -> str:
         """The metrics that apply, in one line (``flip 1.2% at 0.5, max-abs 0.031``)."""
@@ -168,10 +203,39 @@ class OutputMetrics:
             parts.append(f"IoU {self.iou:.4f} at {self.threshold:g}")
         if self.relative_error is not None:
             parts.append(f"relative error {self.relative_error:.3g}")
+        if self.recall is not None and self.precision is not None:
+            parts.append(f"recall {100.0 * self.recall:.1f}%, precision {100.0 * self.precision:.1f}% of "
+                         f"{self.detections or 0.0:.1f} detections/item at {self.threshold:g}"
+                         + (f", match IoU {self.match_iou:.3f}" if self.match_iou is not None else ""))
+        if self.sequence_agreement is not None and self.char_error_rate is not None:
+            parts.append(f"sequences agree {100.0 * self.sequence_agreement:.1f}%, "
+                         f"char. error {100.0 * self.char_error_rate:.2f}%")
+        parts += [f"{name} {value:.4g}" for name, value in self.user]
         if self.cosine_mean is not None and self.cosine_min is not None:
             parts.append(f"cosine {self.cosine_mean:.4f} (min {self.cosine_min:.4f})")
         parts.append(f"max-abs {self.max_abs:.3g}, mean-abs {self.mean_abs:.3g}")
         return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class SequenceMetrics:
+    """How a stateful (streaming) artifact was validated (:mod:`edgekit.sequences`): over ``sequences`` sequences of
+    the held-out split (``steps`` steps in all, the longest ``longest``), each run step by step with the artifact
+    feeding its own state outputs back (``links``: ``output->input``), as the source ran them; every step's
+    outputs are compared. ``end_states``: each linked state output against the source's at the last step of
+    every sequence, where the drift has accumulated."""
+
+    links: tuple[str, ...]
+    sequences: int
+    steps: int
+    longest: int
+    end_states: tuple[OutputMetrics, ...] = ()
+
+    def summary(self) -> str:
+        """One line: what was compared and the state drift at the sequence ends."""
+        drift = "; ".join(f"{o.name} at the sequence ends: {o.summary()}" for o in self.end_states)
+        return (f"{self.sequences} sequences, {self.steps} steps (longest {self.longest}) run in order with state "
+                f"carried ({', '.join(self.links)})" + (f"; {drift}" if drift else ""))
 
 
 @dataclass(frozen=True)
@@ -196,6 +260,7 @@ class Metrics:
     accuracy: float | None = None
     source_accuracy: float | None = None
     outputs: tuple[OutputMetrics, ...] = ()
+    sequence: SequenceMetrics | None = None  # stateful models: validated over sequences with state carried
 
     @property
     def accuracy_drop_points(self) -> float | None:
@@ -215,6 +280,24 @@ class Metrics:
         errors = [o.relative_error for o in self.outputs if o.relative_error is not None]
         return max(errors) if errors else None
 
+    @property
+    def sequence_error(self) -> float | None:
+        """The largest character error rate of the sequence outputs (None without one)."""
+        rates = [o.char_error_rate for o in self.outputs if o.char_error_rate is not None]
+        return max(rates) if rates else None
+
+    @property
+    def detection_match(self) -> float | None:
+        """The lowest recall or precision of the detection outputs (None without one)."""
+        rates = [v for o in self.outputs for v in (o.recall, o.precision) if v is not None]
+        return min(rates) if rates else None
+
+    @property
+    def iou(self) -> float | None:
+        """The lowest IoU of the dense-map outputs (None without one)."""
+        ious = [o.iou for o in self.outputs if o.kind == "dense" and o.iou is not None]
+        return min(ious) if ious else None
+
     def output(self, name: str) -> OutputMetrics:
         """The metrics of the output called ``name`` (KeyError naming the outputs when there is none)."""
         for o in self.outputs:
@@ -227,6 +310,7 @@ class Metrics:
         d["accuracy_drop_points"] = self.accuracy_drop_points
         d["flip_rate"] = self.flip_rate
         d["relative_error"] = self.relative_error
+        d.update(sequence_error=self.sequence_error, detection_match=self.detection_match, iou=self.iou)
         return d
 
 

@@ -20,9 +20,11 @@ from edgekit.errors import EdgekitError
 from edgekit.formats.base import TOLERANCES
 from edgekit.layout import to_layout
 from edgekit.metrics import Outputs, collect, compare, cross_runtime_agreement, pack_outputs, unpack_outputs
+from edgekit.metrics_user import UserMetric, check_outputs
 from edgekit.registry import get_runtime, reference_runtime, runtimes_for_format
 from edgekit.results import CrossRuntime, Metrics
 from edgekit.runtimes.base import RuntimeOptions
+from edgekit.sequences import SequenceDataset, validate_sequences
 from edgekit.sources.base import ModelSource
 from edgekit.types import Format, Precision
 
@@ -84,11 +86,17 @@ def reference_outputs(source: ModelSource, ds: Dataset, out_dir: Path, limit: in
 
 def validate_artifact(source: ModelSource, artifact: Artifact, ds: Dataset, *, reference: Mapping[str, np.ndarray],
                       limit: int | None = None, threads: int | None = None,
-                      output_kinds: Mapping[str, str] | None = None) -> Metrics:
+                      output_kinds: Mapping[str, str] | None = None,
+                      user_metrics: Sequence[UserMetric] = ()) -> Metrics:
     """Run ``artifact`` (with its format's local runtime) on the held-out split and compare every output with the
     source's (:func:`reference_outputs`), each with the metrics that fit its kind (``output_kinds`` names the
     kind of outputs where :func:`edgekit.metrics.infer_kind` would be wrong). Labels of the split give accuracy
-    on the output they are about."""
+    on the output they are about; ``user_metrics`` (``--metric``) add the user's own. Sequences of a stateful
+    model (a :class:`~edgekit.sequences.SequenceDataset`) are run in order, the artifact feeding its own state
+    back (:func:`edgekit.sequences.validate_sequences`)."""
+    if isinstance(ds, SequenceDataset):
+        return validate_sequences(source, artifact, ds, reference=reference, limit=limit, threads=threads,
+                                  output_kinds=output_kinds)
     sess = get_runtime(reference_runtime(artifact.format.value)).load(artifact.path,
                                                                       RuntimeOptions(threads=threads))
     feeds = ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=limit)  # type: ignore[arg-type]
@@ -96,7 +104,7 @@ def validate_artifact(source: ModelSource, artifact: Artifact, ds: Dataset, *, r
     labels = ds.labels("eval")
     if labels is not None and limit is not None:
         labels = labels[:limit]
-    return compare(reference, got, task=source.task, labels=labels, kinds=output_kinds)
+    return compare(reference, got, task=source.task, labels=labels, kinds=output_kinds, user_metrics=user_metrics)
 
 
 def narrow_inputs(source: ModelSource, canonical: Artifact, notes: list[str]) -> ModelSource:
@@ -148,8 +156,10 @@ def cross_runtime(source: ModelSource, artifacts: Sequence[Artifact], ds: Datase
 def check_data(ds: Dataset, source: ModelSource, options: ValidationOptions) -> None:
     """Fail before any work on unusable data: shape/dtype/kind up front, labels outside the model's classes,
     then one streaming pass over the items a run will use (NaN/inf, undecodable files), holding one item at a
-    time."""
+    time. A ``--metric`` about an output the model does not have is refused here too."""
     check_compatible(ds, source.io, source.preprocess)
+    if source.io.output_names:
+        check_outputs(getattr(options, "user_metrics", ()), source.io.output_names)
     classes = preflight.class_count(source)
     if classes is not None:
         check_label_range(ds, classes, f"output {source.io.outputs[0].name!r} of {source.name}")

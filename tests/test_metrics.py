@@ -198,3 +198,117 @@ def test_output_kinds_from_the_command_line() -> None:
         parse_output_kinds(["boxes:regression"])
     with pytest.raises(ConfigError, match="NAME=KIND"):
         parse_output_kinds(["boxes=bbox"])
+
+
+def test_detections_are_matched_by_iou_at_the_sources_operating_point() -> None:
+    from edgekit.metrics_kinds import box_iou
+
+    assert box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10], [20, 20, 30, 30]])).tolist() == \
+        [[pytest.approx(1 / 3), 0.0]]
+    n, k = 6, 20
+    xy = RNG.uniform(0, 200, (n, k, 2))
+    boxes = np.concatenate([xy, xy + RNG.uniform(10, 50, (n, k, 2))], axis=2).astype(np.float32)
+    scores = RNG.uniform(0, 1, (n, k)).astype(np.float32)
+    same = compare({"boxes": boxes, "scores": scores}, {"boxes": boxes, "scores": scores})
+    o = same.output("boxes")  # inferred from the names and shapes: boxes [N, K, 4] beside scores [N, K]
+    assert (o.kind, o.recall, o.precision, o.match_iou, o.threshold) == ("detection", 1.0, 1.0, 1.0, 0.5)
+    assert o.cosine_mean is None and same.output("scores").kind == "binary"  # never a top-1 over the boxes
+    assert o.detections == pytest.approx(float(np.sum(scores > 0.5)) / n)
+    moved = boxes.copy()
+    moved[0] += 1000.0  # item 0's boxes go elsewhere: its detections are missed and its own are false
+    m = compare({"boxes": boxes, "scores": scores}, {"boxes": moved, "scores": scores})
+    hits = float(np.sum(scores[1:] > 0.5)) / float(np.sum(scores > 0.5))
+    o = m.output("boxes")
+    assert o.recall == pytest.approx(hits) and o.precision == pytest.approx(hits)
+    assert any("detection" in f and "recall" in f for f in AccuracyBudget().output_failures(m))
+    # one output [N, K, 6]: x1, y1, x2, y2, score, class; the operating point named by the user
+    packed = np.concatenate([boxes, scores[..., None], np.zeros((n, k, 1), np.float32)], axis=2)
+    o = compare({"dets": packed}, {"dets": packed}, kinds={"dets": "detection@0.9"}).output("dets")
+    assert o.threshold == 0.9 and o.recall == 1.0
+    with pytest.raises(ConfigError, match="decoded boxes"):
+        compare({"b": boxes}, {"b": boxes}, kinds={"b": "detection"})  # 4 columns and no scores output
+    with pytest.raises(ConfigError, match="pair the boxes"):
+        compare({"b": boxes}, {"b": boxes}, kinds={"b": "detection:nope"})
+
+
+def test_sequences_are_decoded_and_compared_as_text() -> None:
+    from edgekit.metrics_kinds import decode_sequences, edit_distance
+
+    def steps(*seqs: list[int], c: int = 5) -> np.ndarray:
+        return np.stack([np.eye(c, dtype=np.float32)[s] * 0.9 + 0.02 for s in seqs])
+
+    assert decode_sequences(steps([0, 1, 1, 0, 1, 2, 2, 0])) == [(1, 1, 2)]  # repeats collapse, blank 0 splits
+    assert edit_distance("kitten", "sitting") == 3  # type: ignore[arg-type]
+    ref = steps([1, 1, 0, 2, 3], [4, 0, 4, 4, 0], [0, 0, 0, 0, 0])
+    cand = steps([1, 1, 0, 2, 2], [4, 4, 4, 4, 0], [0, 0, 0, 0, 0])
+    m = compare({"ctc": ref}, {"ctc": cand})
+    o = m.output("ctc")  # rows of per-step distributions: a sequence, inferred
+    assert o.kind == "sequence" and o.cosine_mean is None and o.top1_agreement is None
+    assert o.sequence_agreement == pytest.approx(1 / 3)  # "1 2 3" -> "1 2", "4 4" -> "4", "" -> ""
+    assert o.char_error_rate == pytest.approx(2 / 5) and m.sequence_error == o.char_error_rate
+    assert any("character error rate" in f for f in AccuracyBudget().output_failures(m))
+    # the blank class named by the user
+    assert compare({"s": ref}, {"s": ref}, kinds={"s": "sequence@4"}).output("s").char_error_rate == 0.0
+    assert "sequences agree 33.3%" in o.summary()
+
+
+def test_dense_threshold_and_iou_rule() -> None:
+    ref = RNG.uniform(0, 1, (3, 1, 8, 8)).astype(np.float32)
+    o = compare({"map": ref}, {"map": ref * 0.9}, kinds={"map": "dense@0.3"}).output("map")
+    assert o.threshold == 0.3 and o.iou is not None and o.iou < 1.0
+    m = compare({"map": ref}, {"map": 1.0 - ref}, kinds={"map": "dense@0.3"})
+    assert any("IoU" in f and "--min-iou" in f for f in AccuracyBudget().output_failures(m))
+    assert AccuracyBudget(min_iou=0.0).output_failures(m) == []
+    with pytest.raises(ConfigError, match="min_iou"):
+        AccuracyBudget(min_iou=1.5)
+
+
+def test_user_metric_from_a_file(tmp_path: Path) -> None:
+    from edgekit.metrics_user import UserMetric, load_user_metrics
+
+    f = tmp_path / "mine.py"
+    f.write_text("import numpy as np\n"
+                 "def gap(reference, candidate):\n    return {'gap': float(np.abs(reference - candidate).max())}\n"
+                 "def bad(reference, candidate):\n    return [1.0]\n"
+                 "def nan(reference, candidate):\n    return {'x': float('nan')}\n"
+                 "def boom(reference, candidate):\n    raise ValueError('no')\n")
+    a = RNG.normal(size=(4, 3)).astype(np.float32)
+    (metric,) = load_user_metrics([f"out={f}:gap"])
+    o = compare({"out": a}, {"out": a + 0.25}, user_metrics=[metric]).output("out")
+    assert dict(o.user)["gap"] == pytest.approx(0.25) and "gap 0.25" in o.summary()
+    for spec, match in ((f"out={tmp_path / 'missing.py'}:gap", "no such file"), (f"out={f}:nope", "no such function"),
+                        ("out", "NAME=file.py:function")):
+        with pytest.raises(ConfigError, match=match):
+            UserMetric.load(spec)
+    for fn, match in (("bad", "dict of named numbers"), ("nan", "finite number"), ("boom", "raised ValueError")):
+        with pytest.raises(ConfigError, match=match):
+            compare({"out": a}, {"out": a}, user_metrics=[UserMetric.load(f"out={f}:{fn}")])
+    with pytest.raises(ConfigError, match="no output of that name"):
+        compare({"out": a}, {"out": a}, user_metrics=[UserMetric.load(f"other={f}:gap")])
+
+
+def test_the_command_line_takes_the_new_kinds_metrics_and_budget(tmp_path: Path) -> None:
+    from edgekit.cli import main
+    from edgekit.metrics import parse_output_kinds
+
+    assert parse_output_kinds(["m=dense@0.3", "b=detection:s@0.25", "t=sequence"]) == \
+        {"m": "dense@0.3", "b": "detection:s@0.25", "t": "sequence"}
+    for bad in ("m=dense@x", "t=sequence@0.5", "m=dense:s"):
+        with pytest.raises(ConfigError, match="NAME=KIND"):
+            parse_output_kinds([bad])
+    from edgekit.cli import _options, build_parser
+
+    f = tmp_path / "mine.py"
+    f.write_text("def f(reference, candidate):\n    return {'one': 1.0}\n")
+    args = build_parser().parse_args(["run", "--model", "m.onnx", "--calibration", "c", "--out", str(tmp_path / "o"),
+                                      "--min-iou", "0.7", "--max-sequence-error", "0.1", "--metric", f"y={f}:f",
+                                      "--exclude-op-types", "Add,Mul"])
+    opts = _options(args)
+    assert (opts.budget.min_iou, opts.budget.max_sequence_error, opts.budget.min_detection_match) == (0.7, 0.1, 0.9)
+    assert [m.output for m in opts.user_metrics] == ["y"]
+    from edgekit.formats.onnx import OnnxOptions
+
+    onnx_options = opts.format_options.get(OnnxOptions)
+    assert onnx_options is not None and onnx_options.static_int8.op_types_to_exclude == ("Add", "Mul")
+    assert main(["run", "--model", "m.onnx", "--calibration", "c", "--out", str(tmp_path / "o2"),
+                 "--metric", f"y={f}:missing"]) == 2  # one line, no traceback

@@ -172,6 +172,38 @@ class FormatAdapter(Protocol):
         ...
 
 
+def cannot_build(adapter: object, source: ModelSource) -> str | None:
+    """Why ``adapter``'s format cannot be built from ``source`` at all (no converter from its kind), or None. An
+    adapter says so with an optional ``cannot_build(source) -> str | None`` method; one without it takes every
+    source (its :meth:`FormatAdapter.build` raises if it cannot)."""
+    ask = getattr(adapter, "cannot_build", None)
+    return ask(source) if callable(ask) else None
+
+
+def formats_for_source(formats: Sequence[Format], source: ModelSource, *,
+                       explicit: bool) -> tuple[tuple[Format, ...], list[str]]:
+    """The ``formats`` that can be built from ``source``, and one note for each left out (``"onnx: no converter
+    from .tflite; ..."``). A format the user named (``explicit``) that cannot be is a :class:`ConfigError`
+    before any work: the run never quietly builds less than was asked."""
+    from edgekit.registry import get_format
+
+    keep: list[Format] = []
+    notes: list[str] = []
+    for fmt in formats:
+        why = cannot_build(get_format(fmt.value), source)
+        if why is None:
+            keep.append(fmt)
+        elif explicit:
+            others = [f.value for f in formats if f is not fmt]
+            raise ConfigError(f"{fmt.value} cannot be built from this source: {why}", where=f"--formats {fmt.value}",
+                              got=f"a {source.kind} source ({source.name})",
+                              hint="drop it from --formats" + (f" (keep {', '.join(others)})" if others else
+                                                               "; omit --formats for every format this source gives"))
+        else:
+            notes.append(f"{fmt.value}: {why}")
+    return tuple(keep), notes
+
+
 @dataclass(frozen=True)
 class Agreement:
     """How a candidate's outputs compare with the source's on a few real inputs.

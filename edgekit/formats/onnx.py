@@ -123,6 +123,14 @@ class OnnxAdapter:
     def file_name(self, precision: Precision) -> str:
         return f"model.{precision.value}.onnx"
 
+    def cannot_build(self, source: ModelSource) -> str | None:
+        """No converter to ONNX from a ``.tflite`` file or an OpenVINO IR is installed with edgekit."""
+        if source.kind in ("torch", "huggingface", "onnx"):
+            return None
+        what = {"tflite": ".tflite", "openvino": "OpenVINO IR"}.get(source.kind, f"a {source.kind} source")
+        return (f"no converter from {what} to ONNX is installed with edgekit (tf2onnx / openvino2onnx are not "
+                f"among its dependencies); the other formats are built from the {what} itself")
+
     def build(self, precision: Precision, ctx: BuildContext, out_path: Path) -> BuildOutput:
         options = own_options(self, ctx.options, OnnxOptions)
         if precision is Precision.FP32:
@@ -162,7 +170,8 @@ class OnnxAdapter:
             assert src.path is not None
             _copy_single_file(src.path, out_path)
         else:
-            raise SourceError("unknown source kind", where=src.name, got=src.kind)
+            raise SourceError("ONNX cannot be built from this source", where=src.name, got=src.kind,
+                              hint=self.cannot_build(src))
         check, checked = self._check(ctx, out_path, Precision.FP32)
         opset = _opset_of(out_path)
         notes = (f"exported from {src.kind} (opset {opset}, {'dynamic' if dynamic else 'static'} batch); "

@@ -15,6 +15,8 @@ quantized at run time, ONNX Runtime / TFLite), and this format does not make ``i
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -23,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.artifacts import atomic_path
 from edgekit.errors import ConfigError, ExportError, SourceError, require
 from edgekit.formats.base import BuildContext, BuildOutput, FormatOptions, own_options, verify
 from edgekit.quantization.openvino import OvInt8Options, OvWeightOptions
@@ -78,6 +81,34 @@ def convert_onnx(onnx_path: Path) -> Any:
         raise ExportError(f"OpenVINO cannot convert the ONNX model: {ov_message(exc)}", where=str(onnx_path),
                           hint="an op may be unsupported by OpenVINO's ONNX frontend: check the op list of "
                                "this OpenVINO version, or export with another opset") from exc
+
+
+def convert_tflite(path: Path) -> Any:
+    """``openvino.convert_model`` of a ``.tflite`` file; an op OpenVINO cannot translate (a custom op) is one
+    :class:`ExportError` naming it."""
+    ov = require("openvino", "openvino", "converting to OpenVINO IR")
+    telemetry_off()
+    try:
+        return ov.convert_model(str(path))
+    except Exception as exc:
+        text = str(exc)
+        op = re.search(r"No translator found for (\S+) node", text)
+        if op:
+            raise ExportError(f"OpenVINO cannot convert the .tflite: it has no translator for the op {op.group(1)} "
+                              "(a custom op)", where=str(path),
+                              hint="the other formats go on; re-export the model with builtin ops only to get an "
+                                   "OpenVINO IR") from exc
+        raise ExportError(f"OpenVINO cannot convert the .tflite: {ov_message(exc)}", where=str(path),
+                          hint="an op may be unsupported by OpenVINO's TFLite frontend") from exc
+
+
+def nchw_input(model: Any) -> Any:
+    """``model`` (one NHWC image input) with a transpose in front, so that it takes NCHW input."""
+    ov = require("openvino", "openvino", "OpenVINO")
+    ppp = ov.preprocess.PrePostProcessor(model)
+    ppp.input().tensor().set_layout(ov.Layout("NCHW"))
+    ppp.input().model().set_layout(ov.Layout("NHWC"))
+    return ppp.build()
 
 
 def convert_torch(module: Any, input_names: tuple[str, ...], output_names: tuple[str, ...],
@@ -160,6 +191,8 @@ class OpenVinoAdapter:
 
     def _convert(self, ctx: BuildContext, options: OpenVinoOptions, out_path: Path) -> BuildOutput:
         src = ctx.source
+        if src.kind in ("tflite", "openvino") and src.path is not None:
+            return self._from_file(ctx, Path(src.path), out_path)
         onnx_in = ctx.canonical.path if ctx.canonical is not None and ctx.canonical.format is Format.ONNX else None
         if onnx_in is None and src.kind == "onnx":
             onnx_in = src.path
@@ -180,6 +213,26 @@ class OpenVinoAdapter:
         note = f"{how} ({ops} ops); {checked}"
         return BuildOutput(out_path, (note,), {"convert_from": options.convert_from, "ops": ops,
                                                "numeric_check": check})
+
+    def _from_file(self, ctx: BuildContext, path: Path, out_path: Path) -> BuildOutput:
+        """The fp32 IR of a ``.tflite`` source (``convert_model`` reads it) or an IR source (a copy of both files).
+        An NHWC image input gets a transpose in front (OpenVINO's PrePostProcessor), so the IR takes the NCHW feeds
+        every edgekit stage gives, NNCF calibration included."""
+        nhwc = ctx.source.details.get("input_layout") == "NHWC"
+        if path.suffix == ".xml" and not nhwc:
+            with atomic_path(out_path.with_suffix(".bin")) as tmp:
+                shutil.copyfile(path.with_suffix(".bin"), tmp)
+            with atomic_path(out_path) as tmp:
+                shutil.copyfile(path, tmp)
+            how = "a copy of the given IR (.xml + .bin)"
+        else:
+            model = read_model(require("openvino", "openvino", "OpenVINO").Core(), path) if path.suffix == ".xml" \
+                else convert_tflite(path)
+            save_ir(nchw_input(model) if nhwc else model, out_path)
+            how = ("the given IR" if path.suffix == ".xml" else f"converted from {path.name} (openvino's TFLite "
+                   "frontend)") + ("; a transpose in front takes NCHW input" if nhwc else "")
+        check, checked = self._check(ctx, out_path, Precision.FP32)
+        return BuildOutput(out_path, (f"{how}; {checked}",), {"convert_from": ctx.source.kind, "numeric_check": check})
 
     def _check(self, ctx: BuildContext, path: Path, precision: Precision) -> tuple[dict[str, float], str]:
         sess = OpenVinoRuntime().load(path, RuntimeOptions(threads=None))

@@ -32,6 +32,7 @@ from edgekit.errors import ExportError, SourceError, first_line, require
 from edgekit.formats.base import BuildContext, BuildOutput, FormatOptions, own_options, verify
 from edgekit.layout import to_layout
 from edgekit.quantization.tflite import TfliteInt8Options
+from edgekit.sources.base import ModelSource
 from edgekit.types import Format, Precision
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -244,6 +245,23 @@ def _convert_onnx(ctx: BuildContext, out_path: Path) -> str:
     return "NHWC" if _image_input(ctx) else "NCHW"
 
 
+def quantizable(fp32: Path, tmp: Path, ctx: BuildContext) -> Path:
+    """``fp32`` as ai-edge-quantizer needs it: a private copy in ``tmp`` with float16 weights stored as float32,
+    new-schema operator codes (:func:`~edgekit.formats.tflite_graph.float32_weights`) and a signature
+    (:func:`~edgekit.formats.tflite_graph.ensure_signature`), when it lacks any of them (a ``.tflite`` given as the
+    source often does); ``fp32`` itself when it needs nothing. The artifact ``fp32`` is never changed."""
+    from edgekit.formats.tflite_graph import ensure_signature, float32_weights, has_signature
+
+    data = Path(fp32).read_bytes()
+    rewritten, changes = float32_weights(data)
+    if not changes and has_signature(data):
+        return Path(fp32)
+    private = tmp / "fp32-quantizable.tflite"
+    private.write_bytes(rewritten)
+    ensure_signature(private, list(ctx.source.io.input_names), list(ctx.source.io.output_names))
+    return private
+
+
 class TfliteAdapter:
     """The TFLite format: fp32 conversion plus fp16, dynamic int8 and full-integer int8 variants."""
 
@@ -271,15 +289,28 @@ class TfliteAdapter:
     def file_name(self, precision: Precision) -> str:
         return f"model.{precision.value}.tflite"
 
+    def cannot_build(self, source: ModelSource) -> str | None:
+        """No converter from an OpenVINO IR to TFLite is installed with edgekit."""
+        if source.kind == "openvino":
+            return ("no converter from OpenVINO IR to TFLite is installed with edgekit; the OpenVINO artifacts are "
+                    "built from the IR itself")
+        return None
+
     def build(self, precision: Precision, ctx: BuildContext, out_path: Path) -> BuildOutput:
         options = own_options(self, ctx.options, TfliteOptions)
         if precision is Precision.FP32:
             return self._convert(ctx, options, out_path)
-        from edgekit.quantization import tflite as aeq
-
         if ctx.canonical is None or ctx.canonical.format is not Format.TFLITE:
             raise ExportError("no fp32 .tflite to derive from", where=str(out_path))
-        fp32, layout = ctx.canonical.path, ctx.canonical.layout
+        with tempfile.TemporaryDirectory(prefix="edgekit-tflite-", dir=Path(out_path).parent) as tmp:
+            return self._derive(precision, ctx, options, out_path, Path(tmp))
+
+    def _derive(self, precision: Precision, ctx: BuildContext, options: TfliteOptions, out_path: Path,
+                tmp: Path) -> BuildOutput:
+        from edgekit.quantization import tflite as aeq
+
+        assert ctx.canonical is not None
+        fp32, layout = quantizable(ctx.canonical.path, tmp, ctx), ctx.canonical.layout
         if precision is Precision.FP16:
             rep = aeq.convert_fp16(fp32, out_path)
         elif precision is Precision.INT8_DYNAMIC:
@@ -307,13 +338,18 @@ class TfliteAdapter:
         if src.kind in ("torch", "huggingface"):
             layout = convert_torch(ctx, out_path, options.nhwc)
             how = "litert-torch"
+        elif src.kind == "tflite" and src.path is not None:  # the user's file, copied as it is
+            with atomic_path(out_path) as tmp:
+                shutil.copyfile(src.path, tmp)
+            layout, how = str(src.details.get("input_layout", "NCHW")), "a copy of the given .tflite file"
         elif src.kind == "onnx":
             layout = convert_onnx(ctx, out_path)
             how = "onnx2tf (from the fp32 ONNX model)"
         else:
             raise SourceError("unknown source kind", where=src.name, got=src.kind)
         check, checked = self._check(ctx, out_path, Precision.FP32, layout)
-        note = f"converted from {src.kind} with {how}; input layout {layout}; {checked}"
+        note = (f"{how}; input layout {layout}; {checked}" if src.kind == "tflite" else
+                f"converted from {src.kind} with {how}; input layout {layout}; {checked}")
         return BuildOutput(out_path, (note,), {"converter": how, "numeric_check": check}, layout=layout)
 
     def _check(self, ctx: BuildContext, path: Path, precision: Precision,

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgekit.artifacts import atomic_write_bytes
 from edgekit.errors import QuantizationError
 
@@ -83,6 +85,13 @@ def float_io(data: bytes | bytearray) -> bytes:
     return bytes(fu.convert_object_to_bytearray(model))
 
 
+def has_signature(data: bytes | bytearray) -> bool:
+    """Whether the model has a signature (ai-edge-quantizer finds the inputs through it)."""
+    from ai_edge_litert import schema_py_generated as s
+
+    return bool(s.Model.GetRootAs(bytearray(data), 0).SignatureDefsLength())
+
+
 def rename_inputs(path: Path, names: list[str]) -> None:
     """Give the model's graph inputs (tensors and signature entries) the source's input names, in order, so
     feeds match by name on every runtime (litert-torch names them ``serving_default_args_0``...)."""
@@ -139,3 +148,65 @@ def ensure_signature(path: Path, inputs: list[str], outputs: list[str], key: str
                 if int(tm.tensorIndex) in by_index:
                     tm.name = by_index[int(tm.tensorIndex)].encode()
     atomic_write_bytes(path, bytes(fu.convert_object_to_bytearray(model)))
+
+
+def float32_weights(data: bytes | bytearray) -> tuple[bytes, int]:
+    """The same model in the form ai-edge-quantizer quantizes: float16 constants that feed a ``DEQUANTIZE`` op
+    stored as float32 instead (the op removed; it left such weights unquantized), and operator codes of the
+    old schema (``builtin_code`` 0, the real one in ``deprecated_builtin_code``) written in the new field (it
+    read them all as ADD and quantized conv weights as activations). The numbers are unchanged. Returns the
+    bytes and how many changes were made (0: the model was already in that form)."""
+    from ai_edge_litert import schema_py_generated as s
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    model = fu.convert_bytearray_to_object(bytearray(data))
+    folded = 0
+    for oc in model.operatorCodes:
+        code = fu.get_builtin_code_from_operator_code(oc)
+        folded += int(code != oc.builtinCode)
+        oc.builtinCode = code
+    dropped: list[tuple[Any, int]] = []
+    for sg in model.subgraphs:
+        keep = []
+        for op in sg.operators:
+            code = fu.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex])
+            src = sg.tensors[int(op.inputs[0])] if code == s.BuiltinOperator.DEQUANTIZE and len(op.inputs) else None
+            buf = model.buffers[src.buffer] if src is not None else None
+            if src is None or buf is None or src.type != s.TensorType.FLOAT16 or buf.data is None or not len(buf.data):
+                keep.append(op)
+                continue
+            values = np.frombuffer(bytes(bytearray(buf.data)), dtype=np.float16).astype(np.float32)
+            out = sg.tensors[int(op.outputs[0])]
+            new = s.BufferT()
+            new.data = np.frombuffer(values.tobytes(), dtype=np.uint8)
+            model.buffers.append(new)
+            out.buffer = len(model.buffers) - 1
+            folded += 1
+            dropped.append((sg, int(op.inputs[0])))
+        sg.operators = keep
+    for sg, idx in dropped:  # a float16 copy no op reads any more: its bytes go
+        if not any(idx in op.inputs for op in sg.operators):
+            model.buffers[sg.tensors[idx].buffer].data = None
+    for sg in model.subgraphs:
+        _drop_unused_tensors(model, sg)
+    return bytes(fu.convert_object_to_bytearray(model)), folded
+
+
+def _drop_unused_tensors(model: Any, sg: Any) -> None:
+    """Remove the tensors of ``sg`` that no op, graph input/output or signature uses (renumbering the rest)."""
+    used = {int(i) for op in sg.operators for i in [*op.inputs, *op.outputs] if int(i) >= 0}
+    used |= {int(i) for i in [*sg.inputs, *sg.outputs]}
+    used |= {int(tm.tensorIndex) for sig in model.signatureDefs or [] for tm in [*(sig.inputs or []),
+                                                                               *(sig.outputs or [])]}
+    order = [i for i in range(len(sg.tensors)) if i in used]
+    if len(order) == len(sg.tensors):
+        return
+    new = {old: k for k, old in enumerate(order)}
+    sg.tensors = [sg.tensors[i] for i in order]
+    for op in sg.operators:
+        op.inputs = [new[int(i)] if int(i) >= 0 else -1 for i in op.inputs]
+        op.outputs = [new[int(i)] for i in op.outputs]
+    sg.inputs, sg.outputs = [new[int(i)] for i in sg.inputs], [new[int(i)] for i in sg.outputs]
+    for sig in model.signatureDefs or []:
+        for tm in [*(sig.inputs or []), *(sig.outputs or [])]:
+            tm.tensorIndex = new[int(tm.tensorIndex)]

@@ -26,6 +26,7 @@ Every decision becomes a sentence in the report's notes.
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -36,17 +37,21 @@ from typing import Any
 import numpy as np
 
 from edgekit.artifacts import atomic_path
-from edgekit.errors import ConfigError, require
+from edgekit.errors import ConfigError, QuantizationError, first_line, require
 from edgekit.quantization.calibration import CalibrationSplit, Feeds, check_feed
 from edgekit.quantization.checks import Check, DecisionBudget, Judge, fmt_cosine
 from edgekit.quantization.onnx_ort import (
+    PER_AXIS_OPSET,
     calibrate,
     graph_inputs,
     load_model,
     name_nodes,
+    opset_of,
     ort_quantize,
+    per_axis_ready,
     preprocess,
     run_model,
+    session,
 )
 from edgekit.quantization.onnx_qdq import (
     WEIGHTED_OPS,
@@ -260,7 +265,10 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
             _temp_root(tmp_dir):
         tmp = Path(tmp_dir)
         src = preprocess(fp32_path, tmp, notes) if settings["preprocess"] else fp32_path
-        float_model = onnx.load(str(src))
+        float_model = per_axis_ready(onnx.load(str(src)), notes)
+        per_axis = opset_of(float_model) >= PER_AXIS_OPSET  # else per-tensor, and no per-axis protection
+        if not per_axis:
+            settings["per_channel"] = False
         name_nodes(float_model)
         src = tmp / "float.onnx"
         onnx.save_model(float_model, str(src))
@@ -278,11 +286,14 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
         def build(skip_types: Sequence[str]) -> Any:
             types = [t for t in op_types if t not in skip_types]
             qm = ort_quantize(src, tmp / "quantized.onnx", ranges, settings, types, list(reasons), where)
-            protect_float_nodes(qm)
+            if per_axis:
+                protect_float_nodes(qm)
             return qm
 
         qmodel = ort_quantize(src, tmp / "quantized.onnx", ranges, settings, op_types, list(reasons), where)
-        protected = protect_float_nodes(qmodel)
+        qmodel = _loadable(qmodel, float_model, reasons, lambda: ort_quantize(
+            src, tmp / "quantized.onnx", ranges, settings, op_types, list(reasons), where), where, notes)
+        protected = protect_float_nodes(qmodel) if per_axis else []
         if protected:
             notes.append("float nodes between int8 tensors given a per-axis DequantizeLinear input so that ORT's "
                          f"WeightBiasQuantization keeps them float: {', '.join(protected)}")
@@ -294,6 +305,44 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
     return QuantReport(settings=settings, kept_float=(*reasons, *found), notes=tuple(notes),
                        split=data.describe(stream.items), calibration_seconds=secs,
                        calibration_peak_rss_mb=rss.peak_mb, seconds=time.perf_counter() - t0, check=check)
+
+
+MAX_INVALID_RETRIES = 8
+_BAD_NODE = re.compile(r'Node,? \(\"?([^",)]+)')
+
+
+def _loadable(qmodel: Any, float_model: Any, reasons: dict[str, str], rebuild: Callable[[], Any], where: str,
+              notes: list[str]) -> Any:
+    """``qmodel``, or a rebuild that ONNX Runtime loads: a quantized graph that ORT refuses (INVALID_GRAPH)
+    names a node; the nodes of the user's graph that read or make its tensors are kept float (``reasons``, said
+    in the notes) and the model re-quantized, up to :data:`MAX_INVALID_RETRIES` times; else one error naming
+    the node of the user's graph."""
+    originals = {n.name for n in float_model.graph.node}
+    for _ in range(MAX_INVALID_RETRIES + 1):
+        try:
+            session(qmodel)
+            return qmodel
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+            message = first_line(exc, 400)
+        found = _BAD_NODE.search(message)
+        bad = found.group(1) if found else None
+        node = next((n for n in qmodel.graph.node if n.name == bad), None)
+        tensors = set(node.input) | set(node.output) if node is not None else set()
+        users = sorted(n.name for n in qmodel.graph.node if n.name in originals and n.name not in reasons
+                       and (set(n.input) | set(n.output)) & tensors)
+        if bad in originals and bad not in reasons:
+            users = [bad]
+        if not users:
+            raise QuantizationError(f"the quantized model is not a valid graph: {message}", where=where,
+                                    hint="keep the node named float: --exclude-nodes NAME, or its op type: "
+                                         "--exclude-op-types TYPE")
+        for name in users:
+            reasons[name] = f"quantizing it made an invalid graph ({message[:160]})"
+        notes.append(f"the quantized graph was invalid at {bad}: kept {', '.join(users)} float and quantized again")
+        qmodel = rebuild()
+    raise QuantizationError("the quantized model is still not a valid graph after keeping "
+                            f"{MAX_INVALID_RETRIES} node groups float", where=where,
+                            hint="--exclude-op-types for the op types named in the notes, or --int8-preset ort-default")
 
 
 def _check_and_search(fp32_path: Path, qmodel: Any, build: Callable[[Sequence[str]], Any], float_model: Any,

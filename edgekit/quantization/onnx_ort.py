@@ -123,6 +123,39 @@ def preprocess(src: Path, tmp: Path, notes: list[str]) -> Path:
     return src
 
 
+PER_AXIS_OPSET = 13  # DequantizeLinear's ``axis`` (per-channel weights, per-axis bias) exists from opset 13
+
+
+def opset_of(model: Any) -> int:
+    """The model's default-domain (``ai.onnx``) opset."""
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def per_axis_ready(model: Any, notes: list[str]) -> Any:
+    """``model`` at an opset whose DequantizeLinear takes an ``axis`` (13), converted if older.
+
+    ORT's ``quantize_static`` writes per-channel weights and their int32 biases with a per-axis DequantizeLinear
+    whatever the model's opset; below 13 the graph is then invalid ("Unrecognized attribute: axis for operator
+    DequantizeLinear", on the int32 bias of a fused Conv+BatchNorm in PP-OCRv4's opset-12 models), where plain
+    ``quantize_static`` defaults (per-tensor) load. The conversion is said in the notes; a model the ONNX
+    version converter cannot convert is returned as it is (the caller then quantizes per-tensor)."""
+    import onnx
+
+    old = opset_of(model)
+    if not 0 < old < PER_AXIS_OPSET:
+        return model
+    try:
+        new = onnx.version_converter.convert_version(model, PER_AXIS_OPSET)
+        onnx.checker.check_model(new)
+    except Exception as exc:  # the converter raises assorted errors on graphs it has no adapter for
+        notes.append(f"the model's opset {old} has no per-axis DequantizeLinear and the ONNX version converter "
+                     f"could not take it to {PER_AXIS_OPSET} ({first_line(exc, 160)}): weights quantized per-tensor")
+        return model
+    notes.append(f"the model's opset {old} has no per-axis DequantizeLinear (per-channel int8 would be an invalid "
+                 f"graph): converted to opset {PER_AXIS_OPSET} for quantization")
+    return new
+
+
 def name_nodes(model: Any) -> None:
     """Give every node a unique name (ORT's exclusions and the search refer to nodes by name)."""
     seen: set[str] = set()

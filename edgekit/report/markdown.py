@@ -181,7 +181,11 @@ def _budget(result: RunResult) -> list[str]:
             "int8 searches aim inside this budget on the tuning items of the calibration split (see each "
             "artifact's notes for the split). Outputs a cosine does not fit are judged by their own metric "
             f"whatever the rule: a binary score may flip at most {100.0 * b.max_flip_rate:g}% of its decisions, a "
-            f"regression output keep a relative error of at most {b.max_relative_error:g}."]
+            f"regression output keep a relative error of at most {b.max_relative_error:g}, a dense map's "
+            f"thresholded IoU must reach {b.min_iou:g}, a detection output find at least "
+            f"{100.0 * b.min_detection_match:g}% of the source's detections (recall) with as many of its own "
+            f"matching them (precision), and a sequence's decoded text keep a character error rate of at most "
+            f"{100.0 * b.max_sequence_error:g}%."]
 
 
 def _results(result: RunResult) -> list[str]:
@@ -209,10 +213,20 @@ def _outputs(result: RunResult) -> list[str]:
              "Every output of each artifact compared with the source's on the held-out items, with the metrics "
              "that fit its kind: classification (top-k agreement, accuracy with labels), embedding (cosine), "
              "binary score (decisions flipped at the threshold), dense map (IoU of the thresholded maps, "
-             "per-element error), regression (relative error). A metric that does not fit a kind (the cosine of "
-             "one score, an argmax over a map) is not computed.", ""]
+             "per-element error), regression (relative error), detection (the source's boxes above its operating "
+             "point matched by IoU >= 0.5: recall, precision, mean IoU of the matches), sequence (the argmax per "
+             "step decoded, repeats and the blank dropped: identical sequences, character error rate), and the "
+             "values of your own `--metric` functions. A metric that does not fit a kind (the cosine of one "
+             "score, an argmax over a map) is not computed.", ""]
     body = [[name, o.name, o.kind, "×".join(map(str, o.shape)) or "scalar", o.summary()]
             for name, r in seen.items() if r.metrics is not None for o in r.metrics.outputs]
+    body += [[name, f"{o.name} (sequence ends)", o.kind, "×".join(map(str, o.shape)) or "scalar", o.summary()]
+             for name, r in seen.items() if r.metrics and r.metrics.sequence for o in r.metrics.sequence.end_states]
+    stateful = [f"- {text(name)}: {text(r.metrics.sequence.summary())}" for name, r in seen.items()
+                if r.metrics is not None and r.metrics.sequence is not None]
+    if stateful:  # a streaming model: each artifact ran the held-out sequences in order, carrying its own state
+        lines += ["Stateful model: every step of each held-out sequence compared, each artifact feeding back its "
+                  "own state outputs:", "", *stateful, ""]
     return lines + _table(("Artifact", "Output", "Kind", "Item shape", "Metrics"), body)
 
 

@@ -86,6 +86,12 @@ def describe(row: Row, speedup: float | None) -> str:
             parts.append(f"flips {100.0 * m.flip_rate:.1f}%")
         if m.relative_error is not None:
             parts.append(f"relative error {m.relative_error:.3g}")
+        if m.iou is not None:
+            parts.append(f"map IoU {m.iou:.3f}")
+        if m.detection_match is not None:
+            parts.append(f"detections matched {100.0 * m.detection_match:.1f}%")
+        if m.sequence_error is not None:
+            parts.append(f"char. error {100.0 * m.sequence_error:.2f}%")
     return ", ".join(parts)
 
 

@@ -248,7 +248,8 @@ def test_json_round_trip_keeps_raw_samples(tmp_path: Path, arts: dict[str, Artif
     assert na["metrics"] is None and na["bench"] is None and na["speedup_vs_fp32"] is None
     assert [a["name"] for a in loaded["artifacts"]] == [a.name for a in arts.values()]
     assert loaded["budget"] == {"max_drop_points": 1.0, "min_cosine": 0.99, "governs": "both", "max_flip_rate": 0.01,
-                                "max_relative_error": 0.05}
+                                "max_relative_error": 0.05, "min_iou": 0.9, "min_detection_match": 0.9,
+                                "max_sequence_error": 0.02}
     marker, _, body = md_path.read_text(encoding="utf-8").partition("\n")
     assert marker.startswith("<!-- edgekit report") and body == render_markdown(result)  # marked as edgekit's
 

@@ -5,7 +5,9 @@ Two forms (see :meth:`NpzTensors.open`):
 * **named** (any number of model inputs): one array per model input, named after it, item axis first (all
   with the same number of items N); optionally ``labels`` (N,) integers and ``split`` (N,) strings
   ``"calibration"`` / ``"eval"`` / ``"train"``; without ``split``, items are split by index parity (even =
-  calibration, odd = eval). A single array of any name feeds a single-input model.
+  calibration, odd = eval); optionally ``sequence`` (N,) integers, one sequence id per item, for streaming
+  models whose state is carried from step to step (:mod:`edgekit.sequences`; the items of a sequence are
+  consecutive). A single array of any name feeds a single-input model.
 * **by split** (one model input): arrays ``calibration`` / ``eval`` (/ ``train``), optionally
   ``<split>_labels``.
 
@@ -19,7 +21,7 @@ import contextlib
 import math
 import zipfile
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -35,7 +37,7 @@ ItemSpec = dict[str, tuple[tuple[int, ...], np.dtype[Any]]]
 UNNAMED = ""
 """The array name of the by-split form (``calibration`` / ``eval`` arrays): it feeds the model's only input."""
 
-RESERVED = ("labels", "split")
+RESERVED = ("labels", "split", "sequence")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class NpzTensors:
     rows: Mapping[Split, np.ndarray]
     label_arrays: Mapping[Split, np.ndarray]
     rule: str
+    sequence_arrays: Mapping[Split, np.ndarray] = field(default_factory=dict)
 
     @staticmethod
     def open(file: Path) -> NpzTensors:
@@ -91,6 +94,12 @@ class NpzTensors:
         if not self.label_arrays:
             return None
         return self.label_arrays.get(split, np.zeros(0, np.int64))
+
+    def sequence_ids(self, split: Split) -> np.ndarray | None:
+        """The ``sequence`` id of each item of ``split`` in item order, or ``None`` when the file has none."""
+        if not self.sequence_arrays:
+            return None
+        return self.sequence_arrays.get(split, np.zeros(0, np.int64))
 
     def items(self, split: Split) -> Generator[Item, None, None]:
         if split not in self.members or not self.count(split):
@@ -180,6 +189,7 @@ def _named(file: Path, headers: Mapping[str, NpyMember]) -> NpzTensors:
     with open_npz(file) as z:
         all_labels = check_labels(z["labels"], n, f"{file}:labels") if "labels" in headers else None
         split = _split_array(file, z["split"], n) if "split" in headers else None
+        sequence = _sequence_array(file, z["sequence"], n) if "sequence" in headers else None
     rows: dict[Split, np.ndarray]
     if split is None:
         rows = {s: np.arange(start, n, 2) for s, start in PARITY_START.items()}
@@ -189,7 +199,17 @@ def _named(file: Path, headers: Mapping[str, NpyMember]) -> NpzTensors:
         rule = "its 'split' array"
     members: dict[Split, dict[str, NpyMember]] = {s: dict(data) for s in rows}
     labels = {s: all_labels[r] for s, r in rows.items()} if all_labels is not None else {}
-    return NpzTensors(file, members, rows, labels, rule)
+    sequences = {s: sequence[r] for s, r in rows.items()} if sequence is not None else {}
+    return NpzTensors(file, members, rows, labels, rule, sequences)
+
+
+def _sequence_array(file: Path, sequence: np.ndarray, n: int) -> np.ndarray:
+    if sequence.dtype.kind not in "iu" or sequence.shape != (n,):
+        raise CalibrationError("'sequence' must give each item's sequence id", where=f"{file}:sequence",
+                               expected=f"{n} integers (shape ({n},)), equal for the consecutive steps of one "
+                                        "sequence", got=f"{sequence.dtype} {sequence.shape}",
+                               hint="np.savez(path, ..., sequence=np.array([0, 0, 0, 1, 1, ...]))")
+    return sequence.astype(np.int64)
 
 
 def _split_array(file: Path, split: np.ndarray, n: int) -> np.ndarray:
