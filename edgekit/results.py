@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,8 +92,12 @@ class AccuracyBudget:
         """Why outputs that a cosine does not fit are outside the budget: a binary score whose decisions flip
         on more than ``max_flip_rate`` of the items, a regression output whose relative error exceeds
         ``max_relative_error``; each line names the output. Applied whatever ``governs`` says."""
+        return self.outputs_failures(metrics.outputs)
+
+    def outputs_failures(self, outputs: Sequence[OutputMetrics]) -> list[str]:
+        """:meth:`output_failures` of these ``outputs`` (the quantizers' tuning check judges them so too)."""
         out: list[str] = []
-        for o in metrics.outputs:
+        for o in outputs:
             if o.flip_rate is not None and not o.flip_rate <= self.max_flip_rate:
                 out.append(f"over budget: output {o.name!r} ({o.kind}) flips {100.0 * o.flip_rate:.1f}% of "
                            f"decisions at {o.threshold:g} > {100.0 * self.max_flip_rate:g}% (the flip-rate rule, "

@@ -1,9 +1,12 @@
 """Agreement of a quantized model with fp32 on the tuning items, and the budget decisions are held to.
 
-One check for every quantizer (ONNX Runtime, NNCF, ai-edge-quantizer): the model's first output on each
-tuning item against fp32's, measured exactly as the held-out validation measures it
-(:func:`edgekit.metrics.item_rows`, :func:`edgekit.metrics.row_cosine`): mean / min cosine, top-1 agreement
-for classifiers, and the accuracy drop where the tuning items carry labels.
+One check for every quantizer (ONNX Runtime, NNCF, ai-edge-quantizer): **every output** of the model on each
+tuning item against fp32's, measured as the held-out validation measures it: the cosine (mean / min) of the
+outputs a cosine fits (:func:`edgekit.metrics.item_rows`, :func:`edgekit.metrics.row_cosine`), top-1 agreement
+and the accuracy drop where labelled for a classifier, and the rule of each output's kind
+(:func:`edgekit.metrics.compare`, :meth:`~edgekit.results.AccuracyBudget.outputs_failures`: a binary score's flip
+rate, a dense map's IoU, a sequence's character error...). The check used to look at the first output by cosine
+only: a [1, 1] speech probability (Silero VAD) read "cosine 1.000000" while 56% of its decisions flipped.
 
 :class:`DecisionBudget` is the run's :class:`~edgekit.results.AccuracyBudget` (``--min-cosine``,
 ``--max-drop``, ``--budget-rule``) tightened by a margin: the tuning items are few and are not the held-out
@@ -13,23 +16,27 @@ items, so a decision that only just meets the budget on them is likely to miss i
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from edgekit.metrics import item_rows, row_cosine
-from edgekit.results import AccuracyBudget
+from edgekit.metrics import compare, item_rows, row_cosine
+from edgekit.results import AccuracyBudget, OutputMetrics
 
 Feeds = dict[str, np.ndarray]
+#: What a quantizer's ``run`` gives per feed: its first output (the older form) or every output, in order.
+ItemOutputs = np.ndarray | Sequence[np.ndarray]
 
 
 @dataclass(frozen=True)
 class Check:
-    """How a candidate's first output agrees with fp32's on ``items`` tuning items.
+    """How a candidate's outputs agree with fp32's on ``items`` tuning items.
 
+    ``cosine``/``cosine_min``: over the outputs a cosine fits (NaN when none does, e.g. one score per item);
     ``accuracy_drop_points``: fp32's accuracy minus the candidate's, in points, on the ``labelled`` items
-    (None without labels or for a non-classifier)."""
+    (None without labels or for a non-classifier); ``outputs``: every output's metrics by its kind, which the
+    budget's per-output rules judge (:meth:`DecisionBudget.misses`)."""
 
     items: int
     cosine: float
@@ -37,6 +44,7 @@ class Check:
     top1_agreement: float | None = None
     accuracy_drop_points: float | None = None
     labelled: int = 0
+    outputs: tuple[OutputMetrics, ...] = field(default=(), compare=False)
 
     def as_dict(self) -> dict[str, float]:
         """The numbers an artifact records under ``check``."""
@@ -54,9 +62,34 @@ class Check:
         out.update({f"{k}_before_search": v for k, v in before.as_dict().items() if k != "items"})
         return out
 
+    @property
+    def has_vector_output(self) -> bool:
+        return not np.isnan(self.cosine)
+
+    @property
+    def score(self) -> float:
+        """One number, higher is better, that searches rank and compare by: the worst of the cosine and each
+        output's own agreement (1 - flip rate, IoU, 1 - character error, 1 - relative error, detection recall and
+        precision). With one classifier or embedding output it is the cosine."""
+        parts = [self.cosine] if self.has_vector_output else []
+        for o in self.outputs:
+            parts += [1.0 - v for v in (o.flip_rate, o.char_error_rate, o.relative_error) if v is not None]
+            parts += [v for v in ((o.iou if o.kind == "dense" else None), o.recall, o.precision) if v is not None]
+        return min(parts) if parts else float("nan")
+
     def text(self) -> str:
         """The check in one phrase, with enough digits to tell cosines near 1 apart."""
-        out = f"cosine {fmt_cosine(self.cosine)} (min {fmt_cosine(self.cosine_min)})"
+        out = f"cosine {fmt_cosine(self.cosine)} (min {fmt_cosine(self.cosine_min)})" if self.has_vector_output else \
+            "no output a cosine fits"
+        for o in self.outputs:
+            if o.flip_rate is not None:
+                out += f", {o.name} flips {100.0 * o.flip_rate:.1f}%"
+            if o.kind == "dense" and o.iou is not None:
+                out += f", {o.name} IoU {o.iou:.3f}"
+            if o.char_error_rate is not None:
+                out += f", {o.name} char error {100.0 * o.char_error_rate:.1f}%"
+            if o.relative_error is not None:
+                out += f", {o.name} relative error {o.relative_error:.3g}"
         if self.top1_agreement is not None:
             out += f", top-1 agreement {self.top1_agreement:.3f}"
         if self.accuracy_drop_points is not None:
@@ -69,30 +102,61 @@ def fmt_cosine(x: float) -> str:
     return f"{x:.4f}" if x < 0.9995 else f"{x:.6f}"
 
 
-def compare_items(feeds: Sequence[Mapping[str, np.ndarray]], reference: Sequence[np.ndarray],
-                  candidate: Sequence[np.ndarray], labels: np.ndarray | None = None) -> Check:
-    """Compare the first output of a candidate with fp32's, one array per feed (same order as ``feeds``).
+def _outputs_of(item: ItemOutputs) -> list[np.ndarray]:
+    return [item] if isinstance(item, np.ndarray) else [np.asarray(o) for o in item]
 
-    Token outputs (B, S, H) with an ``attention_mask`` input are pooled over real tokens first; top-1
-    agreement and accuracy apply to (B, classes) outputs only."""
-    ref_rows = [item_rows(r, f) for r, f in zip(reference, feeds, strict=True)]
-    got_rows = [item_rows(g, f) for g, f in zip(candidate, feeds, strict=True)]
-    if not ref_rows:
+
+def _items(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """One output over the items, ``(N, ...)``: outputs with a batch axis of 1 are concatenated on it; others (a
+    recurrent state ``[2, 1, 128]``) are stacked, each item's whole output one item."""
+    if all(np.ndim(a) >= 1 and np.shape(a)[0] == 1 for a in arrays):
+        return np.concatenate(arrays)
+    return np.stack(arrays)
+
+
+def compare_items(feeds: Sequence[Mapping[str, np.ndarray]], reference: Sequence[ItemOutputs],
+                  candidate: Sequence[ItemOutputs], labels: np.ndarray | None = None) -> Check:
+    """Compare every output of a candidate with fp32's, one entry per feed (same order as ``feeds``): an array
+    (the first output) or the list of outputs.
+
+    The cosine covers the outputs with more than one value per item (token outputs (B, S, H) with an
+    ``attention_mask`` input are pooled over real tokens first); top-1 agreement and accuracy apply to the first
+    (B, classes) output. Every output is also measured by its kind (:func:`edgekit.metrics.compare`, each item's
+    whole output as one item) for the budget's per-output rules."""
+    if not reference:
         return Check(items=0, cosine=float("nan"), cosine_min=float("nan"))
-    ref, got = np.concatenate(ref_rows), np.concatenate(got_rows)
-    cos = row_cosine(ref, got)
-    classifier = all(np.ndim(r) == 2 for r in reference) and ref.shape[1] > 1
+    refs = [_outputs_of(r) for r in reference]
+    gots = [_outputs_of(g) for g in candidate]
+    cos_means: list[float] = []
+    cos_mins: list[float] = []
     top1 = drop = None
     labelled = 0
-    if classifier:
-        r_top, g_top = ref.argmax(axis=1), got.argmax(axis=1)
-        top1 = float(np.mean(r_top == g_top))
-        if labels is not None and len(labels) == len(ref):
-            y = np.asarray(labels).astype(np.int64)
-            drop = 100.0 * (float(np.mean(r_top == y)) - float(np.mean(g_top == y)))
-            labelled = len(y)
-    return Check(items=len(feeds), cosine=float(np.mean(cos)), cosine_min=float(np.min(cos)),
-                 top1_agreement=top1, accuracy_drop_points=drop, labelled=labelled)
+    for k in range(len(refs[0])):
+        ref_k = [r[k] for r in refs]
+        if all(np.size(r) <= max(1, np.shape(r)[0] if np.ndim(r) else 1) for r in ref_k):
+            continue  # one value per item: a score, judged by its flip rate below, never by the cosine of a scalar
+        ref = np.concatenate([item_rows(r, f) for r, f in zip(ref_k, feeds, strict=True)])
+        got = np.concatenate([item_rows(g[k], f) for g, f in zip(gots, feeds, strict=True)])
+        cos = row_cosine(ref, got)
+        cos_means.append(float(np.mean(cos)))
+        cos_mins.append(float(np.min(cos)))
+        if top1 is None and all(np.ndim(r) == 2 for r in ref_k) and ref.shape[1] > 1:
+            r_top, g_top = ref.argmax(axis=1), got.argmax(axis=1)
+            top1 = float(np.mean(r_top == g_top))
+            if labels is not None and len(labels) == len(ref):
+                y = np.asarray(labels).astype(np.int64)
+                drop = 100.0 * (float(np.mean(r_top == y)) - float(np.mean(g_top == y)))
+                labelled = len(y)
+    try:
+        stacked_ref = {f"output {k}": _items([r[k] for r in refs]) for k in range(len(refs[0]))}
+        stacked_got = {f"output {k}": _items([g[k] for g in gots]) for k in range(len(refs[0]))}
+        outputs = compare(stacked_ref, stacked_got).outputs
+    except ValueError:  # outputs whose shape changes from item to item: the cosine alone judges them
+        outputs = ()
+    nan = float("nan")
+    return Check(items=len(feeds), cosine=min(cos_means) if cos_means else nan,
+                 cosine_min=min(cos_mins) if cos_mins else nan, top1_agreement=top1, accuracy_drop_points=drop,
+                 labelled=labelled, outputs=tuple(outputs))
 
 
 @dataclass(frozen=True)
@@ -106,24 +170,39 @@ class DecisionBudget:
 
     @property
     def aim(self) -> AccuracyBudget:
+        """The budget with ``margin`` of every rule's slack kept in reserve (per-output rules included)."""
         b, keep = self.budget, 1.0 - self.margin
-        return AccuracyBudget(max_drop_points=round(b.max_drop_points * keep, 9),
-                              min_cosine=round(1.0 - (1.0 - b.min_cosine) * keep, 9), governs=b.governs)
+
+        def up(x: float) -> float:  # a floor in [0, 1]: keep its distance to 1
+            return round(1.0 - (1.0 - x) * keep, 9)
+
+        return replace(b, max_drop_points=round(b.max_drop_points * keep, 9), min_cosine=up(b.min_cosine),
+                       max_flip_rate=round(b.max_flip_rate * keep, 9),
+                       max_relative_error=round(b.max_relative_error * keep, 9), min_iou=up(b.min_iou),
+                       min_detection_match=up(b.min_detection_match),
+                       max_sequence_error=round(b.max_sequence_error * keep, 9))
 
     def misses(self, check: Check) -> list[str]:
-        """Why ``check`` is outside the aim (empty when it meets it); a check of no items always misses."""
+        """Why ``check`` is outside the aim (empty when it meets it): the cosine / accuracy rules, then the rule of
+        each output's kind; a check of no items always misses."""
         if check.items == 0:
             return ["no tuning items: nothing measured"]
-        return self.aim.failures(check.cosine, check.accuracy_drop_points)
+        aim = self.aim
+        cosine = check.cosine if check.has_vector_output else None
+        return aim.failures(cosine, check.accuracy_drop_points) + aim.outputs_failures(check.outputs)
 
     def meets(self, check: Check) -> bool:
         return not self.misses(check)
 
     def improves(self, new: Check, old: Check, min_gain: float) -> bool:
-        """Whether ``new`` is worth its cost over ``old``: the cosine rises by ``min_gain``, or, where the
+        """Whether ``new`` is worth its cost over ``old``: its :attr:`Check.score` (the cosine, for one classifier
+        output) rises by ``min_gain``, or an output's own rule now holds, or, where the
         accuracy rule applies, fewer labelled tuning items are lost without the cosine falling by as much."""
-        if new.cosine >= old.cosine + min_gain:
+        if new.score >= old.score + min_gain:
             return True
+        fewer = len(self.aim.outputs_failures(new.outputs)) < len(self.aim.outputs_failures(old.outputs))
+        if fewer and new.score > old.score - min_gain:
+            return True  # an output's own rule (flips, IoU, ...) now holds, at no cost in agreement
         acc_rule = "accuracy" in self.aim.rules(new.accuracy_drop_points is not None)
         return (acc_rule and new.accuracy_drop_points is not None and old.accuracy_drop_points is not None
                 and new.accuracy_drop_points < old.accuracy_drop_points and new.cosine > old.cosine - min_gain)
@@ -145,11 +224,12 @@ class DecisionBudget:
 class Judge:
     """The tuning items, fp32's outputs on them and their labels: measures every candidate the same way.
 
-    ``run(model, feeds)`` returns the candidate's first output per feed (the backend's runtime, real kernels).
+    ``run(model, feeds)`` returns the candidate's outputs per feed (the backend's runtime, real kernels): every
+    output as a list, or only the first as an array.
     """
 
-    def __init__(self, feeds: Sequence[Feeds], reference: Sequence[np.ndarray], labels: np.ndarray | None,
-                 run: Callable[[Any, Sequence[Feeds]], list[np.ndarray]]) -> None:
+    def __init__(self, feeds: Sequence[Feeds], reference: Sequence[ItemOutputs], labels: np.ndarray | None,
+                 run: Callable[[Any, Sequence[Feeds]], Sequence[ItemOutputs]]) -> None:
         self.feeds = list(feeds)
         self.reference = list(reference)
         self.labels = labels

@@ -220,7 +220,7 @@ class OnnxBackend:
     def build(self, kept_float: Sequence[str]) -> Any:
         return with_float_weights(self._base, kept_float, self._weights) if kept_float else self._base
 
-    def run(self, model: Any, feeds: Sequence[Feeds]) -> list[np.ndarray]:
+    def run(self, model: Any, feeds: Sequence[Feeds]) -> list[list[np.ndarray]]:
         return run_model(model, feeds, self._where)
 
     def rank(self, candidates: Sequence[str], judge: Judge) -> list[Ranked] | None:

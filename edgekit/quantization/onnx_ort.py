@@ -81,10 +81,11 @@ def first_outputs(sess: Any, feeds: Sequence[Feeds]) -> list[np.ndarray]:
     return [np.asarray(sess.run(None, dict(f))[0]) for f in feeds]
 
 
-def run_model(model: Any, feeds: Sequence[Feeds], where: str) -> list[np.ndarray]:
-    """The first output of an in-memory (or on-disk) model on each feed; a failure names ``where``."""
+def run_model(model: Any, feeds: Sequence[Feeds], where: str) -> list[list[np.ndarray]]:
+    """Every output of an in-memory (or on-disk) model on each feed; a failure names ``where``."""
     try:
-        return first_outputs(session(model), feeds)
+        sess = session(model)
+        return [[np.asarray(o) for o in sess.run(None, dict(f))] for f in feeds]
     except Exception as exc:
         raise QuantizationError(f"onnxruntime cannot run the quantized model: {first_line(exc, 240)}", where=where,
                                 hint="try op_types_to_exclude / nodes_to_exclude for the failing op") from exc

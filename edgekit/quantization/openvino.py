@@ -124,6 +124,17 @@ def _compile(model: Any, threads: int | None = None) -> Any:
     return ov.Core().compile_model(model, "CPU", config)
 
 
+def all_outputs(model: Any, feeds: Sequence[Feeds]) -> list[list[np.ndarray]]:
+    """Every output of the model on each feed (real OpenVINO CPU kernels, fp32 inference precision)."""
+    compiled = _compile(model, 2)
+    names = [port_name(p) for p in compiled.inputs]
+    out = []
+    for f in feeds:
+        res = compiled({n: f[n] for n in names})
+        out.append([np.asarray(res[o], dtype=np.float32) for o in compiled.outputs])
+    return out
+
+
 def first_outputs(model: Any, feeds: Sequence[Feeds]) -> list[np.ndarray]:
     """The model's first output on each feed (real OpenVINO CPU kernels, fp32 inference precision)."""
     compiled = _compile(model, 2)
@@ -198,8 +209,8 @@ class OvBackend:
     def build(self, kept_float: Sequence[str]) -> Any:
         return _quantize(self._nncf, self._fp32, self._dataset, self._s, kept_float) if kept_float else self._base
 
-    def run(self, model: Any, feeds: Sequence[Feeds]) -> list[np.ndarray]:
-        return first_outputs(model, feeds)
+    def run(self, model: Any, feeds: Sequence[Feeds]) -> list[list[np.ndarray]]:
+        return all_outputs(model, feeds)
 
     def rank(self, candidates: Sequence[str], judge: Judge) -> list[Ranked] | None:
         probe_f, probe_q = self._fp32.clone(), self._base.clone()
@@ -258,7 +269,7 @@ def quantize_static(fp32_model: Any, data: CalibrationSplit, options: OvInt8Opti
                                 hint="static int8 needs the calibration split of a data set")
     dataset = nncf.Dataset(items)
     tuning = [{n: np.asarray(f[n]) for n in names} for f in data.tuning]
-    judge = Judge(tuning, first_outputs(fp32_model, tuning), data.tuning_labels, first_outputs) if tuning else None
+    judge = Judge(tuning, all_outputs(fp32_model, tuning), data.tuning_labels, all_outputs) if tuning else None
     notes = [data.note(len(items))]
     try:
         if options.nncf_defaults:

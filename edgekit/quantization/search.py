@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgekit.quantization.checks import Check, DecisionBudget, Judge, fmt_cosine
+from edgekit.quantization.checks import Check, DecisionBudget, ItemOutputs, Judge, fmt_cosine
 
 Feeds = dict[str, np.ndarray]
 MIN_GAIN = 1e-4  # cosine gain below which keeping a layer float is not worth its speed
@@ -50,8 +50,9 @@ class SearchBackend(Protocol):
         """The quantized model with ``kept_float`` (candidate names) left in float."""
         ...
 
-    def run(self, model: Any, feeds: Sequence[Feeds]) -> list[np.ndarray]:
-        """The model's first output on each feed, with the runtime's real kernels."""
+    def run(self, model: Any, feeds: Sequence[Feeds]) -> Sequence[ItemOutputs]:
+        """The model's outputs on each feed (every one as a list, or the first as an array), with the runtime's
+        real kernels."""
         ...
 
     def rank(self, candidates: Sequence[str], judge: Judge) -> list[Ranked] | None:
@@ -70,8 +71,8 @@ class SearchResult:
 
 def rank_by_gain(backend: SearchBackend, candidates: Sequence[str], judge: Judge) -> list[Ranked]:
     """Each candidate's cosine gain when it alone is kept float, on ``judge``'s items, best first."""
-    base = judge.check(backend.build([])).cosine
-    ranked = [Ranked(name, judge.check(backend.build([name])).cosine - base) for name in candidates]
+    base = judge.check(backend.build([])).score  # the cosine, or an output's own agreement where that is worse
+    ranked = [Ranked(name, judge.check(backend.build([name])).score - base) for name in candidates]
     return sorted(ranked, key=lambda r: -r.score)
 
 
@@ -117,12 +118,13 @@ def sensitivity_search(backend: SearchBackend, candidates: Sequence[str], judge:
             current, cur = trial, got
         else:
             notes.append(f"left {r.name} in int8: keeping it float did not help on the tuning items "
-                         f"({_moved(cur, got)}; needs cosine +{min_gain:g})")
+                         f"({_moved(cur, got)}; needs +{min_gain:g})")
     return SearchResult(current, tuple(kept), cur)
 
 
 def _moved(old: Check, new: Check) -> str:
-    text = f"cosine {fmt_cosine(old.cosine)} -> {fmt_cosine(new.cosine)}"
+    text = f"cosine {fmt_cosine(old.cosine)} -> {fmt_cosine(new.cosine)}" if old.has_vector_output else \
+        f"agreement score {old.score:.4f} -> {new.score:.4f}"
     if old.accuracy_drop_points is not None and new.accuracy_drop_points is not None:
         text += f", accuracy drop {old.accuracy_drop_points:+.1f} -> {new.accuracy_drop_points:+.1f} pt"
     return text

@@ -165,7 +165,7 @@ class TfliteBackend:
         data = _to_bytes(_quiet_quantize(self._qt, self._stats))
         return float_io(data) if self._io == "float" else data
 
-    def run(self, model: bytes, feeds: Sequence[Feeds]) -> list[np.ndarray]:
+    def run(self, model: bytes, feeds: Sequence[Feeds]) -> list[list[np.ndarray]]:
         self._n += 1  # a new file per trial: LiteRT maps the file it loads
         return run_tflite(model, feeds, self._tmp / f"trial{self._n}.tflite")
 
@@ -173,8 +173,8 @@ class TfliteBackend:
         return None
 
 
-def run_tflite(model: bytes | Path, feeds: Sequence[Feeds], path: Path | None = None) -> list[np.ndarray]:
-    """The first output per feed with the real LiteRT kernels (int8 I/O quantized / dequantized)."""
+def run_tflite(model: bytes | Path, feeds: Sequence[Feeds], path: Path | None = None) -> list[list[np.ndarray]]:
+    """Every output per feed with the real LiteRT kernels (int8 I/O quantized / dequantized)."""
     from edgekit.runtimes.base import RuntimeOptions
     from edgekit.runtimes.litert import LiteRTRuntime
 
@@ -183,7 +183,7 @@ def run_tflite(model: bytes | Path, feeds: Sequence[Feeds], path: Path | None = 
         path.write_bytes(model)
         model = path
     sess = LiteRTRuntime().load(model, RuntimeOptions(threads=1))
-    return [np.asarray(sess.run(f)[0], dtype=np.float32) for f in feeds]
+    return [[np.asarray(o, dtype=np.float32) for o in sess.run(f)] for f in feeds]
 
 
 def _model_inputs(feeds: Feeds, adapt: Callable[[Feeds], Feeds], dtypes: Mapping[str, Any], where: str) -> Feeds:

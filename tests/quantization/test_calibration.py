@@ -92,7 +92,8 @@ def test_int8_artifact_records_the_split_and_the_report_shows_it(tiny: ModelSour
     # the thresholds follow the run's budget (with the margin), and both are in the recipe
     assert s["budget"]["aim_min_cosine"] == 0.9625 and s["budget"]["aim_max_drop_points"] == 1.5
     assert int8.recipe["budget"] == {"max_drop_points": 2.0, "min_cosine": 0.95, "governs": "both",
-                                     "max_flip_rate": 0.01, "max_relative_error": 0.05}
+                                     "max_flip_rate": 0.01, "max_relative_error": 0.05, "min_iou": 0.9,
+                                     "min_detection_match": 0.9, "max_sequence_error": 0.02}
     assert int8.recipe["tuning"]["margin"] == 0.25
     note = next(n for n in int8.notes if n.startswith("calibration split"))
     assert note.startswith("calibration split (40 items): 30 set the ranges; 10 others (seed 0, labelled)")

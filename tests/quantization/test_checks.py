@@ -129,3 +129,32 @@ def test_cli_budget_rule_reaches_the_run_options() -> None:
     assert _options(build_parser().parse_args(base)).budget.governs == "both"
     with pytest.raises(SystemExit):
         build_parser().parse_args([*base, "--budget-rule", "either"])
+
+
+def test_every_output_is_judged_by_its_kind_not_the_first_by_cosine() -> None:
+    """The tuning check looked at the first output by cosine only: Silero VAD's [1, 1] speech probability read
+    "cosine 1.000000" while 56% of its decisions flipped, and no search ran. Now a score per item is judged by its
+    flip rate (no cosine of a scalar), the other outputs by theirs, and the misses name the output."""
+    rng = np.random.default_rng(0)
+    probs = rng.uniform(0.05, 0.95, 40)
+    state = rng.standard_normal((40, 2, 1, 8)).astype(np.float32)
+    feeds = [{"x": np.zeros((1, 4), np.float32)} for _ in probs]
+    ref = [[np.array([[p]], np.float32), s] for p, s in zip(probs, state, strict=True)]
+    flipped = [[np.array([[1.0 - p]], np.float32), s] for p, s in zip(probs, state, strict=True)]
+    check = compare_items(feeds, ref, flipped)
+    assert check.has_vector_output and check.cosine == pytest.approx(1.0)  # the state output: unchanged
+    kinds = {o.name: o.kind for o in check.outputs}
+    assert kinds == {"output 0": "binary", "output 1": "dense"}  # [N, 1] and [N, 2, 1, 8]
+    misses = DecisionBudget().misses(check)
+    assert any("'output 0' (binary) flips" in m for m in misses), misses
+    assert check.score < 0.5 and "output 0 flips" in check.text()
+    same = compare_items(feeds, ref, ref)
+    assert DecisionBudget().meets(same) and same.score == pytest.approx(1.0)
+    assert DecisionBudget().improves(same, check, 1e-4)
+    scalar_only = compare_items(feeds, [r[:1] for r in ref], [f[:1] for f in flipped])
+    assert not scalar_only.has_vector_output and not DecisionBudget().meets(scalar_only)
+
+
+def test_the_aim_keeps_a_margin_on_every_per_output_rule() -> None:
+    aim = DecisionBudget(AccuracyBudget(max_flip_rate=0.04, min_iou=0.8, max_sequence_error=0.02), 0.25).aim
+    assert (aim.max_flip_rate, aim.min_iou, aim.max_sequence_error) == pytest.approx((0.03, 0.85, 0.015))
