@@ -9,7 +9,7 @@ from typing import Any
 
 from edgekit.artifacts import Artifact
 from edgekit.data import Dataset, Preprocess, load_dataset
-from edgekit.errors import BenchmarkError, ConfigError, DeviceUnavailableError, SourceError
+from edgekit.errors import BenchmarkError, ConfigError, DeviceUnavailableError, RuntimeAdapterError, SourceError
 from edgekit.executors.base import TargetJob, get_executor, plan_jobs
 from edgekit.pipeline import (
     Progress,
@@ -24,7 +24,7 @@ from edgekit.pipeline import run as _run
 from edgekit.registry import reference_runtime
 from edgekit.results import BenchResult, Metrics, RunResult
 from edgekit.sequences import StateLink, with_state
-from edgekit.sources.base import ModelSource, image_options
+from edgekit.sources.base import ModelSource, check_task_fits, image_options
 from edgekit.targets import RuntimeSpec, Target, load_target
 from edgekit.types import Format, Precision, Task
 
@@ -56,23 +56,36 @@ def load_source(
                           got=str(model) if isinstance(model, (str, Path)) else type(model).__name__,
                           hint="drop it: this source's code is already yours to run (file.py:factory) or has none")
     ckpt = Path(checkpoint) if checkpoint else None
-    first_shape = next(iter(input_shapes.values())) if input_shapes else None
-    if not isinstance(model, (str, Path)):
-        from edgekit.sources.torch import torch_source
+    if not isinstance(model, (str, Path)) or ".py:" in str(model):
+        from edgekit.sources.torch import load_torch_factory, torch_input_shape, torch_source
 
-        return torch_source(model, input_shape=first_shape, task=task or Task.GENERIC, preprocess=preprocess,
-                            checkpoint=ckpt)
+        shape = torch_input_shape(input_shapes)  # the one input, 'input': another name is refused
+        if not isinstance(model, (str, Path)):
+            return torch_source(model, input_shape=shape, task=task or Task.GENERIC, preprocess=preprocess,
+                                checkpoint=ckpt)
+        return load_torch_factory(str(model), ckpt, input_shape=shape, task=task,
+                                  preprocess=image_options(preprocess))
     text = str(model)
-    if ".py:" in text:
-        from edgekit.sources.torch import load_torch_factory
-
-        return load_torch_factory(text, ckpt, input_shape=first_shape, task=task, preprocess=image_options(preprocess))
     path = Path(text)
     if path.is_dir():
         from edgekit.sources.huggingface import load_hf_dir
 
         return load_hf_dir(path, task=task, max_length=max_length, preprocess=image_options(preprocess),
-                           trust_remote_code=trust_remote_code)
+                           trust_remote_code=trust_remote_code, input_shapes=input_shapes)
+    return _checked_task(_load_file(path, input_shapes, task, preprocess), task)
+
+
+def _checked_task(source: ModelSource, task: Task | str | None) -> ModelSource:
+    """``source`` once its inputs fit the task given for it (:func:`~edgekit.sources.base.check_task_fits`)."""
+    if task:
+        check_task_fits(source.task, source.io, where="--task", model=source.name)
+    return source
+
+
+def _load_file(path: Path, input_shapes: Mapping[str, tuple[int, ...]] | None, task: Task | str | None,
+               preprocess: Preprocess | Mapping[str, Any] | None) -> ModelSource:
+    """A model file (``.onnx``, ``.tflite``, OpenVINO IR ``.xml``) as a source; anything else is a SourceError."""
+    text = str(path)
     if path.suffix == ".onnx":
         from edgekit.sources.files import load_onnx_file
 
@@ -141,7 +154,12 @@ def validate(source: ModelSource, artifact: Artifact, *, calibration: str | Path
     assert ds is not None
     ds = with_state(ds, source, state, calibration_limit=1, eval_limit=limit)
     ref = reference_outputs(source, ds, Path(cache_dir or artifact.path.parent), limit)
-    return validate_artifact(source, artifact, ds, reference=ref, limit=limit, output_kinds=output_kinds)
+    try:
+        return validate_artifact(source, artifact, ds, reference=ref, limit=limit, output_kinds=output_kinds)
+    except RuntimeAdapterError as exc:  # e.g. another model's artifact: its inputs are not this source's
+        if exc.where is None:
+            exc.where = f"{artifact.path} (validated against {source.name})"
+        raise
 
 
 def benchmark(artifact: Artifact, *, target: str | Target = "local-cpu", runtime: str | None = None,
@@ -158,6 +176,16 @@ def benchmark(artifact: Artifact, *, target: str | Target = "local-cpu", runtime
     assert ds is not None
     feeds = list(ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=8))
     planned = [job.runtime.name for job in plan_jobs(tgt, [artifact])]
+    if not planned and runtime is None:  # no runtime of the target takes it: say what the target takes
+        from edgekit.registry import formats_of
+
+        takes = "; ".join(f"{r.name}: {'/'.join(formats_of(r.name)) or '?'} {'/'.join(p.value for p in r.precisions)}"
+                          for r in tgt.runtimes)
+        raise ConfigError(f"no runtime of target {tgt.name} takes a {artifact.format.value} "
+                          f"{artifact.precision.value} artifact", where=str(artifact.path), expected=takes,
+                          got=f"{artifact.format.value} {artifact.precision.value}",
+                          hint="build the format and precision the target takes (edgekit quantize), or choose "
+                               "another --target")
     reference = reference_runtime(artifact.format.value)
     name = runtime or (reference if reference in planned or not planned else planned[0])
     job = TargetJob(tgt, tgt.runtime(name) or RuntimeSpec(name), artifact)

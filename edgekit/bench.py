@@ -67,14 +67,16 @@ class BenchOptions:
             (self.warmup_runs >= 0, "warmup_runs", "an integer >= 0"),
             (self.min_runs >= 1, "min_runs", "an integer >= 1"),
             (self.min_seconds >= 0, "min_seconds", "a number >= 0"),
-            (self.max_runs >= self.min_runs, "max_runs", f"an integer >= min_runs ({self.min_runs})"),
+            (self.min_runs <= self.max_runs, "min_runs", f"an integer in [1, max_runs = {self.max_runs}]"),
             (self.max_seconds > 0, "max_seconds", "a number > 0"),
             (self.memory_runs >= 1, "memory_runs", "an integer >= 1"),
         ]
         for ok, key, expected in checks:
             if not ok:
-                raise ConfigError("invalid benchmark option", where=f"bench.{key}", expected=expected,
-                                  got=getattr(self, key))
+                flag = {"threads": "--threads", "warmup_runs": "--warmup", "min_runs": "--min-runs",
+                        "min_seconds": "--min-seconds"}.get(key)
+                raise ConfigError("invalid benchmark option", where=f"bench.{key}" + (f" ({flag})" if flag else ""),
+                                  expected=expected, got=getattr(self, key))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "bench_options") -> BenchOptions:

@@ -31,8 +31,14 @@ from edgekit.cli_checks import (
     refuse_misapplied,
     task_budget,
 )
-from edgekit.errors import ConfigError, EdgekitError, first_line
-from edgekit.interrupts import Terminated, restore_terminate, terminate_as_interrupt
+from edgekit.errors import ConfigError, EdgekitError, UnknownNameError, first_line
+from edgekit.interrupts import (
+    Terminated,
+    ignore_further,
+    restore_handlers,
+    restore_terminate,
+    terminate_as_interrupt,
+)
 
 EXIT_USER_ERROR = 2
 
@@ -328,7 +334,11 @@ def _cmd_targets(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise ConfigError("which target?", where="edgekit targets show", expected="a target name")
-    t = load_target(args.name)
+    try:
+        t = load_target(args.name)
+    except UnknownNameError as exc:  # named as the user typed it: a positional name, not --target
+        exc.where = f"edgekit targets show {args.name}"
+        raise
     print(json.dumps({"name": t.name, "description": t.description, "access": t.access, "arch": t.arch,
                       "isa": list(t.isa), "int8_preset": t.int8_preset, "memory_mb": t.memory_mb,
                       "source": str(t.source),
@@ -416,13 +426,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     go_offline()
     parser = build_parser()
     args = parser.parse_args(argv)
-    previous = terminate_as_interrupt()
+    previous, ignored = terminate_as_interrupt(), None
     try:
         _refuse_unused(args, _add_run_args)
         refuse_misapplied(args)
         _check_ranges(args)
         return int(args.func(args))
     except KeyboardInterrupt as exc:
+        ignored = ignore_further()
         how, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
         print(f"edgekit: {how}; re-run the same command to resume (complete artifacts are reused)", file=sys.stderr)
         return code
@@ -435,7 +446,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edgekit: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     finally:
-        restore_terminate(previous)
+        if ignored is not None and argv is None:
+            pass  # the command is ending after an interruption: stay deaf to a second one until the exit
+        else:  # called from a program (tests) or not interrupted: its handlers back
+            restore_handlers(ignored)
+            restore_terminate(previous)
 
 
 if __name__ == "__main__":

@@ -161,9 +161,47 @@ def refuse_misapplied(args: argparse.Namespace) -> None:
                     "image data (a bundled set or a folder of images)",
                     f"drop --{dest}, or normalise the tensors in {calibration}")
     _refuse_preset(args)
+    _refuse_conflicts(args)
     if _given(args, "command") == "targets" and _given(args, "action") == "list" and _given(args, "name"):
         _refuse("edgekit targets list", "'list' takes no name", args.name, "edgekit targets list",
                 f"edgekit targets show {args.name}")
+
+
+def _refuse_conflicts(args: argparse.Namespace) -> None:
+    """A name listed twice, a budget option the chosen ``--budget-rule`` never applies, ``quantize --precision
+    fp32``, and a ``quantize --precision`` that one of ``--formats`` does not have (found before any build)."""
+    for dest in ("formats", "precisions"):
+        names = [n.lower() for n in _csv(_given(args, dest))]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            _refuse("--" + dest, "a name given twice", _given(args, dest), "each name once",
+                    f"drop the second {twice[0]}")
+    if _given(args, "budget_rule") == "cosine" and _given(args, "max_drop") not in (None, 1.0):
+        _refuse("--max-drop", "--budget-rule cosine never applies --max-drop", args.max_drop,
+                "--budget-rule both or accuracy with --max-drop", "drop --max-drop, or choose --budget-rule both")
+    precision = _given(args, "precision")
+    if _given(args, "command") != "quantize" or not isinstance(precision, str):
+        return
+    if precision.strip().lower() == "fp32":
+        _refuse("--precision", "fp32 is not a quantized precision", precision, "fp16, int8, int8-dynamic or "
+                "int8-weights", "edgekit export builds the fp32 artifacts")
+    from edgekit.errors import MissingDependencyError
+    from edgekit.registry import get_format
+    from edgekit.types import Precision
+
+    try:
+        wanted = Precision(precision.strip().lower())
+    except ValueError:
+        return  # the command's own parsing names the allowed values
+    for fmt in _csv(_given(args, "formats")) or ("onnx",):
+        try:
+            adapter = get_format(fmt.lower())
+        except (MissingDependencyError, EdgekitError):
+            continue  # an unknown or missing format: its own error comes with the build
+        if wanted not in adapter.precisions:
+            _refuse("--precision", f"the {fmt} format has no {wanted.value}", precision,
+                    ", ".join(p.value for p in adapter.precisions if p.value != "fp32"),
+                    adapter.precision_hint(wanted) or f"drop {fmt} from --formats")
 
 
 def _refuse_preset(args: argparse.Namespace) -> None:
@@ -195,6 +233,8 @@ def add_task_args(p: argparse.ArgumentParser) -> None:
                    "precision of a detection output against the source's detections (0.9)")
     p.add_argument("--max-sequence-error", type=float, default=0.02, help="accuracy budget: max character error "
                    "rate of a sequence output's decoded sequences (0.02)")
+    p.add_argument("--max-relative-error", type=float, default=0.05, help="accuracy budget: max relative error "
+                   "||candidate - source|| / ||source|| of a regression output (0.05)")
     p.add_argument("--metric", action="append", metavar="OUTPUT=FILE.py:FUNCTION", help="your own metric of an "
                    "output: FUNCTION(reference, candidate) returns a dict of named floats (repeatable)")
     p.add_argument("--exclude-op-types", help="comma list of op types kept in float in ONNX static int8")
@@ -202,5 +242,6 @@ def add_task_args(p: argparse.ArgumentParser) -> None:
 
 def task_budget(args: argparse.Namespace) -> dict[str, float]:
     """The budget rules of :func:`add_task_args` as :class:`~edgekit.results.AccuracyBudget` fields."""
-    return {k: getattr(args, k) for k in ("min_iou", "min_detection_match", "max_sequence_error")
+    return {k: getattr(args, k) for k in ("min_iou", "min_detection_match", "max_sequence_error",
+                                          "max_relative_error")
             if getattr(args, k, None) is not None}

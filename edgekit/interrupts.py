@@ -33,3 +33,20 @@ def restore_terminate(previous: Any) -> None:
     """Put back the SIGTERM handler :func:`terminate_as_interrupt` replaced."""
     if previous is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, previous)
+
+
+def ignore_further() -> Any:
+    """Ignore SIGINT and SIGTERM from now on (main thread only): the run is already ending after one of them, and a
+    second Ctrl-C pressed while it prints its line or unwinds killed the process by the signal (status -2, no
+    clean exit). Called first thing by the command line's handler of the interruption; returns the previous
+    handlers (for :func:`restore_handlers`, when the command line runs inside another program), or None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return (signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN))
+
+
+def restore_handlers(previous: Any) -> None:
+    """Put back the handlers :func:`ignore_further` replaced."""
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])

@@ -48,15 +48,17 @@ class AccuracyBudget:
         if not (isinstance(self.min_cosine, (int, float)) and -1.0 <= self.min_cosine <= 1.0):
             raise ConfigError("must be a number in [-1, 1]", where="budget.min_cosine (--min-cosine)",
                               got=self.min_cosine)
-        if not (isinstance(self.max_drop_points, (int, float)) and self.max_drop_points >= 0):
-            raise ConfigError("must be a number >= 0", where="budget.max_drop_points (--max-drop)",
-                              got=self.max_drop_points)
-        for name, top in (("max_flip_rate", 1.0), ("max_relative_error", float("inf")), ("min_iou", 1.0),
-                          ("min_detection_match", 1.0), ("max_sequence_error", float("inf"))):
+        if not (isinstance(self.max_drop_points, (int, float)) and 0 <= self.max_drop_points <= 100):
+            raise ConfigError("must be a number of accuracy points in [0, 100]",
+                              where="budget.max_drop_points (--max-drop)", got=self.max_drop_points,
+                              hint="points of accuracy, e.g. 1.0 (100 would accept any loss)")
+        for name, top in (("max_flip_rate", 1.0), ("max_relative_error", 1e6), ("min_iou", 1.0),
+                          ("min_detection_match", 1.0), ("max_sequence_error", 1.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0.0 <= value <= top):
-                expected = "a fraction in [0, 1] (0.01 = 1%)" if top == 1.0 else "a number >= 0 (0.05 = 5%)"
-                raise ConfigError(f"must be {expected}", where=f"budget.{name}", got=value)
+                expected = "a fraction in [0, 1] (0.01 = 1%)" if top == 1.0 else "a finite number >= 0 (0.05 = 5%)"
+                raise ConfigError(f"must be {expected}", where=f"budget.{name} (--{name.replace('_', '-')})",
+                                  got=value)
 
     def rules(self, labelled: bool) -> tuple[str, ...]:
         """The rules that judge an artifact whose task accuracy is (``labelled``) or is not measurable."""

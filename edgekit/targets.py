@@ -155,7 +155,8 @@ def parse_target(data: dict[str, Any], source: str = "<target>") -> Target:
                               expected="one of " + ", ".join(sorted(_TOP_KEYS)), got=key,
                               hint="check the spelling against targets/local-cpu.toml")
     schema = data.get("schema")
-    _check(schema == 1, f"{source}:schema", "unsupported target schema", "schema = 1", schema)
+    _check(schema == 1, f"{source}:schema", "unsupported target schema" if "schema" in data else
+           "the schema key is missing", "schema = 1", schema if "schema" in data else "(no schema key)")
     name = data.get("name")
     _check(isinstance(name, str) and bool(name), f"{source}:name", "target name missing", "a string", name)
     access = data.get("access", "local")

@@ -153,13 +153,28 @@ def cross_runtime(source: ModelSource, artifacts: Sequence[Artifact], ds: Datase
     return out
 
 
+def check_output_kind_names(kinds: Mapping[str, str], outputs: Sequence[str]) -> None:
+    """Refuse, before any work, an ``--output-kind`` about an output the model does not have (or whose detection
+    pair is no output): it was found only after the export and the reference outputs."""
+    from edgekit.errors import ConfigError
+
+    for name, spec in kinds.items():
+        pair = spec.split("@", 1)[0].partition(":")[2]
+        for wanted in (name, pair) if pair else (name,):
+            if wanted not in outputs:
+                raise ConfigError("no output of that name", where=f"--output-kind {name}={spec}",
+                                  expected=", ".join(outputs), got=wanted,
+                                  hint="name one of the model's outputs (edgekit export shows them in the sidecar)")
+
+
 def check_data(ds: Dataset, source: ModelSource, options: ValidationOptions) -> None:
     """Fail before any work on unusable data: shape/dtype/kind up front, labels outside the model's classes,
     then one streaming pass over the items a run will use (NaN/inf, undecodable files), holding one item at a
-    time. A ``--metric`` about an output the model does not have is refused here too."""
+    time. A ``--metric`` or ``--output-kind`` about an output the model does not have is refused here too."""
     check_compatible(ds, source.io, source.preprocess)
     if source.io.output_names:
         check_outputs(getattr(options, "user_metrics", ()), source.io.output_names)
+        check_output_kind_names(options.output_kinds or {}, source.io.output_names)
     classes = preflight.class_count(source)
     if classes is not None:
         check_label_range(ds, classes, f"output {source.io.outputs[0].name!r} of {source.name}")

@@ -37,7 +37,7 @@ class ImagePreprocess:
             vals = tuple(float(v) for v in getattr(self, key))
             if len(vals) not in (1, 3) or (key == "std" and any(v <= 0 for v in vals)):
                 raise ConfigError(f"{key} must hold 1 or 3 numbers" + (", all > 0" if key == "std" else ""),
-                                  where=f"preprocess.{key}", got=getattr(self, key))
+                                  where=f"preprocess.{key} (--{key})", got=getattr(self, key))
             object.__setattr__(self, key, vals)
         object.__setattr__(self, "size", (int(size[0]), int(size[1])))
         if self.layout not in ("NCHW", "NHWC"):

@@ -26,11 +26,13 @@ Every decision becomes a sentence in the report's notes.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from edgekit.artifacts import atomic_path
 from edgekit.errors import ConfigError, QuantizationError, first_line, require
 from edgekit.quantization.calibration import CalibrationSplit, Feeds, check_feed
 from edgekit.quantization.checks import Check, DecisionBudget, Judge, fmt_cosine
+from edgekit.quantization.equalize import CLIP_MODES, with_equalization
 from edgekit.quantization.onnx_ort import (
     PER_AXIS_OPSET,
     calibrate,
@@ -83,6 +86,13 @@ class StaticInt8Options:
     then keeps at most ``max_float_nodes`` weighted nodes float. ``calibration_limit`` caps the items that
     set the ranges. ``preset="ort-default"`` with ``sensitivity_search=False`` reproduces plain
     ``onnxruntime.quantization.quantize_static``.
+
+    ``equalize``: cross-layer equalization of conv pairs before calibration (:mod:`edgekit.quantization.equalize`);
+    ``"auto"`` tries it on models with depthwise convolutions and keeps it only when it improves the check on the
+    tuning items; ``True`` always applies it, ``False`` (the default) never: on EfficientNet-Lite0 with the per-channel
+    presets it did not help (benchmarks/results/int8_cle.md) and ``"auto"`` calibrates twice. ``equalize_clip``:
+    pairs through a ReLU6 / Clip with a finite bound are skipped (``"skip"``) or get a per-channel ``Min`` bound, a
+    float op (``"bound"``).
     """
 
     preset: str = "auto"
@@ -97,9 +107,11 @@ class StaticInt8Options:
     sensitivity_search: bool = True
     max_float_nodes: int = 6
     calibration_limit: int | None = None
+    equalize: bool | str = False
+    equalize_clip: str = "skip"
 
     def __post_init__(self) -> None:
-        check_choice(self.preset, ("auto", *PRESETS), "static_int8.preset")
+        check_choice(self.preset, ("auto", *PRESETS), "static_int8.preset (--int8-preset)")
         check_choice(self.calibration_method, CALIBRATION_METHODS, "static_int8.calibration_method")
         check_choice(self.activation_type, (*QTYPES, None), "static_int8.activation_type")
         check_choice(self.weight_type, (*QTYPES, None), "static_int8.weight_type")
@@ -107,6 +119,10 @@ class StaticInt8Options:
             object.__setattr__(self, key, check_names(getattr(self, key), f"static_int8.{key}"))
         if not isinstance(self.max_float_nodes, int) or self.max_float_nodes < 0:
             raise ConfigError("must be an integer >= 0", where="static_int8.max_float_nodes", got=self.max_float_nodes)
+        if not (isinstance(self.equalize, bool) or self.equalize == "auto"):
+            raise ConfigError("unknown value", where="static_int8.equalize", expected="auto, True, False",
+                              got=self.equalize)
+        check_choice(self.equalize_clip, CLIP_MODES, "static_int8.equalize_clip")
         if self.calibration_limit is not None and (not isinstance(self.calibration_limit, int)
                                                    or self.calibration_limit < 1):
             raise ConfigError("must be a positive integer or None", where="static_int8.calibration_limit",
@@ -123,7 +139,8 @@ def static_settings(options: StaticInt8Options, isa_preset: str) -> dict[str, An
             "calibration_method": options.calibration_method, "calibration_limit": options.calibration_limit,
             "preprocess": preset.preprocess, "nodes_to_exclude": list(options.nodes_to_exclude),
             "op_types_to_exclude": list(options.op_types_to_exclude),
-            "sensitivity_search": options.sensitivity_search, "max_float_nodes": options.max_float_nodes}
+            "sensitivity_search": options.sensitivity_search, "max_float_nodes": options.max_float_nodes,
+            "equalize": options.equalize, "equalize_clip": options.equalize_clip}
 
 
 def exclusions(float_model: Any, options: StaticInt8Options, settings: Mapping[str, Any],
@@ -272,31 +289,26 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
         name_nodes(float_model)
         src = tmp / "float.onnx"
         onnx.save_model(float_model, str(src))
-        reasons = exclusions(float_model, options, settings, inputs)
-        ranges, stream, secs, rss = calibrate(src, data.ranges, options.calibration_method,
-                                              options.calibration_limit, op_types, inputs, tmp, where)
+        base = exclusions(float_model, options, settings, inputs)
+
+        def quantize(model: Any) -> _Quantized:
+            path = src if model is float_model else tmp / "equalized.onnx"
+            if path != src:
+                onnx.save_model(model, str(path))
+            return _calibrate_and_quantize(path, model, base, data, options, settings, op_types, inputs,
+                                           per_axis, tmp, where)
+
+        run = partial(run_model, where=where)
+        got, tried = with_equalization(quantize, lambda q: q.model, float_model, options.equalize,
+                                       options.equalize_clip, tuning, lambda: list(itertools.islice(data.ranges(), 4)),
+                                       data.tuning_labels, run, budget, settings, notes)
+        float_model, reasons, stream, rss, qmodel, build = (
+            got.float_model, got.reasons, got.stream, got.rss, got.model, got.build)
+        secs = sum(q.secs for q in tried)
+        notes += got.notes
+        if len(tried) > 1:
+            notes.append(f"calibrated {len(tried)} candidates (with and without equalization): {secs:.1f} s in all")
         settings["calibration_rss_increase_mb"] = round(rss.increase_mb, 1)
-        range_guard(float_model, ranges, reasons)
-        notes += [f"kept {name} in float: {why}" for name, why in reasons.items()]
-        notes.append(data.note(stream.items))
-        notes.append(f"calibrated {options.calibration_method} on the {stream.items} ranges items in {secs:.1f} s, "
-                     f"peak RSS {rss.peak_mb:.0f} MB (whole process, sampled every 10 ms; calibration itself added "
-                     f"{rss.increase_mb:.0f} MB)")
-
-        def build(skip_types: Sequence[str]) -> Any:
-            types = [t for t in op_types if t not in skip_types]
-            qm = ort_quantize(src, tmp / "quantized.onnx", ranges, settings, types, list(reasons), where)
-            if per_axis:
-                protect_float_nodes(qm)
-            return qm
-
-        qmodel = ort_quantize(src, tmp / "quantized.onnx", ranges, settings, op_types, list(reasons), where)
-        qmodel = _loadable(qmodel, float_model, reasons, lambda: ort_quantize(
-            src, tmp / "quantized.onnx", ranges, settings, op_types, list(reasons), where), where, notes)
-        protected = protect_float_nodes(qmodel) if per_axis else []
-        if protected:
-            notes.append("float nodes between int8 tensors given a per-axis DequantizeLinear input so that ORT's "
-                         f"WeightBiasQuantization keeps them float: {', '.join(protected)}")
         qmodel, skipped, found, check = _check_and_search(fp32_path, qmodel, build, float_model, tuning, data,
                                                           options, budget, where, notes)
         settings["op_types_left_float_by_search"] = skipped
@@ -305,6 +317,52 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
     return QuantReport(settings=settings, kept_float=(*reasons, *found), notes=tuple(notes),
                        split=data.describe(stream.items), calibration_seconds=secs,
                        calibration_peak_rss_mb=rss.peak_mb, seconds=time.perf_counter() - t0, check=check)
+
+
+@dataclass
+class _Quantized:
+    """One calibrated + quantized candidate (the model as given, or equalized) and what made it."""
+
+    float_model: Any
+    reasons: dict[str, str]
+    stream: Any
+    secs: float
+    rss: Any
+    model: Any
+    build: Callable[[Sequence[str]], Any]
+    notes: list[str]
+
+
+def _calibrate_and_quantize(src: Path, float_model: Any, base: Mapping[str, str], data: CalibrationSplit,
+                            options: StaticInt8Options, settings: Mapping[str, Any], op_types: Sequence[str],
+                            inputs: Mapping[str, int], per_axis: bool, tmp: Path, where: str) -> _Quantized:
+    """Calibrate ``src`` (``float_model`` saved) on the ranges items and quantize it, loadable by ORT."""
+    notes: list[str] = []
+    reasons = dict(base)
+    ranges, stream, secs, rss = calibrate(src, data.ranges, options.calibration_method,
+                                          options.calibration_limit, op_types, inputs, tmp, where)
+    range_guard(float_model, ranges, reasons)
+    notes += [f"kept {name} in float: {why}" for name, why in reasons.items()]
+    notes.append(data.note(stream.items))
+    notes.append(f"calibrated {options.calibration_method} on the {stream.items} ranges items in {secs:.1f} s, "
+                 f"peak RSS {rss.peak_mb:.0f} MB (whole process, sampled every 10 ms; calibration itself added "
+                 f"{rss.increase_mb:.0f} MB)")
+
+    def build(skip_types: Sequence[str]) -> Any:
+        types = [t for t in op_types if t not in skip_types]
+        qm = ort_quantize(src, tmp / "quantized.onnx", ranges, settings, types, list(reasons), where)
+        if per_axis:
+            protect_float_nodes(qm)
+        return qm
+
+    qmodel = ort_quantize(src, tmp / "quantized.onnx", ranges, settings, op_types, list(reasons), where)
+    qmodel = _loadable(qmodel, float_model, reasons, lambda: ort_quantize(
+        src, tmp / "quantized.onnx", ranges, settings, op_types, list(reasons), where), where, notes)
+    protected = protect_float_nodes(qmodel) if per_axis else []
+    if protected:
+        notes.append("float nodes between int8 tensors given a per-axis DequantizeLinear input so that ORT's "
+                     f"WeightBiasQuantization keeps them float: {', '.join(protected)}")
+    return _Quantized(float_model, reasons, stream, secs, rss, qmodel, build, notes)
 
 
 MAX_INVALID_RETRIES = 8

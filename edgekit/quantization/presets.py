@@ -53,7 +53,7 @@ def resolve_preset(name: str, isa_preset: str) -> Preset:
     chosen = isa_preset if name == "auto" else name
     if chosen not in PRESETS:
         what = "ISA preset of the target" if name == "auto" else "int8 preset"
-        raise UnknownNameError(f"unknown {what}", where="static_int8.preset",
+        raise UnknownNameError(f"unknown {what}", where="static_int8.preset (--int8-preset)",
                                expected=", ".join(["auto", *PRESETS]), got=chosen,
                                hint="pick one of the listed presets")
     return PRESETS[chosen]

@@ -139,6 +139,27 @@ def test_sigterm_ends_a_run_with_one_line_exit_143_and_no_temp_folders(tiny: str
     assert set(_complete_artifacts(out / "artifacts")) >= {"model.fp32.onnx", "model.fp32.xml"}
 
 
+@pytest.mark.parametrize("gap", [0.05, 0.3, 0.5])
+def test_a_second_ctrl_c_while_ending_still_exits_130_with_one_line(tiny: str, tmp_path: Path, gap: float) -> None:
+    """A second Ctrl-C within about half a second of the first killed edgekit by the signal (status -2, 2 of 3
+    tries in the fault pass): the "interrupted" line was printed, then the process died. The command line now
+    ignores further SIGINT/SIGTERM once it is ending."""
+    out = tmp_path / "run"
+    proc = _start(_run_args(tiny, out, "--formats", "onnx", "--precisions", "fp32", "--min-seconds", "60"))
+    seen: list[str] = []
+    _wait_for(proc, r"bench model\.fp32\.onnx \[warmup\]", seen)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(gap)
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=120)
+    err = "".join(seen) + rest
+    assert proc.returncode == 130, (gap, proc.returncode, err[-3000:])
+    assert [ln for ln in err.splitlines() if ln.startswith("edgekit:")] == [
+        "edgekit: interrupted; re-run the same command to resume (complete artifacts are reused)"], err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+
+
 KILLED_WRITE = '''
 import sys, time
 from edgekit.artifacts import atomic_path

@@ -1,0 +1,77 @@
+"""Options a fresh outsider fault pass found accepted and then ignored, checked late (after work), or named by an
+internal field: each is now one ``edgekit: error:`` line before any work, naming the option the user typed, exit 2.
+Through the real command line (``edgekit.cli.main``). See tests/faults/CASES.md ("Options and inputs")."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edgekit.cli import main
+
+RUN = ["--calibration", "digits", "--formats", "onnx", "--precisions", "fp32", "--calibration-limit", "8",
+       "--eval-limit", "8", "--min-runs", "2", "--min-seconds", "0.1", "--no-memory"]
+QUANTIZE = ["--calibration", "digits", "--calibration-limit", "8"]
+
+Case = Callable[[str, Path], list[str]]
+CASES: dict[str, tuple[Case, tuple[str, ...]]] = {
+    "max-drop-inf": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN, "--max-drop", "1e309"],
+                     ("--max-drop", "[0, 100]", "inf")),
+    "max-drop-1000": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN, "--max-drop", "1000"],
+                      ("--max-drop", "[0, 100]")),
+    "max-relative-error-negative": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN,
+                                                  "--max-relative-error", "-1"], ("--max-relative-error", ">= 0")),
+    "max-drop-with-budget-rule-cosine": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN, "--budget-rule",
+                                                       "cosine", "--max-drop", "0.5"],
+                                         ("--max-drop", "--budget-rule cosine never applies")),
+    "formats-twice": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN, "--formats", "onnx,onnx"],
+                      ("--formats", "given twice")),
+    "min-runs-huge": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN, "--min-runs",
+                                    "99999999999999999999"], ("--min-runs", "max_runs = 100000")),
+    "int8-preset-unknown": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN, "--precisions", "fp32,int8",
+                                          "--int8-preset", "turbo"], ("--int8-preset", "turbo")),
+    "output-kind-no-such-output": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN, "--output-kind",
+                                                 "nosuch=embedding"], ("--output-kind nosuch=embedding",
+                                                                       "no output of that name")),
+    "quantize-fp32": (lambda m, o: ["quantize", "--model", m, "--out", str(o), *QUANTIZE, "--precision", "fp32"],
+                      ("--precision", "fp32 is not a quantized precision", "edgekit export")),
+    "quantize-precision-a-format-lacks": (lambda m, o: ["quantize", "--model", m, "--out", str(o), *QUANTIZE,
+                                                        "--precision", "int8-dynamic", "--formats", "onnx,openvino"],
+                                          ("--precision", "openvino format has no int8-dynamic")),
+    "targets-show-unknown": (lambda m, o: ["targets", "show", "nope"], ("edgekit targets show nope",
+                                                                        "unknown target")),
+}
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str], code: int) -> str:
+    err = re.sub(r"--- Logging error ---.*?\nArguments: [^\n]*\n", "", capsys.readouterr().err, flags=re.S)
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("edgekit: error:")]
+    assert code == 2 and len(errors) == 1, (code, err[-3000:])
+    return errors[0]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_option_refused_before_any_work_naming_what_the_user_typed(case: str, tiny_model: tuple[str, Path],
+                                                                    tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    argv, needles = CASES[case]
+    out = tmp_path / "out"
+    line = _one_error_line(capsys, main(argv(tiny_model[0], out)))
+    for needle in needles:
+        assert needle in line, (needle, line)
+    built = sorted(p.name for p in out.rglob("*") if p.is_file() and p.name != ".edgekit.lock") \
+        if out.exists() else []
+    assert built == [], built  # refused before any artifact was built
+
+
+def test_a_target_file_without_schema_says_the_key_is_missing(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "noschema.toml"
+    target.write_text('name = "x"\ndescription = "d"\naccess = "local"\narch = "x86_64"\n'
+                      '[[runtime]]\nname = "onnxruntime"\n')
+    line = _one_error_line(capsys, main(["targets", "show", str(target)]))
+    assert "noschema.toml:schema" in line and "the schema key is missing" in line
