@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.artifacts import atomic_path
-from edgekit.errors import ConfigError, ExportError, SourceError, first_line, require
+from edgekit.errors import ConfigError, ExportError, RuntimeAdapterError, SourceError, first_line, require
 from edgekit.formats.base import BuildContext, BuildOutput, FormatOptions, own_options, verify
 from edgekit.quantization.onnx import StaticInt8Options
 from edgekit.quantization.onnx_dynamic import DynamicInt8Options
@@ -172,7 +172,13 @@ class OnnxAdapter:
         else:
             raise SourceError("ONNX cannot be built from this source", where=src.name, got=src.kind,
                               hint=self.cannot_build(src))
-        check, checked = self._check(ctx, out_path, Precision.FP32)
+        try:
+            check, checked = self._check(ctx, out_path, Precision.FP32)
+        except RuntimeAdapterError as exc:  # e.g. --opset 1: the exporter wrote what onnxruntime cannot load
+            if options.opset is not None and src.kind != "onnx":
+                exc.hint = (f"the model was exported at --opset {options.opset}, which onnxruntime cannot load: "
+                            f"try --opset {DEFAULT_OPSET} (or drop --opset)")
+            raise
         opset = _opset_of(out_path)
         notes = (f"exported from {src.kind} (opset {opset}, {'dynamic' if dynamic else 'static'} batch); "
                  f"{checked}",) if src.kind != "onnx" else (

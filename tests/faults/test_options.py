@@ -75,3 +75,12 @@ def test_a_target_file_without_schema_says_the_key_is_missing(tmp_path: Path,
                       '[[runtime]]\nname = "onnxruntime"\n')
     line = _one_error_line(capsys, main(["targets", "show", str(target)]))
     assert "noschema.toml:schema" in line and "the schema key is missing" in line
+
+
+def test_an_opset_onnxruntime_cannot_load_names_the_option(tiny_model: tuple[str, Path], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``--opset 1``: the exporter wrote a file onnxruntime cannot load ("Mismatched attribute type"), and the line
+    gave no hint that the option was the cause."""
+    code = main(["run", "--model", tiny_model[0], "--out", str(tmp_path / "out"), *RUN, "--opset", "1"])
+    line = _one_error_line(capsys, code)
+    assert "--opset 1" in line and "try --opset 17" in line, line
