@@ -23,12 +23,15 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 	touch $(STAMP)
 
 # openssh-server: the SSH executor's tests start real sshd processes on loopback ports (tests/executors).
+# chromium: the HTML report is rendered in headless Chromium and its screenshot checked (tests/report/test_html.py).
 system-deps:
-	@if [ -x /usr/sbin/sshd ]; then :; \
+	@missing=""; [ -x /usr/sbin/sshd ] || missing="openssh-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server; \
-	else echo "note: /usr/sbin/sshd missing and not root: the SSH tests will be skipped" \
-	          "(sudo apt-get install -y --no-install-recommends openssh-server)"; fi
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "note: $$missing missing and not root: the SSH tests and/or the HTML browser test will be skipped" \
+	          "(sudo apt-get install -y --no-install-recommends $$missing)"; fi
 
 setup: system-deps $(STAMP)
 

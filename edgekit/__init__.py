@@ -8,6 +8,8 @@ The public API (each a thin function over the stages in :mod:`edgekit.pipeline`)
     metrics = edgekit.validate(src, int8, calibration="digits")
     bench = edgekit.benchmark(int8, target="local-cpu", calibration="digits", source=src)
     result = edgekit.run(src, calibration="digits", out_dir="runs/x")
+    code = edgekit.exit_status(result)  # 0 / 3 / 4, as `edgekit run` exits (edgekit.exit_codes)
+    diff = edgekit.compare_runs("runs/a", "runs/x", fail_on="latency=+5%,accuracy=-0.5")  # diff.regressed
 
 Attributes are imported lazily so that ``import edgekit`` (and the on-device agent) stays light.
 """
@@ -23,6 +25,7 @@ __all__ = [
     "Artifact",
     "BenchOptions",
     "BenchResult",
+    "Comparison",
     "EdgekitError",
     "Metrics",
     "ModelSource",
@@ -31,6 +34,8 @@ __all__ = [
     "Target",
     "__version__",
     "benchmark",
+    "compare_runs",
+    "exit_status",
     "export",
     "load_source",
     "quantize",
@@ -42,7 +47,10 @@ if TYPE_CHECKING:  # the real names for type checkers; at run time they are impo
     from edgekit.api import benchmark, export, load_source, quantize, run, validate
     from edgekit.artifacts import Artifact
     from edgekit.bench import BenchOptions
+    from edgekit.compare import compare_runs
+    from edgekit.comparison import Comparison
     from edgekit.errors import EdgekitError
+    from edgekit.outcome import exit_status
     from edgekit.pipeline import RunOptions
     from edgekit.results import AccuracyBudget, BenchResult, Metrics, RunResult
     from edgekit.sources.base import ModelSource
@@ -65,7 +73,19 @@ _LAZY = {
     "ModelSource": "edgekit.sources.base",
     "Target": "edgekit.targets",
     "EdgekitError": "edgekit.errors",
+    "compare_runs": "edgekit.compare",
+    "Comparison": "edgekit.comparison",
+    "exit_status": "edgekit.outcome",
 }
+
+
+def _quiet() -> None:
+    from edgekit.noise import quiet_library_noise
+
+    quiet_library_noise()  # torchao's "Failed to load ..._C_*.so" and torch's _pytree warnings: see edgekit.noise
+
+
+_quiet()
 
 
 def __getattr__(name: str) -> object:

@@ -31,6 +31,7 @@ from edgekit.cli_checks import (
     refuse_misapplied,
     task_budget,
 )
+from edgekit.cli_compare import add_baseline_args, add_compare_command, command_line, finish_run, run_options
 from edgekit.errors import ConfigError, EdgekitError, UnknownNameError, first_line
 from edgekit.interrupts import (
     Terminated,
@@ -205,12 +206,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     with locked_out_dir(args.out, where="--out", progress=stderr_progress) as out:  # before any work
         check_report_owner(out)
-        opts = _options(args)  # option mistakes (a bad --ssh-key, inventory) before the slow source load
+        opts = run_options(args, _options(args))  # option mistakes (a bad --ssh-key) before the slow source load
         result = run(_source(args), args.calibration, out, opts)
     for rec in result.recommendations:
         print(f"{rec.target}/{rec.runtime}: {rec.artifact or 'nothing'} - {rec.reason}")
     print(f"report: {Path(args.out) / 'report.md'}")
-    return 0
+    return finish_run(result, args.out)  # 0, 3 (a target without an artifact within budget), 4 (a regression)
 
 
 def _export_formats(args: argparse.Namespace, opts: Any) -> tuple[Any, list[Any]]:
@@ -385,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_args(p)
     _add_run_args(p)
     p.add_argument("--out", required=True, help="run folder (re-running reuses complete artifacts)")
+    add_baseline_args(p)  # --baseline, --fail-on, and the exit statuses in the epilog
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("export", help="export the fp32 model of each --formats (default onnx; numerically checked)")
     _add_source_args(p)
@@ -416,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", help="with --host: the target whose runtimes to check on the board")
     _add_ssh_args(p)
     p.set_defaults(func=_cmd_doctor)
+    add_compare_command(sub)
     return parser
 
 
@@ -426,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     go_offline()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = command_line(argv)  # recorded in report.json (edgekit.provenance)
     previous, ignored = terminate_as_interrupt(), None
     try:
         _refuse_unused(args, _add_run_args)

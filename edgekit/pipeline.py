@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from edgekit.artifacts import (
     size_estimate,
 )
 from edgekit.bench import BenchOptions, native_calls
+from edgekit.comparison import FailOn
 from edgekit.data import Dataset, check_label_range, load_dataset
 from edgekit.errors import (
     CalibrationError,
@@ -132,6 +133,11 @@ class RunOptions:
     user_metrics: tuple[UserMetric, ...] = ()  # the user's own metric functions per output (--metric)
     # outputs fed back as inputs at the next step (--state OUT->IN): data and validation are sequences in order
     state: tuple[StateLink, ...] = ()
+    # a previous run (folder or report.json) to compare this one with, and the gate (edgekit.compare; --baseline,
+    # --fail-on "latency=+5%,accuracy=-0.5"); the command line recorded in the report (None: sys.argv)
+    baseline: str | Path | None = None
+    fail_on: FailOn | str | None = None
+    command: tuple[str, ...] | None = None
 
 
 def _adapter(fmt: Format) -> FormatAdapter:
@@ -286,7 +292,7 @@ def run(
 ) -> RunResult:
     """Export, quantize, validate and benchmark ``source`` on every target; write the report.
 
-    Returns the :class:`RunResult`; ``out_dir`` gets ``artifacts/``, ``report.json`` and ``report.md``.
+    Returns the :class:`RunResult`; ``out_dir`` gets ``artifacts/``, ``report.json``, ``report.md`` and ``report.html``.
     ``out_dir`` is locked for the run (a second run on it is refused, naming the process that holds it) and the
     leftovers of interrupted writes in it are removed first (:func:`edgekit.artifacts.locked_out_dir`); a
     ``report.md`` / ``report.json`` edgekit did not write, or artifacts of another model, are refused before
@@ -307,9 +313,12 @@ def run(
 
 def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, options: RunOptions,
          progress: Progress) -> RunResult:
+    from edgekit.compare import read_baseline
     from edgekit.environment import environment
+    from edgekit.provenance import provenance
     from edgekit.report import recommend, write_report
 
+    baseline = read_baseline(options.baseline, options.fail_on)  # a bad --baseline / --fail-on before any work
     art_dir = out / "artifacts"
     ds = _dataset(calibration)
     targets = [load_target(t) for t in options.targets]
@@ -407,8 +416,10 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
         budget=options.budget, artifacts=tuple(artifacts), rows=tuple(rows),
         recommendations=recommend(rows, options.budget),
         environment=environment(sorted({r.name for t in targets for r in t.runtimes})),
-        notes=tuple(notes), cross_runtime=tuple(cross),
+        notes=tuple(notes), cross_runtime=tuple(cross), provenance=provenance(options.command, source, ds, artifacts),
     )
+    if baseline is not None:
+        result = replace(result, baseline=baseline.compare(result, str(out)))
     json_path, md_path = write_report(result, out)
-    progress(f"report: {md_path} and {json_path}")
+    progress(f"report: {md_path}, {md_path.with_name('report.html')} and {json_path}")
     return result

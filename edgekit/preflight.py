@@ -80,9 +80,10 @@ def check_excluded_nodes(canonical: Artifact, nodes_to_exclude: Sequence[str]) -
 
 
 def check_report_owner(out: Path) -> None:
-    """Refuse an output folder whose ``report.md`` or ``report.json`` edgekit did not write: the run would overwrite
-    the user's file. edgekit's ``report.md`` starts with :data:`REPORT_MARKER` (or, from before the marker, its
-    title line); its ``report.json`` is a JSON object with edgekit's schema name."""
+    """Refuse an output folder whose ``report.md``, ``report.html`` or ``report.json`` edgekit did not write: the run
+    would overwrite the user's file. edgekit's ``report.md`` and ``report.html`` start with :data:`REPORT_MARKER`
+    (a ``report.md`` from before the marker, with its title line); its ``report.json`` is a JSON object with
+    edgekit's schema name."""
     md, js = out / "report.md", out / "report.json"
     if md.exists():
         try:
@@ -95,10 +96,24 @@ def check_report_owner(out: Path) -> None:
                               where=str(md), expected=f"a report edgekit wrote (first line {REPORT_MARKER} ...)",
                               got=first.strip()[:60] or "an empty first line",
                               hint="choose another output folder (--out), or move your report.md away")
+    html = out / "report.html"  # edgekit's starts with the same marker line (edgekit.report.html)
+    if html.exists() and not _first_line(html).startswith(REPORT_MARKER):
+        raise ConfigError("report.html here was not written by edgekit, and the run would overwrite it",
+                          where=str(html), expected=f"a report edgekit wrote (first line {REPORT_MARKER} ...)",
+                          got=_first_line(html).strip()[:60] or "an empty first line",
+                          hint="choose another output folder (--out), or move your report.html away")
     if js.exists() and not _edgekit_json(js):
         raise ConfigError("report.json here was not written by edgekit, and the run would overwrite it", where=str(js),
                           expected=f"an edgekit report (schema {_REPORT_SCHEMA!r})",
                           hint="choose another output folder (--out), or move your report.json away")
+
+
+def _first_line(path: Path) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.readline()
+    except OSError:
+        return ""
 
 
 def check_unique_targets(given: Sequence[str | Path], targets: Sequence[Target]) -> None:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgekit.artifacts import Artifact
+from edgekit.comparison import Comparison
 from edgekit.errors import ConfigError
 
 BUDGET_RULES = ("both", "accuracy", "cosine")
@@ -424,3 +425,6 @@ class RunResult:
     environment: dict[str, Any]
     notes: tuple[str, ...] = ()
     cross_runtime: tuple[CrossRuntime, ...] = ()
+    # how the run was made: command line, edgekit version and git state, libraries, hashes (edgekit.provenance)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    baseline: Comparison | None = None  # this run against --baseline (edgekit.compare)

@@ -15,7 +15,7 @@ import numpy as np
 
 from edgekit import preflight
 from edgekit.artifacts import Artifact, content_sha256, read_hashed_array, recipe_key, write_hashed_array
-from edgekit.data import Dataset, check_compatible, check_label_range
+from edgekit.data import Dataset, check_compatible, check_label_names, check_label_range
 from edgekit.errors import EdgekitError
 from edgekit.formats.base import TOLERANCES
 from edgekit.layout import to_layout
@@ -178,6 +178,7 @@ def check_data(ds: Dataset, source: ModelSource, options: ValidationOptions) -> 
     classes = preflight.class_count(source)
     if classes is not None:
         check_label_range(ds, classes, f"output {source.io.outputs[0].name!r} of {source.name}")
+    check_label_names(ds, source.class_names, f"{source.name} (id2label in its config.json)")
     for split, limit in (("calibration", options.calibration_limit), ("eval", options.eval_limit)):
         for _ in ds.batches(split, source.io, source.preprocess, batch_size=1, limit=limit):  # type: ignore[arg-type]
             pass

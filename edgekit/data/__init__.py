@@ -5,11 +5,12 @@
 * a bundled name (``digits``, ``photos``, ``sentences``) or any folder with a ``manifest.toml``;
 * a folder of images (jpg/png/bmp) without a manifest: its ``calibration/`` and ``eval/`` (and ``train/``)
   subfolders if it has them (images in class subfolders, ``eval/<class>/x.jpg``, are labelled by the class's
-  index among the sorted class names), else its files sorted by a hash of their names, first half calibration;
+  index among the sorted class names, said in the set's split rule; folders named by numbers, ``eval/3/``, by that
+  number), else its files sorted by a hash of their names, first half calibration;
 * a ``.npz`` of tensors fed as-is, any number of model inputs: one array per model input named after it, item
   axis first (a scalar input is an ``(N,)`` array), optionally ``labels`` (N,) and ``split`` (N,) strings
-  (``calibration`` / ``eval`` / ``train``; without it: index parity, even = calibration); a single array of
-  any name feeds a one-input model; the older ``calibration`` / ``eval`` (+ ``<split>_labels``) arrays too;
+  (``calibration`` / ``eval`` / ``train``; without it: index parity, even = calibration); a single unnamed
+  array (``arr_0``) feeds a one-input model; the older ``calibration`` / ``eval`` (+ ``<split>_labels``) arrays too;
 * a folder of ``.npz`` files (one item each: one array per input, no item axis, optionally ``label``) or of
   ``.npy`` files (one item of a one-input model each), split like a folder of images;
 * a ``.txt`` file: one sentence per line, or ``label<TAB>text`` lines; even lines calibration, odd eval.
@@ -27,11 +28,12 @@ are) and ``load`` (:func:`load_dataset`).
 """
 
 from edgekit.data.bundled import builtin_calibration_dir, list_datasets
-from edgekit.data.dataset import Dataset, check_compatible, check_label_range
+from edgekit.data.dataset import Dataset, check_compatible, check_label_names, check_label_range
 from edgekit.data.load import load_dataset
 from edgekit.data.plans import Feeds
 from edgekit.data.preprocess import ImagePreprocess, Preprocess, TextPreprocess
 from edgekit.data.splits import SPLITS, Split
 
 __all__ = ["SPLITS", "Dataset", "Feeds", "ImagePreprocess", "Preprocess", "Split", "TextPreprocess",
-           "builtin_calibration_dir", "check_compatible", "check_label_range", "list_datasets", "load_dataset"]
+           "builtin_calibration_dir", "check_compatible", "check_label_names", "check_label_range", "list_datasets",
+           "load_dataset"]

@@ -134,3 +134,27 @@ def check_label_range(ds: Dataset, classes: int, what: str) -> None:
                                    expected=f"class indices 0..{classes - 1} ({what} has {classes})",
                                    got=int(labels[i]), hint="are these labels for this model? label k means "
                                                             "output k; relabel the data or pick its model")
+
+
+def check_label_names(ds: Dataset, class_names: Sequence[str], what: str) -> None:
+    """Raise :class:`CalibrationError` when ``ds`` took its labels from class folder names (by sorted order) and the
+    model names its classes (``class_names``, in output order; ``what`` says where from): a folder name that is no
+    class of the model, or a class whose sorted position is not its index in the model, would give wrong labels."""
+    names = list(ds.manifest.get("label_names") or ()) if ds.manifest.get("label_names_from") else []
+    if not names or not class_names:
+        return
+    index = {name: i for i, name in enumerate(class_names)}
+    listed = ", ".join(f"{i}={n}" for i, n in enumerate(class_names[:12])) + (", ..." if len(class_names) > 12 else "")
+    unknown = [n for n in names if n not in index]
+    if unknown:
+        raise CalibrationError("a class folder is not one of the model's classes", where=f"{ds.path} (class folder "
+                               f"{unknown[0]!r})", expected=f"the class names of {what}: {listed}", got=unknown,
+                               hint="name each class folder after the model's class, or after its class index "
+                                    "(eval/0/, eval/1/, ...)")
+    moved = [(k, n) for k, n in enumerate(names) if index[n] != k]
+    if moved:
+        k, n = moved[0]
+        raise CalibrationError(f"labels by sorted folder name are not the model's class indices: folder {n!r} "
+                               f"would be label {k} but is class {index[n]} of the model", where=str(ds.path),
+                               expected=f"the class order of {what}: {listed}", got=f"sorted folders {names}",
+                               hint="name the class folders by class index (eval/0/, eval/1/, ...)")

@@ -49,9 +49,10 @@ def load_dataset(path: str | Path) -> Dataset:
 
 def _user_set(p: Path, kind: str, reader: Reader, rule: str) -> Dataset:
     manifest = user_manifest(p, kind, rule)
-    classes = getattr(reader, "classes", ())
-    if classes:  # an image folder with class subfolders: eval/<class>/...
+    classes = getattr(reader, "label_names", ())
+    if classes:  # an image folder with class subfolders by name, labels by sorted order: eval/<class>/...
         manifest["label_names"] = list(classes)
+        manifest["label_names_from"] = "class folders"  # edgekit.data.dataset.check_label_names checks them
     ds = Dataset(p.stem, kind, p, manifest, reader)
     if ds.count("calibration") + ds.count("eval") + ds.count("train") == 0:
         raise CalibrationError("the data set is empty", where=str(p), expected="at least 2 items", got=0,

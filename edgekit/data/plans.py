@@ -21,6 +21,8 @@ from edgekit.errors import CalibrationError
 from edgekit.types import IOSpec, TensorSpec
 
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+NUMPY_DEFAULT = "arr_0"
+"""The name ``np.savez(path, array)`` gives an array passed without a name: it feeds a one-input model."""
 Feeds = dict[str, np.ndarray]
 
 
@@ -150,8 +152,9 @@ def _fits(shape: tuple[int, ...], dims: tuple[Any, ...]) -> bool:
 
 
 def _bind(path: Path, split: str, arrays: ItemSpec, io: IOSpec) -> list[_Binding]:
-    """Bind the data's arrays to the model's inputs (by name; one array feeds a one-input model whatever its name)
-    and check each one's item shape and dtype; errors name the input that does not fit."""
+    """Bind the data's arrays to the model's inputs by name (an unnamed array, :data:`NUMPY_DEFAULT` included,
+    feeds a one-input model; an array named after no input is refused, never fed as another) and check each one's
+    item shape and dtype; errors name the input that does not fit."""
     where = f"{path}:{split}" if UNNAMED in arrays else str(path)
     names = list(arrays)
     if UNNAMED in arrays and len(io.inputs) != 1:
@@ -159,9 +162,15 @@ def _bind(path: Path, split: str, arrays: ItemSpec, io: IOSpec) -> list[_Binding
                                expected="one array per model input, named after it: " + ", ".join(io.input_names),
                                got=f"inputs {list(io.input_names)}", hint="np.savez(path, " + ", ".join(
                                    f"{t.name}=..." for t in io.inputs) + ", split=...)  # item axis first")
-    if len(names) == 1 and len(io.inputs) == 1:
+    if len(names) == 1 and len(io.inputs) == 1 and names[0] in (UNNAMED, NUMPY_DEFAULT, io.inputs[0].name):
         pairs = [(names[0], io.inputs[0])]
     else:
+        if len(names) == 1 and len(io.inputs) == 1:  # one array, named after no input: never fed under another name
+            raise CalibrationError(f"array {names[0]!r} is not a model input", where=f"{where}:{names[0]}",
+                                   expected=f"an array named after the model's input: {io.inputs[0].name}",
+                                   got=f"arrays {names}", hint=f"name it {io.inputs[0].name!r} (np.savez(path, "
+                                   f"{io.inputs[0].name}=...)), or use the split form: arrays 'calibration' and "
+                                   "'eval'")
         missing = [t.name for t in io.inputs if t.name not in arrays]
         if missing:
             raise CalibrationError(f"model input {missing[0]!r} has no array in the data", where=where,

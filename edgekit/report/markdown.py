@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from edgekit.outcome import exit_status, unmet_targets
 from edgekit.report.recommend import MEASURED, speedups
 from edgekit.report.values import artifact_size, jsonable
 from edgekit.results import Row, RunResult
@@ -282,7 +283,24 @@ def _recommendations(result: RunResult) -> list[str]:
     unmeasured = sorted({(r.target, r.runtime) for r in result.rows} - measured)
     lines += [f"- {paragraph(t)} ({text(rt)}): nothing was measured there, so no recommendation."
               for t, rt in unmeasured]
+    unmet = unmet_targets(result)  # edgekit.outcome: the rule behind exit status 3
+    if unmet:
+        lines += ["", f"**Targets without an artifact within the budget (exit status {exit_status(result)}):**",
+                  *(f"- {paragraph(u)}" for u in unmet)]
     return lines
+
+
+def _baseline(result: RunResult) -> list[str]:
+    """This run (B) against ``--baseline`` (A): edgekit.compare's table, added / removed rows and the verdict."""
+    c = result.baseline
+    if c is None:
+        return []
+    head, body = c.table()
+    return ["## Against baseline", "", f"A (baseline): {text(c.a)}; B: this run ({text(c.b)}). Latency: B/A of the "
+            "p50 with a 95% bootstrap interval over the raw samples (it covers the sampling within each run, not the "
+            "drift between the two sessions); accuracy deltas B - A.", "",
+            *(f"**{paragraph(w)}**\n" for w in c.warnings), *_table(head, body), "",
+            *(f"- {paragraph(x)}" for x in c.summary_lines())]
 
 
 def _cross_runtime(result: RunResult) -> list[str]:
@@ -346,6 +364,6 @@ def _latency(result: RunResult) -> list[str]:
 def render_markdown(result: RunResult) -> str:
     """The whole Markdown report for ``result``."""
     sections = [_title(result), _dataset(result), _budget(result), _results(result), _outputs(result),
-                _estimates(result), _recommendations(result), _cross_runtime(result), _notes(result),
+                _estimates(result), _recommendations(result), _baseline(result), _cross_runtime(result), _notes(result),
                 _environment(result), _latency(result)]
     return "\n\n".join("\n".join(s).strip("\n") for s in sections if s) + "\n"

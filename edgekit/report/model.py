@@ -6,7 +6,13 @@ environment, and the recommendations. Its top level is::
 
     {"schema": "edgekit.report", "version": 1, "created": "<ISO-8601 UTC>",
      "model": {...}, "dataset": {...}, "budget": {...}, "environment": {...},
-     "artifacts": [...], "rows": [...], "recommendations": [...], "notes": [...]}
+     "artifacts": [...], "rows": [...], "recommendations": [...], "notes": [...],
+     "outcome": {"exit_status", "unmet_targets"}, "provenance": {...}, "baseline": {...} or null}
+
+``outcome`` is the exit status ``edgekit run`` returned (:mod:`edgekit.exit_codes`) and the targets left without
+an artifact within the budget; ``provenance`` how the run was made (:mod:`edgekit.provenance`: command line,
+edgekit version and git state, every library version, hashes of model, calibration data and artifacts);
+``baseline`` the comparison with ``--baseline`` (:class:`edgekit.comparison.Comparison`).
 
 ``RunResult.model`` is expected to hold ``name`` and ``source`` (and may hold ``task``);
 ``RunResult.dataset`` ``name``, ``eval_items`` and ``calibration_items``. Other keys are kept as given.
@@ -24,6 +30,7 @@ from typing import Any
 
 from edgekit.artifacts import Artifact, atomic_write_json, atomic_write_text
 from edgekit.errors import ConfigError
+from edgekit.outcome import exit_status, unmet_targets
 from edgekit.preflight import REPORT_MARKER
 from edgekit.report.recommend import speedups
 from edgekit.report.values import artifact_size, jsonable
@@ -98,6 +105,9 @@ def to_json_dict(result: RunResult, *, created: datetime | None = None) -> dict[
         "notes": list(result.notes),
         "cross_runtime": [jsonable({**dataclasses.asdict(c), "metrics": c.metrics.to_dict()})
                           for c in result.cross_runtime],
+        "outcome": {"exit_status": exit_status(result), "unmet_targets": list(unmet_targets(result))},
+        "provenance": jsonable(result.provenance),
+        "baseline": jsonable(result.baseline.to_dict()) if result.baseline is not None else None,
     }
 
 
@@ -128,20 +138,24 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_report(result: RunResult, out_dir: Path) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.md`` into ``out_dir`` (created if needed), each atomically.
+    """Write ``report.json``, ``report.md`` and ``report.html`` (:mod:`edgekit.report.html`) into ``out_dir``
+    (created if needed), each atomically.
 
-    Returns the two paths (JSON, Markdown).
+    Returns the paths of the JSON and the Markdown (the HTML is ``report.html`` beside them).
     """
+    from edgekit.report.html import HTML_NAME, render_html
     from edgekit.report.markdown import render_markdown
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     doc = to_json_dict(result)
-    # both rendered before either is written; the first line marks the file as edgekit's (a report.md without it
+    # all rendered before any is written; the first line marks the file as edgekit's (a report.md without it
     # is the user's, and a run refuses to overwrite it: edgekit.preflight.check_report_owner)
     marker = f"{REPORT_MARKER}: written by edgekit; the next run in this folder replaces it -->\n"
     text = marker + render_markdown(result)
+    page = render_html(result, marker)
     json_path, md_path = out / JSON_NAME, out / MARKDOWN_NAME
     atomic_write_json(json_path, doc)
     atomic_write_text(md_path, text)
+    atomic_write_text(out / HTML_NAME, page)
     return json_path, md_path

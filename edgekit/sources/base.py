@@ -24,7 +24,8 @@ class ModelSource:
     ``kind`` is ``torch``, ``huggingface`` or ``onnx``; ``fingerprint`` is a content hash of the
     weights (artifact recipes include it, so a changed checkpoint invalidates cached artifacts);
     ``handle`` is the live object the exporter needs (a ``torch.nn.Module``, an HF model directory,
-    or an ``.onnx`` path); ``reference`` runs the source itself on named numpy inputs.
+    or an ``.onnx`` path); ``reference`` runs the source itself on named numpy inputs. ``class_names`` are the
+    names of a classifier's classes in output order where the model states them (a Hugging Face ``id2label``).
     """
 
     kind: str
@@ -37,6 +38,7 @@ class ModelSource:
     handle: Any = field(default=None, compare=False, repr=False)
     reference: ReferenceFn | None = field(default=None, compare=False, repr=False)
     details: Mapping[str, Any] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ()
 
     def run_reference(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Outputs of the source model on ``feeds`` (float32 numpy arrays, in output order)."""
@@ -153,6 +155,27 @@ def check_shape_value(value: Any, *, where: str) -> tuple[int, ...]:
     shape = tuple(int(d) for d in value)
     check_input_size(shape, 4, where=where)
     return shape
+
+
+def check_task_fits(task: Task, io: IOSpec, *, where: str, model: str) -> None:
+    """Refuse a task that contradicts the model's inputs (``--task text-classification`` on an image model ran, and
+    the report said text-classification): a text task needs an integer (token id) input, an image task a float
+    input of rank 3 or 4. ``where`` names the option or file key that set the task, ``model`` the model."""
+    from edgekit.errors import ConfigError
+
+    kinds = [np.dtype(t.dtype).kind for t in io.inputs]
+    if task is Task.TEXT_CLASSIFICATION:
+        fits, wanted = any(k in "iu" for k in kinds), "an integer token-id input such as input_ids int64[batch, seq]"
+    elif task is Task.IMAGE_CLASSIFICATION:
+        fits = any(k == "f" and len(t.shape) in (3, 4) for k, t in zip(kinds, io.inputs, strict=True))
+        wanted = "a float image input such as [N, 3, H, W]"
+    else:
+        return
+    if not fits:
+        inputs = ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in io.inputs)
+        raise ConfigError(f"{task.value} does not fit the model's inputs", where=f"{where} {task.value}",
+                          expected=f"{wanted} for {task.value}", got=f"{model} inputs {inputs}",
+                          hint="pass the task the model does (" + ", ".join(t.value for t in Task) + ")")
 
 
 def as_numpy_list(outputs: Sequence[Any]) -> list[np.ndarray]:

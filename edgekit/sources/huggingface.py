@@ -125,13 +125,68 @@ def _weights_fingerprint(directory: Path) -> str:
     return "+".join(sha256_file(f)[:16] for f in files)
 
 
+def _check_task(task: Task, config: Mapping[str, Any], cfg_path: Path) -> None:
+    """Refuse a ``--task`` that contradicts ``config.json``: another modality (an image task for a text model gave
+    transformers' "Unrecognized configuration class"), or a classification head the model does not have (it would
+    be initialised at random). Feature extraction (or generic) from a text classifier, its encoder, is allowed."""
+    try:
+        said: Task | None = task_from_config(config, str(cfg_path))
+    except SourceError:
+        said = None
+    if said is not None:
+        ok = task is said or (said is not Task.IMAGE_CLASSIFICATION and task in (Task.FEATURE_EXTRACTION, Task.GENERIC))
+        what, kind = f"architectures {config['architectures'][0]!r}", f"a {said.value} model"
+    else:
+        modality = "text" if "vocab_size" in config else "image" if {"image_size", "num_channels"} & set(config) else ""
+        ok = not modality or (task is Task.IMAGE_CLASSIFICATION) == (modality == "image")
+        what, kind = f"model_type {config.get('model_type')!r}", f"a {modality} model"
+    if not ok:
+        raise ConfigError(f"contradicts the model's config.json ({what}: {kind})", where=f"--task {task.value}",
+                          expected=f"--task {said.value} or no --task" if said else f"a task for {kind}",
+                          got=f"{cfg_path}: {what}",
+                          hint="drop --task: edgekit reads the task from config.json" if said else
+                               "pass the task this model does")
+
+
+def _refuse_input_shapes(shapes: Mapping[str, tuple[int, ...]], task: Task, max_length: int, directory: Path) -> None:
+    """``--input-shape`` does not size a Hugging Face model's inputs (it was silently ignored): refuse it, saying
+    what does (``--max-length`` for the token inputs; the image processor for pixel_values)."""
+    name, dims = next(iter(shapes.items()))
+    flag = f"--input-shape {name}={','.join(map(str, dims))}"
+    if task is Task.IMAGE_CLASSIFICATION:
+        raise ConfigError("does not apply to a Hugging Face image model", where=flag,
+                          expected=f"no --input-shape: the size is the image processor's "
+                                   f"({directory / 'preprocessor_config.json'})", got=name,
+                          hint="drop --input-shape (--mean/--std adjust the normalisation)")
+    raise ConfigError("does not apply to a Hugging Face text model: its inputs are sized by --max-length",
+                      where=flag, expected="--max-length N for the sequence length (batch, N)", got=name,
+                      hint=f"drop --input-shape and pass --max-length {dims[-1]} (now {max_length})")
+
+
+def class_names(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The class names of ``config.json``'s ``id2label`` in output order; empty when it has none, or only
+    transformers' defaults (``LABEL_0``, ``LABEL_1``, ...), which name no class."""
+    labels = config.get("id2label")
+    if not isinstance(labels, Mapping) or not labels:
+        return ()
+    try:
+        ordered = [str(labels[k]) for k in sorted(labels, key=lambda k: int(k))]
+    except (TypeError, ValueError):
+        return ()
+    if all(n == f"LABEL_{i}" for i, n in enumerate(ordered)):
+        return ()
+    return tuple(ordered)
+
+
 def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: int = 64,
-                preprocess: Mapping[str, Any] | None = None, trust_remote_code: bool = False) -> ModelSource:
+                preprocess: Mapping[str, Any] | None = None, trust_remote_code: bool = False,
+                input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> ModelSource:
     """Load an HF directory: config, tokenizer/image processor, and the PyTorch model for reference.
 
     ``preprocess`` options (``mean``, ``std``, ...) are set over the image processor's values of an image
     model; for a text model they are an error naming them. A folder that needs its own Python code is refused
-    unless ``trust_remote_code`` (:func:`check_remote_code`); the value is recorded in ``details``."""
+    unless ``trust_remote_code`` (:func:`check_remote_code`); the value is recorded in ``details``. A ``task``
+    that contradicts ``config.json`` and any ``input_shapes`` are refused before the model loads."""
     go_offline()
     directory = Path(directory)
     cfg_path = directory / "config.json"
@@ -149,6 +204,10 @@ def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: 
     trust_remote_code = trust_remote_code is True  # only an explicit True opts in
     needs_code = check_remote_code(directory, trust_remote_code)  # before transformers is even imported
     the_task = Task.parse(task, where="--task") if task else task_from_config(config, str(cfg_path))
+    if task:
+        _check_task(the_task, config, cfg_path)
+    if input_shapes:
+        _refuse_input_shapes(input_shapes, the_task, max_length, directory)
     what = f"{directory.name} (a {the_task.value} model)"
     if the_task is not Task.IMAGE_CLASSIFICATION:  # refuse image options before the slow model load
         apply_image_options(None, preprocess, what=what)
@@ -166,6 +225,12 @@ def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: 
         model = auto.from_pretrained(str(directory), local_files_only=True, trust_remote_code=trust_remote_code)
     except Exception as exc:
         first = first_line(exc)
+        if "Unrecognized configuration class" in first:  # the task's AutoModel does not take this config
+            raise ConfigError(f"a {the_task.value} model cannot be loaded from this config.json", where="--task "
+                              f"{the_task.value}", expected=f"a task of model_type {config.get('model_type')!r}",
+                              got=f"{cfg_path}: model_type {config.get('model_type')!r}",
+                              hint="pass the task this model does (text-classification, feature-extraction, "
+                                   "image-classification), or drop --task") from exc
         raise SourceError(f"cannot load the model ({type(exc).__name__}: {first[:200]})", where=str(directory),
                           hint="are the weight files complete? re-save with save_pretrained") from exc
     model.eval()
@@ -205,6 +270,7 @@ def load_hf_dir(directory: Path, *, task: Task | str | None = None, max_length: 
     return ModelSource(
         kind="huggingface", name=directory.name, io=io, task=the_task, preprocess=pre,
         fingerprint=fingerprint, path=directory, handle=directory, reference=reference,
+        class_names=class_names(config) if the_task.is_classification else (),
         details={"architecture": (config.get("architectures") or ["?"])[0],
                  "optimum_task": OPTIMUM_TASK.get(the_task, "auto"),
                  "transformers": str(transformers.__version__), "trust_remote_code": trust_remote_code},

@@ -19,7 +19,13 @@ import numpy as np
 from edgekit.artifacts import sha256_file
 from edgekit.data import ImagePreprocess, Preprocess
 from edgekit.errors import ConfigError, SourceError, first_line, require
-from edgekit.sources.base import ModelSource, apply_image_options, as_numpy_list, check_shape_value
+from edgekit.sources.base import (
+    ModelSource,
+    apply_image_options,
+    as_numpy_list,
+    check_shape_value,
+    check_task_fits,
+)
 from edgekit.types import IOSpec, Task, TensorSpec
 
 
@@ -57,6 +63,14 @@ def load_factory(spec: str) -> tuple[Any, Any]:
 def load_state_dict(path: Path) -> dict[str, Any]:
     """Read a state_dict from ``.safetensors`` or ``.pt``/``.pth`` (``weights_only=True``)."""
     torch = _torch()
+    if path.is_dir():
+        inside = sorted((f.name for f in path.iterdir() if f.suffix.lower() in (".safetensors", ".pt", ".pth")),
+                        key=lambda n: (not n.endswith(".safetensors"), n))[:3]
+        raise SourceError("--checkpoint is a directory, not a checkpoint file", where=str(path),
+                          expected="a .safetensors, .pt or .pth file holding the model's state_dict",
+                          got="a directory" + (f" holding {', '.join(inside)}" if inside else ""),
+                          hint=f"pass the file itself, e.g. --checkpoint {path / inside[0]}" if inside else
+                          "pass the weights file; a Hugging Face folder is passed as --model DIR, without --checkpoint")
     if not path.is_file():
         raise SourceError("checkpoint not found", where=str(path))
     suffix = path.suffix.lower()
@@ -106,6 +120,37 @@ def check_finite_weights(tensors: Iterable[tuple[str, Any]], *, where: str) -> N
                                    "only give non-finite outputs")
 
 
+def check_checkpoint_dtypes(state: Mapping[str, Any], params: Mapping[str, Any], *, where: str) -> None:
+    """Refuse a checkpoint tensor of integer or bool dtype for a float parameter (``load_state_dict`` casts it
+    silently: ``_fc.weight`` saved as int32 became whole-number weights). Another float dtype (fp16/bf16 into
+    fp32) is a plain cast and stays accepted; names the model does not have are ``load_state_dict``'s to report."""
+    for name, tensor in state.items():
+        param = params.get(name)
+        if param is None or not hasattr(tensor, "is_floating_point") or not param.is_floating_point():
+            continue
+        if not (tensor.is_floating_point() or tensor.is_complex()):
+            dtype, want = str(tensor.dtype).removeprefix("torch."), str(param.dtype).removeprefix("torch.")
+            raise SourceError(f"checkpoint tensor {name!r} is {dtype}, but the model's parameter is {want}",
+                              where=f"{where}:{name}", expected=f"a float tensor for {name!r} ({want}, fp16 or bf16)",
+                              got=dtype, hint="integer weights would be cast to whole numbers: is this the right "
+                                              "checkpoint? save model.state_dict() of the float model")
+
+
+def torch_input_shape(input_shapes: Mapping[str, tuple[int, ...]] | None) -> tuple[int, ...] | None:
+    """The shape of a PyTorch source's one input (named ``input``) from ``--input-shape``; a name the source does not
+    have is an error, never ignored."""
+    if not input_shapes:
+        return None
+    unknown = [name for name in input_shapes if name != "input"]
+    if unknown:
+        dims = ",".join(map(str, input_shapes[unknown[0]]))
+        raise SourceError("--input-shape names an input the model does not have", where=f"--input-shape "
+                          f"{unknown[0]}={dims}", expected="the one input of a PyTorch source, 'input' (or no name)",
+                          got=unknown[0], hint=f"write --input-shape {dims} (a PyTorch module's input is named "
+                                               "'input' in the export)")
+    return input_shapes["input"]
+
+
 def _fingerprint_module(module: Any) -> str:
     h = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
@@ -136,13 +181,15 @@ def torch_source(
     name: str | None = None,
     checkpoint: Path | None = None,
     where: str | None = None,
+    task_where: str = "--task",
 ) -> ModelSource:
     """Wrap a ``torch.nn.Module`` (put in eval mode) as a source with one float32 image/tensor input.
 
     ``input_shape`` is required (or a module constant ``INPUT_SHAPE`` via :func:`load_torch_factory`);
     a missing shape is an error, never a guess, and so is one whose input would be over
     :data:`~edgekit.sources.base.MAX_INPUT_BYTES`. NaN/inf weights are refused naming the tensor
-    (:func:`check_finite_weights`; ``where`` names the checkpoint or factory in that error).
+    (:func:`check_finite_weights`; ``where`` names the checkpoint or factory in that error). A task the input
+    contradicts is refused naming ``task_where`` (:func:`~edgekit.sources.base.check_task_fits`).
     """
     torch = _torch()
     if not isinstance(module, torch.nn.Module):
@@ -168,6 +215,8 @@ def torch_source(
         tuple(TensorSpec(n, ("batch", *tuple(o.shape[1:])), "float32") for n, o in zip(output_names, outs,
                                                                                      strict=True)),
     )
+    the_task = Task.parse(task, where=task_where)
+    check_task_fits(the_task, io, where=task_where, model=name or type(module).__name__)
     prep = preprocess if (preprocess is None or not isinstance(preprocess, Mapping)) else None
     if prep is None:
         prep = _image_preprocess(shape, preprocess if isinstance(preprocess, Mapping) else None, name or "model")
@@ -179,7 +228,7 @@ def torch_source(
 
     fingerprint = sha256_file(checkpoint) if checkpoint else _fingerprint_module(module)
     return ModelSource(
-        kind="torch", name=name or type(module).__name__, io=io, task=Task.parse(task, where="--task"),
+        kind="torch", name=name or type(module).__name__, io=io, task=the_task,
         preprocess=prep, fingerprint=fingerprint, path=checkpoint, handle=module, reference=reference,
         details={"example_shape": list(shape), "torch": str(torch.__version__)},
     )
@@ -208,6 +257,7 @@ def load_torch_factory(
         raise SourceError(f"the factory raised {type(exc).__name__}: {exc}", where=spec) from exc
     if checkpoint is not None:
         state = load_state_dict(checkpoint)
+        check_checkpoint_dtypes(state, module.state_dict(), where=str(checkpoint))
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -231,4 +281,5 @@ def load_torch_factory(
         module, input_shape=shape, task=task or str(file_task),
         preprocess={**dict(file_pre or {}), **dict(preprocess or {})} or None,
         name=Path(file).stem, checkpoint=checkpoint, where=str(checkpoint) if checkpoint else spec,
+        task_where="--task" if task else f"{file}:TASK",
     )

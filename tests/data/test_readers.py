@@ -58,7 +58,7 @@ def test_npz_tensors_stream_by_name_or_parity(tmp_path: Path) -> None:
     assert np.allclose(out[1]["x"][0], np.load(named)["eval"][2])
     single = tmp_path / "single.npz"
     data = np.arange(7 * 20, dtype=np.float32).reshape(7, 4, 5)
-    np.savez_compressed(single, data=data, labels=np.arange(7))
+    np.savez_compressed(single, data, labels=np.arange(7))  # unnamed (arr_0): feeds the one input; 'data' would not
     par = load_dataset(single)
     assert par.count("calibration") == 4 and par.count("eval") == 3 and par.labels("eval").tolist() == [1, 3, 5]
     got = np.concatenate([b["x"] for b in par.batches("eval", io, None)])

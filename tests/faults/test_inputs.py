@@ -80,7 +80,40 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
                                             .replace('name = "onnxruntime"', 'name = "onnxruntim"'), encoding="utf-8")
     (d / "inventory.toml").write_bytes('[[host]]\naddress = "pi@caf\xe9:22"\ntarget = "raspberry-pi-5"\n'
                                        .encode("latin-1"))
+    np.savez(d / "y.npz", y=rng.standard_normal((8, 3, 16, 16)).astype(np.float32))  # the model's input is 'input'
+    from onnx_helpers import make_model
+
+    make_model(d / "vector.onnx", size=8)  # one float input X (1, 8): no image
+    _int_checkpoint(d / "int.safetensors")
+    _image_class_folders(d / "cats", ("cat", "dog"))
     return out
+
+
+def _int_checkpoint(path: Path) -> None:
+    """The tiny factory's weights with its Linear weight saved as int32 (load_state_dict cast it silently)."""
+    import torch
+    from safetensors.torch import save_file
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 10))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state["4.weight"] = (state["4.weight"] * 100).to(torch.int32)
+    save_file(state, str(path))
+
+
+def _image_class_folders(folder: Path, classes: tuple[str, ...], n: int = 2) -> Path:
+    """calibration/ and eval/ with one subfolder of ``n`` small PNGs per class."""
+    from PIL import Image
+
+    for split in ("calibration", "eval"):
+        for k, name in enumerate(classes):
+            (folder / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                image = Image.fromarray(np.full((16, 16, 3), 30 * k + 10 * i, np.uint8))
+                image.save(folder / split / name / f"{i}.png")
+    return folder
 
 
 def _onnx_with_nan(path: Path) -> None:
@@ -112,7 +145,7 @@ Case = Callable[[dict[str, "Path | str"], Path], list[str]]
 # id -> (argv given the files and an output folder, what the one line names)
 CASES: dict[str, tuple[Case, tuple[str, ...]]] = {
     "max-drop-negative": (lambda f, o: ["run", "--model", str(f["tiny"]), "--out", str(o), *RUN, "--max-drop", "-5"],
-                          ("--max-drop", ">= 0", "-5")),
+                          ("--max-drop", "[0, 100]", "-5")),
     "max-drop-nan": (lambda f, o: ["run", "--model", str(f["tiny"]), "--out", str(o), *RUN, "--max-drop", "nan"],
                      ("--max-drop", "nan")),
     "min-cosine-2": (lambda f, o: ["run", "--model", str(f["tiny"]), "--out", str(o), *RUN, "--min-cosine", "2"],
@@ -183,6 +216,26 @@ CASES: dict[str, tuple[Case, tuple[str, ...]]] = {
     "validate-sidecar-a-list": (lambda f, o: ["validate", "--model", str(f["tiny"]), "--calibration", "digits",
                                               "--artifact", str(_artifact_with_sidecar(f["dir"], "[1, 2]"))],
                                 (".onnx.edgekit.json", "not an object")),
+    "input-shape-unknown-name-torch": (lambda f, o: ["run", "--model", str(f["tiny"]), "--out", str(o), *RUN,
+                                                     "--input-shape", "pixels=1,3,16,16"],
+                                       ("--input-shape pixels=1,3,16,16", "'input'", "got 'pixels'",
+                                        "--input-shape 1,3,16,16")),
+    "task-text-on-image-model": (lambda f, o: ["run", "--model", str(f["tiny"]), "--out", str(o), *RUN,
+                                               "--task", "text-classification"],
+                                 ("--task text-classification", "integer token-id input", "float32")),
+    "task-image-on-vector-onnx": (lambda f, o: ["run", "--model", str(f["dir"] / "vector.onnx"), "--out", str(o),
+                                                *RUN, "--task", "image-classification"],
+                                  ("--task image-classification", "float image input", "X float32[1, 8]")),
+    "npz-single-array-not-an-input": (lambda f, o: ["run", "--model", str(f["tiny"]), "--out", str(o), *RUN,
+                                                    "--calibration", str(f["dir"] / "y.npz")],
+                                      ("y.npz:y", "'y' is not a model input", "input", "name it 'input'",
+                                       "'calibration' and 'eval'")),
+    "checkpoint-int-dtype": (lambda f, o: ["run", "--model", str(f["tiny"]), "--out", str(o), *RUN,
+                                           "--checkpoint", str(f["dir"] / "int.safetensors")],
+                             ("int.safetensors:4.weight", "int32", "float32")),
+    "checkpoint-a-directory": (lambda f, o: ["run", "--model", str(f["tiny"]), "--out", str(o), *RUN,
+                                             "--checkpoint", str(f["dir"] / "cats")],
+                               ("cats", "is a directory", ".safetensors, .pt or .pth file")),
     "bench-sidecar-missing-keys": (lambda f, o: ["bench", "--model", str(f["tiny"]), "--calibration", "digits",
                                                  "--artifact", str(_artifact_with_sidecar(f["dir"], json.dumps(
                                                      {"format": "onnx"})))],
@@ -231,3 +284,93 @@ def test_nan_weights_in_a_hugging_face_folder_name_the_tensor(tmp_path: Path,
     line = _one_error_line(capsys, main(["export", "--model", str(tmp_path / "bert"), "--calibration", "sentences",
                                          "--out", str(tmp_path / "out")]))
     assert str(tmp_path / "bert") in line and "NaN" in line and "embeddings.word_embeddings.weight" in line, line
+
+
+def _tiny_bert(folder: Path) -> Path:
+    """A real (tiny) BERT text classifier saved with save_pretrained (no tokenizer: the errors come first)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=32, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=16, max_position_embeddings=128, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize(("extra", "needles"), [
+    (["--input-shape", "input_ids=1,7"], ("--input-shape input_ids=1,7", "Hugging Face text model",
+                                          "--max-length 7")),
+    (["--task", "image-classification"], ("--task image-classification", "config.json",
+                                          "BertForSequenceClassification", "--task text-classification or no --task")),
+], ids=["input-shape", "image-task"])
+def test_hugging_face_folder_refuses_input_shape_and_a_contradicting_task(
+        extra: list[str], needles: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--input-shape input_ids=1,7`` was ignored (max_length stayed 64); ``--task image-classification`` on a text
+    model was transformers' "Unrecognized configuration class" with the hint "are the weight files complete?"."""
+    bert = _tiny_bert(tmp_path / "bert")
+    line = _one_error_line(capsys, main(["export", "--model", str(bert), "--calibration", "sentences",
+                                         "--out", str(tmp_path / "out"), *extra]))
+    for needle in needles:
+        assert needle in line, (needle, line)
+    assert "weight files" not in line
+
+
+def test_a_hugging_face_user_error_is_one_stderr_line(tmp_path: Path) -> None:
+    """torchao's "Failed to load ..._C_*.so" and two torch ``_pytree`` warnings came before the one error line of every
+    Hugging Face command (in a fresh process: torchao is imported once)."""
+    import subprocess
+    import sys
+
+    bert = _tiny_bert(tmp_path / "bert")
+    done = subprocess.run([sys.executable, "-m", "edgekit", "export", "--model", str(bert), "--calibration",
+                           str(tmp_path / "none.npz"), "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgekit: error:"), done.stderr[-3000:]
+
+
+def test_class_folders_by_name_are_labelled_in_sorted_order_and_the_report_says_so(
+        files: dict[str, Path | str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``eval/cat``, ``eval/dog`` for a 10-class model without class names: labels 0 and 1 by sorted order, as
+    before, but said in the report (it was silent); folders named by numbers keep their number."""
+    from edgekit.data import load_dataset
+
+    out = tmp_path / "out"
+    code = main(["run", "--model", str(files["tiny"]), "--out", str(out), *RUN, "--calibration",
+                 str(files["dir"] / "cats")])
+    assert code == 0, capsys.readouterr().err[-3000:]
+    assert "labels from folder names by sorted order: cat=0, dog=1" in (out / "report.md").read_text()
+    digits = _image_class_folders(tmp_path / "digits", ("3", "7", "10"), n=1)
+    ds = load_dataset(digits)
+    assert sorted(ds.labels("eval").tolist()) == [3, 7, 10] and "label_names" not in ds.manifest
+    assert "labels: the class folder names as class numbers (3, 7, 10)" in ds.describe()["split_rule"]
+
+
+def _tiny_vit(folder: Path, classes: tuple[str, ...]) -> Path:
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(image_size=16, patch_size=8, num_channels=3, hidden_size=8, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=16, id2label=dict(enumerate(classes)),
+                       label2id={c: i for i, c in enumerate(classes)})
+    ViTForImageClassification(config).save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"size": {"height": 16, "width": 16}, "image_mean": [0.5] * 3, "image_std": [0.5] * 3}))
+    return folder
+
+
+def test_class_folders_that_are_not_the_models_class_names_are_refused(
+        files: dict[str, Path | str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A Hugging Face image classifier with id2label ant, bee given ``eval/cat``, ``eval/dog``: mapped silently to
+    0, 1; now refused naming the folder and the model's classes. A folder order that differs from id2label's is
+    refused too (its labels would be the wrong classes); the same order is accepted."""
+    from edgekit.data import check_label_names, load_dataset
+    from edgekit.errors import CalibrationError
+
+    vit = _tiny_vit(tmp_path / "vit", ("ant", "bee"))
+    line = _one_error_line(capsys, main(["run", "--model", str(vit), "--out", str(tmp_path / "out"), *RUN,
+                                         "--calibration", str(files["dir"] / "cats")]))
+    assert "class folder 'cat'" in line and "0=ant, 1=bee" in line and "class index" in line, line
+    ds = load_dataset(files["dir"] / "cats")
+    check_label_names(ds, ("cat", "dog"), "m")
+    with pytest.raises(CalibrationError, match="folder 'cat' would be label 0 but is class 1"):
+        check_label_names(ds, ("dog", "cat"), "m")

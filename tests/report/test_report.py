@@ -292,6 +292,6 @@ def test_write_report_is_atomic_and_overwrites(tmp_path: Path, arts: dict[str, A
     write_report(first, out)
     second = replace(first, notes=("second run",))
     json_path, md_path = write_report(second, out)
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]  # no temp files left
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]  # no temp files
     assert load_report(json_path)["notes"] == ["second run"]
     assert "- second run" in md_path.read_text(encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,12 +61,30 @@ class ImageArrays:
 @dataclass(frozen=True)
 class ImageFiles:
     """Image files per split; items are their paths, decoded only when preprocessed. ``label_arrays`` holds the
-    labels of the splits whose images sit in class subfolders (``eval/<class>/...``): the index of the class in
-    ``classes`` (the class folder names of every split, sorted)."""
+    labels of the splits whose images sit in class subfolders (``eval/<class>/...``): the folder's number when
+    every class folder is named by one (``eval/3/``: class 3), else the index of the class in ``classes`` (the
+    class folder names of every split, sorted); :attr:`label_rule` says which, for the report."""
 
     files: Mapping[Split, tuple[Path, ...]]
     label_arrays: Mapping[Split, np.ndarray] = field(default_factory=dict)
     classes: tuple[str, ...] = ()
+    numbered: bool = False
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The class of each label (label k is ``label_names[k]``) when labels are by sorted folder name."""
+        return () if self.numbered else self.classes
+
+    @property
+    def label_rule(self) -> str:
+        """How the class folders became labels, in words ("" without class folders)."""
+        if not self.classes:
+            return ""
+        if self.numbered:
+            return f"labels: the class folder names as class numbers ({', '.join(self.classes)})"
+        pairs = [f"{name}={k}" for k, name in enumerate(self.classes)]
+        more = f", ... ({len(pairs)} classes)" if len(pairs) > 20 else ""
+        return "labels from folder names by sorted order: " + ", ".join(pairs[:20]) + more
 
     def count(self, split: Split) -> int:
         return len(self.files.get(split, ()))
@@ -93,26 +112,28 @@ def class_folders(folder: Path) -> list[Path]:
 def split_subfolders(folder: Path) -> ImageFiles:
     """The images of ``folder``'s ``calibration/``, ``eval/`` and ``train/`` subfolders, those that exist; a split
     whose images sit in class subfolders (``eval/cat/1.jpg``) is labelled with the class's index among the class
-    names of every split, sorted."""
+    names of every split, sorted, or, when every class folder is a number (``eval/3/``), with that number."""
     splits = [s for s in SPLITS if (folder / s).is_dir()]
     by_class = {s: class_folders(folder / s) for s in splits}
-    classes = tuple(sorted({d.name for ds in by_class.values() for d in ds}))
+    names = {d.name for ds in by_class.values() for d in ds}
+    numbered = bool(names) and all(re.fullmatch(r"[0-9]{1,9}", n) for n in names)
+    classes = tuple(sorted(names, key=int) if numbered else sorted(names))
     files: dict[Split, tuple[Path, ...]] = {}
     labels: dict[Split, np.ndarray] = {}
     for s in splits:
         if by_class[s]:
-            pairs = [(f, classes.index(d.name)) for d in by_class[s] for f in image_files(d)]
+            pairs = [(f, int(d.name) if numbered else classes.index(d.name))
+                     for d in by_class[s] for f in image_files(d)]
             files[s] = tuple(f for f, _ in pairs)
             labels[s] = np.array([k for _, k in pairs], dtype=np.int64)
         else:
             files[s] = tuple(image_files(folder / s))
-    return ImageFiles(files, labels, classes)
+    return ImageFiles(files, labels, classes, numbered)
 
 
 def folder_reader(folder: Path) -> tuple[ImageFiles, str]:
     """A folder without a manifest: its split subfolders if it has them, else :data:`HASH_RULE`; and the rule."""
     if (folder / "calibration").is_dir() or (folder / "eval").is_dir():
         files = split_subfolders(folder)
-        return files, "the calibration/, eval/ subfolders" + (
-            f"; labels: the class subfolders ({', '.join(files.classes)})" if files.classes else "")
+        return files, "the calibration/, eval/ subfolders" + (f"; {files.label_rule}" if files.classes else "")
     return ImageFiles(by_name_hash(image_files(folder))), HASH_RULE

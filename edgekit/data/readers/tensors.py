@@ -7,7 +7,8 @@ Two forms (see :meth:`NpzTensors.open`):
   ``"calibration"`` / ``"eval"`` / ``"train"``; without ``split``, items are split by index parity (even =
   calibration, odd = eval); optionally ``sequence`` (N,) integers, one sequence id per item, for streaming
   models whose state is carried from step to step (:mod:`edgekit.sequences`; the items of a sequence are
-  consecutive). A single array of any name feeds a single-input model.
+  consecutive). A single array named after no input is refused (an unnamed one, ``arr_0``, feeds a
+  single-input model).
 * **by split** (one model input): arrays ``calibration`` / ``eval`` (/ ``train``), optionally
   ``<split>_labels``.
 
