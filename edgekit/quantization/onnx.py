@@ -17,8 +17,9 @@
 5. check the model against fp32 with the real ORT CPU kernels on the **tuning** items (disjoint from the
    ranges items; :mod:`edgekit.quantization.checks`). If it misses the aim (the run's budget with a margin),
    search: first the op types whose quantization costs most (:func:`op_type_search`; a transformer's
-   Add + LayerNormalization residual stream), then the weighted nodes, with the shared
-   :func:`~edgekit.quantization.search.sensitivity_search` (a node kept float reads its float weights again).
+   Add + LayerNormalization residual stream), then the weighted nodes: each sensitive node gets the cheapest fix
+   that reaches the aim, a 16-bit island (its activations in 16 bits) or float (it reads its float weights
+   again), each priced by its measured latency (:mod:`edgekit.quantization.islands`).
 
 Every decision becomes a sentence in the report's notes.
 """
@@ -43,6 +44,7 @@ from edgekit.errors import ConfigError, QuantizationError, first_line, require
 from edgekit.quantization.calibration import CalibrationSplit, Feeds, check_feed
 from edgekit.quantization.checks import Check, DecisionBudget, Judge, fmt_cosine
 from edgekit.quantization.equalize import CLIP_MODES, with_equalization
+from edgekit.quantization.islands import OnnxIslands, check_islands, island_search
 from edgekit.quantization.onnx_ort import (
     PER_AXIS_OPSET,
     calibrate,
@@ -61,11 +63,10 @@ from edgekit.quantization.onnx_qdq import (
     float_weights,
     protect_float_nodes,
     quantized_weighted_nodes,
-    with_float_weights,
 )
 from edgekit.quantization.presets import PRESETS, QTYPES, check_choice, check_names, resolve_preset
 from edgekit.quantization.report import QuantReport
-from edgekit.quantization.search import MIN_GAIN, Ranked, budget_note, sensitivity_search
+from edgekit.quantization.search import MIN_GAIN, budget_note
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 WILD_RANGE = 1e4  # activations reaching this magnitude are masks / sentinels, not values to spread over 8 bits
@@ -83,9 +84,11 @@ class StaticInt8Options:
     The search aims for the run's budget (``--min-cosine`` / ``--max-drop`` / ``--budget-rule``, with the
     tuning margin: :class:`~edgekit.quantization.checks.DecisionBudget`), measured on the tuning items with the
     real ORT CPU kernels. It first leaves whole op types float where that pays (no limit: there are few),
-    then keeps at most ``max_float_nodes`` weighted nodes float. ``calibration_limit`` caps the items that
-    set the ranges. ``preset="ort-default"`` with ``sensitivity_search=False`` reproduces plain
-    ``onnxruntime.quantization.quantize_static``.
+    then gives at most ``max_float_nodes`` weighted nodes a fix: each fix of ``islands`` is tried and priced by its
+    latency, the cheapest that reaches the aim kept (``"int16"``: 16-bit activations around the node; ``"float"``:
+    its float weights; ``("float",)``: the float-only search, unpriced; :mod:`edgekit.quantization.islands`).
+    ``calibration_limit`` caps the items that set the ranges. ``preset="ort-default"`` with
+    ``sensitivity_search=False`` reproduces plain ``onnxruntime.quantization.quantize_static``.
 
     ``equalize``: cross-layer equalization of conv pairs before calibration (:mod:`edgekit.quantization.equalize`);
     ``"auto"`` tries it on models with depthwise convolutions and keeps it only when it improves the check on the
@@ -93,6 +96,12 @@ class StaticInt8Options:
     presets it did not help (benchmarks/results/int8_cle.md) and ``"auto"`` calibrates twice. ``equalize_clip``:
     pairs through a ReLU6 / Clip with a finite bound are skipped (``"skip"``) or get a per-channel ``Min`` bound, a
     float op (``"bound"``).
+
+    ``islands``: the fixes the search tries for a sensitive node, in order (:mod:`edgekit.quantization.islands`):
+    ``("int16", "float")`` first gives it 16-bit activations and keeps it float only when that does not reach the
+    aim, each fix priced by its measured latency; the default ``("float",)`` keeps today's float fallback: without
+    int16 kernels in this ONNX Runtime build a 16-bit island runs in float and costs more than float weights
+    (EfficientNet-Lite0: 1.40x vs 1.64x over fp32, about 100 s more search; benchmarks/results/int8_islands.md).
     """
 
     preset: str = "auto"
@@ -109,6 +118,7 @@ class StaticInt8Options:
     calibration_limit: int | None = None
     equalize: bool | str = False
     equalize_clip: str = "skip"
+    islands: tuple[str, ...] = ("float",)
 
     def __post_init__(self) -> None:
         check_choice(self.preset, ("auto", *PRESETS), "static_int8.preset (--int8-preset)")
@@ -123,6 +133,7 @@ class StaticInt8Options:
             raise ConfigError("unknown value", where="static_int8.equalize", expected="auto, True, False",
                               got=self.equalize)
         check_choice(self.equalize_clip, CLIP_MODES, "static_int8.equalize_clip")
+        object.__setattr__(self, "islands", check_islands(self.islands))
         if self.calibration_limit is not None and (not isinstance(self.calibration_limit, int)
                                                    or self.calibration_limit < 1):
             raise ConfigError("must be a positive integer or None", where="static_int8.calibration_limit",
@@ -140,7 +151,7 @@ def static_settings(options: StaticInt8Options, isa_preset: str) -> dict[str, An
             "preprocess": preset.preprocess, "nodes_to_exclude": list(options.nodes_to_exclude),
             "op_types_to_exclude": list(options.op_types_to_exclude),
             "sensitivity_search": options.sensitivity_search, "max_float_nodes": options.max_float_nodes,
-            "equalize": options.equalize, "equalize_clip": options.equalize_clip}
+            "equalize": options.equalize, "equalize_clip": options.equalize_clip, "islands": list(options.islands)}
 
 
 def exclusions(float_model: Any, options: StaticInt8Options, settings: Mapping[str, Any],
@@ -224,26 +235,6 @@ def op_type_search(qmodel: Any, check: Check, build: Callable[[Sequence[str]], A
     return cur_model, floats, cur
 
 
-class OnnxBackend:
-    """The search backend of ONNX QDQ models: a node kept float reads its original float weight and bias
-    again (its activations stay int8), protected from ORT's load-time re-quantization. No re-calibration,
-    no re-quantization: one graph edit per trial, so the gain ranking is cheap."""
-
-    def __init__(self, base: Any, weights: Mapping[str, list[tuple[int, Any]]], where: str) -> None:
-        self._base = base
-        self._weights = weights
-        self._where = where
-
-    def build(self, kept_float: Sequence[str]) -> Any:
-        return with_float_weights(self._base, kept_float, self._weights) if kept_float else self._base
-
-    def run(self, model: Any, feeds: Sequence[Feeds]) -> list[list[np.ndarray]]:
-        return run_model(model, feeds, self._where)
-
-    def rank(self, candidates: Sequence[str], judge: Judge) -> list[Ranked] | None:
-        return None
-
-
 @contextlib.contextmanager
 def _temp_root(folder: str) -> Iterator[None]:
     """Make ``folder`` the root of :mod:`tempfile` (libraries' temp dirs land there) for the block."""
@@ -309,9 +300,12 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
         if len(tried) > 1:
             notes.append(f"calibrated {len(tried)} candidates (with and without equalization): {secs:.1f} s in all")
         settings["calibration_rss_increase_mb"] = round(rss.increase_mb, 1)
-        qmodel, skipped, found, check = _check_and_search(fp32_path, qmodel, build, float_model, tuning, data,
-                                                          options, budget, where, notes)
+        qmodel, skipped, fixes, check = _check_and_search(fp32_path, qmodel, build, float_model, tuning, data,
+                                                          options, budget, where, notes, settings)
         settings["op_types_left_float_by_search"] = skipped
+        settings["islands_16bit"] = [n for n, f in fixes.items() if f == "int16"]
+        settings.setdefault("island_decisions", [])
+        found = [n for n, f in fixes.items() if f == "float"]
         with atomic_path(out_path) as tmp_out:
             onnx.save_model(qmodel, str(tmp_out))
     return QuantReport(settings=settings, kept_float=(*reasons, *found), notes=tuple(notes),
@@ -329,7 +323,7 @@ class _Quantized:
     secs: float
     rss: Any
     model: Any
-    build: Callable[[Sequence[str]], Any]
+    build: Callable[[Sequence[str], Sequence[str]], Any]
     notes: list[str]
 
 
@@ -348,9 +342,9 @@ def _calibrate_and_quantize(src: Path, float_model: Any, base: Mapping[str, str]
                  f"peak RSS {rss.peak_mb:.0f} MB (whole process, sampled every 10 ms; calibration itself added "
                  f"{rss.increase_mb:.0f} MB)")
 
-    def build(skip_types: Sequence[str]) -> Any:
+    def build(skip_types: Sequence[str], int16: Sequence[str] = ()) -> Any:
         types = [t for t in op_types if t not in skip_types]
-        qm = ort_quantize(src, tmp / "quantized.onnx", ranges, settings, types, list(reasons), where)
+        qm = ort_quantize(src, tmp / "quantized.onnx", ranges, settings, types, list(reasons), where, int16)
         if per_axis:
             protect_float_nodes(qm)
         return qm
@@ -403,34 +397,37 @@ def _loadable(qmodel: Any, float_model: Any, reasons: dict[str, str], rebuild: C
                             hint="--exclude-op-types for the op types named in the notes, or --int8-preset ort-default")
 
 
-def _check_and_search(fp32_path: Path, qmodel: Any, build: Callable[[Sequence[str]], Any], float_model: Any,
-                      tuning: list[Feeds], data: CalibrationSplit, options: StaticInt8Options,
-                      budget: DecisionBudget, where: str,
-                      notes: list[str]) -> tuple[Any, list[str], list[str], dict[str, float]]:
+def _check_and_search(fp32_path: Path, qmodel: Any, build: Callable[[Sequence[str], Sequence[str]], Any],
+                      float_model: Any, tuning: list[Feeds], data: CalibrationSplit, options: StaticInt8Options,
+                      budget: DecisionBudget, where: str, notes: list[str],
+                      settings: dict[str, Any]) -> tuple[Any, list[str], dict[str, str], dict[str, float]]:
     """Check ``qmodel`` on the tuning items; if it misses the aim, search (op types, then nodes).
 
-    Returns (model, op types left float, nodes kept float, check as a dict)."""
+    Returns (model, op types left float, each node's fix: "int16" or "float", check as a dict); the priced
+    decisions go to ``settings["island_decisions"]``."""
     if not tuning:
         notes.append("no tuning items: accuracy not measured here, no sensitivity search")
-        return qmodel, [], [], {}
+        return qmodel, [], {}, {}
     reference = run_model(fp32_path, tuning, where)
     judge = Judge(tuning, reference, data.tuning_labels, lambda m, f: run_model(m, f, where))
     check = judge.check(qmodel)
     notes.append(f"check after quantization: {check.text()}; {budget.describe()}")
     skipped: list[str] = []
-    found: tuple[str, ...] = ()
+    fixes: dict[str, str] = {}
     before = check
     searched = options.sensitivity_search and not budget.meets(check)
     if searched:
-        qmodel, skipped, check = op_type_search(qmodel, check, build, judge, notes)
+        qmodel, skipped, check = op_type_search(qmodel, check, lambda types: build(types, ()), judge, notes)
         if not budget.meets(check):
             weights = float_weights(float_model)
             candidates = [n for n in quantized_weighted_nodes(qmodel) if weights.get(n)]
-            result = sensitivity_search(OnnxBackend(qmodel, weights, where), candidates, judge, qmodel, check,
-                                        budget, max_float=options.max_float_nodes, notes=notes)
-            qmodel, found, check = result.model, result.kept, result.check
+            islands = OnnxIslands(qmodel, lambda tensors: build(skipped, tensors), float_model, weights, where)
+            result = island_search(islands, candidates, judge, qmodel, check, budget, options.islands,
+                                   max_nodes=options.max_float_nodes, notes=notes)
+            qmodel, fixes, check = result.model, result.fixes, result.check
+            settings["island_decisions"] = list(result.decisions)
     out = check.after(before) if searched else check.as_dict()
     note = budget_note(budget, check)
     if note:
         notes.append(note)
-    return qmodel, skipped, list(found), out
+    return qmodel, skipped, fixes, out

@@ -63,8 +63,9 @@ def graph_inputs(model: Any) -> dict[str, int]:
     return {i.name: i.type.tensor_type.elem_type for i in model.graph.input if i.name not in inits}
 
 
-def session(model: Any, *, threads: int = 1) -> Any:
-    """An ORT CPU session with the default (full) graph optimizations: the real kernels."""
+def session(model: Any, *, threads: int = 1, optimized_path: Path | None = None) -> Any:
+    """An ORT CPU session with the default (full) graph optimizations: the real kernels. ``optimized_path``: where
+    ORT writes the graph it optimized (to see which kernels run)."""
     from edgekit.runtimes.ort import import_ort
 
     ort = import_ort()
@@ -72,6 +73,8 @@ def session(model: Any, *, threads: int = 1) -> Any:
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    if optimized_path is not None:
+        so.optimized_model_filepath = str(optimized_path)
     src = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
@@ -243,12 +246,17 @@ def calibrate(src: Path, calibration: Callable[[], Iterator[Feeds]], method: str
 
 
 def ort_quantize(src: Path, out: Path, ranges: Any, settings: Mapping[str, Any], op_types: Sequence[str],
-                 exclude: Sequence[str], where: str) -> Any:
-    """ORT ``quantize_static`` (QDQ) from already computed ranges (passed as its calibration cache)."""
+                 exclude: Sequence[str], where: str, int16: Sequence[str] = ()) -> Any:
+    """ORT ``quantize_static`` (QDQ) from already computed ranges (passed as its calibration cache).
+
+    ``int16``: activation tensors given 16-bit Q/DQ (uint16 where activations are uint8, else int16), by ORT's
+    ``TensorQuantOverrides``; ORT then converts the model to opset 21."""
     import onnx
 
     q = require("onnxruntime.quantization", None, "quantizing ONNX models")
     qt = {"uint8": q.QuantType.QUInt8, "int8": q.QuantType.QInt8}
+    wide = q.QuantType.QUInt16 if settings["activation_type"] == "uint8" else q.QuantType.QInt16
+    extra = {"TensorQuantOverrides": {t: [{"quant_type": wide}] for t in int16}} if int16 else {}
     cache = out.with_suffix(".ranges.json")
     q.save_tensors_data(ranges, cache)
     try:
@@ -259,7 +267,7 @@ def ort_quantize(src: Path, out: Path, ranges: Any, settings: Mapping[str, Any],
                               activation_type=qt[settings["activation_type"]],
                               weight_type=qt[settings["weight_type"]], nodes_to_exclude=list(exclude),
                               calibrate_method=_method(q, settings["calibration_method"]),
-                              calibration_cache_path=str(cache))
+                              calibration_cache_path=str(cache), extra_options=extra)
     except Exception as exc:
         raise QuantizationError(f"onnxruntime could not quantize the model: {first_line(exc, 240)}", where=where,
                                 hint="try op_types_to_exclude for the op named, or another preset") from exc
