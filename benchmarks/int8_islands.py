@@ -46,9 +46,9 @@ Feeds = dict[str, np.ndarray]
 
 VARIANTS: dict[str, tuple[StaticInt8Options, str]] = {
     "no search": (StaticInt8Options(sensitivity_search=False), "edgekit preset, no sensitivity search"),
-    "float islands": (StaticInt8Options(islands=("float",)),
-                      "the search before islands: sensitive nodes read their float weights (islands=('float',))"),
-    "int16, then float (default)": (StaticInt8Options(),
+    "float islands (default)": (StaticInt8Options(islands=("float",)),
+                                "sensitive nodes read their float weights (islands=('float',), the default)"),
+    "int16, then float": (StaticInt8Options(islands=("int16", "float")),
                                     "each sensitive node: 16-bit activations or float weights, the cheaper that "
                                     "reaches the aim (islands=('int16', 'float'))"),
     "int16 only": (StaticInt8Options(islands=("int16",)), "16-bit activation islands only (islands=('int16',))"),
