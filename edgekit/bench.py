@@ -215,6 +215,24 @@ def native_calls(*, defer: bool = False) -> Iterator[Callable[[], None]]:
 
 
 @contextlib.contextmanager
+def python_calls() -> Iterator[None]:
+    """Inside :func:`native_calls`, run a block of plain Python (a user's metric function) with SIGINT let through
+    again, so that Ctrl-C interrupts it at once (a ``time.sleep(60)`` in it held the interruption for a minute):
+    the main thread gets a roomy alternate signal stack first, as on leaving a native block, and the mask back
+    after. Outside a native block it changes nothing."""
+    if _CtrlC.depth == 0 or threading.current_thread() is not threading.main_thread() \
+            or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    _roomy_signal_stack()
+    inside = signal.pthread_sigmask(signal.SIG_SETMASK, _CtrlC.mask)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, inside)
+
+
+@contextlib.contextmanager
 def _deferred(defer: bool) -> Iterator[Callable[[], None]]:
     previous = signal.getsignal(signal.SIGINT)
     if isinstance(previous, _Deferred):  # nested: the outer block owns the handler

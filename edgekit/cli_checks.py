@@ -142,12 +142,13 @@ def refuse_misapplied(args: argparse.Namespace) -> None:
             _refuse("--" + dest, "empty list", value, "one or more comma-separated names",
                     f"drop --{dest} for the default, or name at least one")
     model = _given(args, "model") or ""
-    if model.lower().endswith(".onnx"):
+    kind = next((k for k in (".onnx", ".tflite", ".xml") if model.lower().endswith(k)), None)
+    if kind is not None:  # a model file is used as it is: nothing exports it again
         for dest, given in (("checkpoint", _given(args, "checkpoint")), ("opset", _given(args, "opset")),
                             ("static_batch", _given(args, "static_batch"))):
             if given:
                 flag = "--" + dest.replace("_", "-")
-                _refuse(flag, f"{flag} does not apply to an .onnx model (it is not exported again)", given,
+                _refuse(flag, f"{flag} does not apply to a {kind} model (it is not exported again)", given,
                         "a file.py:factory or Hugging Face model", f"drop {flag}, or re-export the model yourself")
     calibration = _given(args, "calibration") or ""
     for dest in ("mean", "std"):

@@ -87,12 +87,21 @@ def _latency(ra: Mapping[str, Any], rb: Mapping[str, Any]) -> LatencyRatio | Non
     pa, pb = (ba.get("stats") or {}).get("p50_ms"), (bb.get("stats") or {}).get("p50_ms")
     if not isinstance(pa, (int, float)) or not isinstance(pb, (int, float)) or not pa > 0 or not pb > 0:
         return None
-    sa, sb = list(ba.get("samples_ms") or ()), list(bb.get("samples_ms") or ())
+    sa, sb = _samples(ba.get("samples_ms")), _samples(bb.get("samples_ms"))
     low = high = None
     if len(sa) >= 2 and len(sb) >= 2:
         _, low, high = bootstrap_ratio(sa, sb)
     return LatencyRatio(a_p50_ms=float(pa), b_p50_ms=float(pb), ratio=float(pb) / float(pa), low=low, high=high,
                         a_samples=len(sa), b_samples=len(sb))
+
+
+def _samples(raw: Any) -> list[float]:
+    """The raw latency samples of a report row; anything but a list of finite numbers (a hand-edited report) is
+    treated as no samples, so the row is judged on its p50 ratio alone."""
+    if not isinstance(raw, list):
+        return []
+    values = [_finite(x) for x in raw]
+    return [v for v in values if v is not None] if all(v is not None for v in values) else []
 
 
 def _finite(x: Any) -> float | None:

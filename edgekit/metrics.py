@@ -429,6 +429,10 @@ def parse_output_kinds(pairs: Iterable[str], where: str = "--output-kind") -> di
         name, sep, kind = pair.partition("=")
         if not sep or not name.strip():
             raise ConfigError(f"expected {SPEC_SYNTAX}", where=where, got=pair, expected=SPEC_HELP)
+        if name.strip() in out:
+            raise ConfigError("an output's kind given twice", where=where, got=pair,
+                              expected=f"one {where} per output ({name.strip()}={out[name.strip()]} came first)",
+                              hint="keep one of them")
         try:
             out[name.strip()] = KindSpec.parse(kind, where).text()
         except ConfigError:

@@ -59,16 +59,23 @@ class UserMetric:
                               where=f"{where} {spec}") from exc
         fn = getattr(module, func.strip(), None)
         if not callable(fn):
-            found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))[:6]
+            found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
+            shown = ", ".join(found[:8]) + (f", ... ({len(found)} in all)" if len(found) > 8 else "")
             raise ConfigError("no such function in the file", where=f"{where} {spec}", got=func.strip(),
-                              expected="one of: " + (", ".join(found) or "(the file defines no function)"))
+                              expected="one of: " + (shown or "(the file defines no function)"))
         return cls(name.strip(), fn, f"{file.name}:{func.strip()}")
 
     def __call__(self, reference: np.ndarray, candidate: np.ndarray) -> tuple[tuple[str, float], ...]:
         """The metric's named values, checked: a dict of finite numbers with string names."""
         where = f"--metric {self.output}={self.origin or getattr(self.function, '__name__', '?')}"
+        from edgekit.bench import python_calls
+
         try:
-            got: Any = self.function(np.array(reference), np.array(candidate))
+            with python_calls():  # the user's Python: Ctrl-C reaches it at once, even inside a native block
+                got: Any = self.function(np.array(reference), np.array(candidate))
+        except SystemExit as exc:  # sys.exit in the user's code ended edgekit silently with its status
+            raise ConfigError(f"the metric function called sys.exit({exc.code!r})", where=where,
+                              hint="a metric returns a dict of numbers; it must not exit the process") from exc
         except Exception as exc:
             raise ConfigError(f"the metric function raised {type(exc).__name__}: {first_line(exc, 200)}",
                               where=where, hint="run it on two arrays of this output's shape to see why") from exc

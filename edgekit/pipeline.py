@@ -318,6 +318,11 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
     from edgekit.provenance import provenance
     from edgekit.report import recommend, write_report
 
+    if options.baseline is not None and Path(options.baseline).resolve() in (out.resolve(),
+                                                                              (out / "report.json").resolve()):
+        raise ConfigError("--baseline is this run's own --out: its report.json would be replaced by the run it is "
+                          "compared with", where=f"--baseline {options.baseline}",
+                          hint="copy the baseline run elsewhere first, or write this run to another --out")
     baseline = read_baseline(options.baseline, options.fail_on)  # a bad --baseline / --fail-on before any work
     art_dir = out / "artifacts"
     ds = _dataset(calibration)

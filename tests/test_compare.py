@@ -341,3 +341,18 @@ def test_bootstrap_ratio_of_scaled_samples() -> None:
     ratio, low, high = bootstrap_ratio(a, 1.5 * a)
     assert ratio == pytest.approx(1.5) and low < 1.5 < high and high - low < 0.1
     assert bootstrap_ratio(a, 1.5 * a) == (ratio, low, high)  # seeded
+
+
+def test_hand_edited_samples_are_treated_as_none_not_a_traceback(run_a: tuple[Path, int, list[str]],
+                                                                 tmp_path: Path) -> None:
+    """``samples_ms`` set to a string in a copy of a real report.json gave a ValueError traceback in the bootstrap
+    (found by the second fault pass): such a row is judged on its p50 ratio alone."""
+    def garble(doc: dict[str, Any]) -> None:
+        for row in doc["rows"]:
+            if row["bench"]:
+                row["bench"]["samples_ms"] = "oops"
+
+    b = _edited_copy(run_a[0], tmp_path / "b", garble)
+    c = edgekit.compare_runs(run_a[0], b)
+    ratios = [r.latency for r in c.rows if r.latency is not None]
+    assert ratios and all(r.b_samples == 0 and r.low is None and r.ratio == pytest.approx(1.0) for r in ratios)

@@ -79,7 +79,12 @@ def load_tflite_file(path: Path, *, task: Task | str = Task.GENERIC,
     from edgekit.runtimes.litert import LiteRTRuntime
 
     require("ai_edge_litert", "tflite", "reading .tflite models")
-    custom = custom_ops(path)
+    try:
+        custom = custom_ops(path)
+    except Exception as exc:  # a truncated flatbuffer: struct.error / IndexError from the reader
+        raise SourceError(f"not a complete TFLite model ({type(exc).__name__}: {first_line(exc, 160)})",
+                          where=str(path), hint="the file is truncated or corrupt: re-download or re-convert it"
+                          ) from exc
     try:
         sess = LiteRTRuntime().load(path, RuntimeOptions(threads=None))
     except EdgekitError as exc:

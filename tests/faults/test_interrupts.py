@@ -160,6 +160,26 @@ def test_a_second_ctrl_c_while_ending_still_exits_130_with_one_line(tiny: str, t
     assert "Traceback" not in err, err[-3000:]
 
 
+def test_ctrl_c_reaches_a_slow_user_metric_at_once(tiny: str, tmp_path: Path) -> None:
+    """A ``--metric`` function sleeping 60 s held Ctrl-C for the whole minute: validation runs in a native block
+    (SIGINT blocked in the main thread), and the user's Python ran inside it. It now runs with SIGINT let through."""
+    metric = tmp_path / "slow.py"
+    metric.write_text("import time\n\ndef slow(reference, candidate):\n    time.sleep(60)\n    return {'x': 1.0}\n")
+    proc = _start(_run_args(tiny, tmp_path / "run", "--formats", "onnx", "--precisions", "fp32", "--metric",
+                            f"logits={metric}:slow"))
+    seen: list[str] = []
+    _wait_for(proc, r"validate model\.fp32\.onnx", seen)
+    time.sleep(2.0)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=120)
+    waited = time.monotonic() - t0
+    err = "".join(seen) + rest
+    assert proc.returncode == 130 and waited < 20, (proc.returncode, waited, err[-3000:])
+    assert [ln for ln in err.splitlines() if ln.startswith("edgekit:")] == [
+        "edgekit: interrupted; re-run the same command to resume (complete artifacts are reused)"], err[-3000:]
+
+
 KILLED_WRITE = '''
 import sys, time
 from edgekit.artifacts import atomic_path

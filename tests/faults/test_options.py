@@ -41,6 +41,11 @@ CASES: dict[str, tuple[Case, tuple[str, ...]]] = {
     "quantize-precision-a-format-lacks": (lambda m, o: ["quantize", "--model", m, "--out", str(o), *QUANTIZE,
                                                         "--precision", "int8-dynamic", "--formats", "onnx,openvino"],
                                           ("--precision", "openvino format has no int8-dynamic")),
+    "output-kind-twice": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN, "--output-kind",
+                                        "logits=embedding", "--output-kind", "logits=classification"],
+                          ("--output-kind", "given twice", "logits=embedding came first")),
+    "baseline-is-out": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN, "--baseline", str(o)],
+                        ("--baseline", "this run's own --out")),
     "targets-show-unknown": (lambda m, o: ["targets", "show", "nope"], ("edgekit targets show nope",
                                                                         "unknown target")),
 }
@@ -84,3 +89,38 @@ def test_an_opset_onnxruntime_cannot_load_names_the_option(tiny_model: tuple[str
     code = main(["run", "--model", tiny_model[0], "--out", str(tmp_path / "out"), *RUN, "--opset", "1"])
     line = _one_error_line(capsys, code)
     assert "--opset 1" in line and "try --opset 17" in line, line
+
+
+def test_a_metric_that_calls_sys_exit_is_one_line_not_a_silent_exit(tiny_model: tuple[str, Path], tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``--metric`` function calling ``sys.exit(5)`` ended edgekit with status 5 and no line (the same fault a
+    factory calling ``sys.exit`` had)."""
+    metric = tmp_path / "m.py"
+    metric.write_text("def exits(reference, candidate):\n    import sys\n    sys.exit(5)\n")
+    code = main(["run", "--model", tiny_model[0], "--out", str(tmp_path / "out"), *RUN, "--metric",
+                 f"logits={metric}:exits"])
+    line = _one_error_line(capsys, code)
+    assert "--metric logits=m.py:exits" in line and "sys.exit(5)" in line, line
+
+
+def test_a_truncated_tflite_source_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The first 100 kB of a real .tflite (mediapipe's face detector): a struct.error traceback, exit 1."""
+    from model_files import model_file
+
+    whole = model_file("face_detection_short_range.tflite").read_bytes()
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(whole[:100_000])
+    line = _one_error_line(capsys, main(["run", "--model", str(cut), "--out", str(tmp_path / "out"), *RUN[:2],
+                                         "--formats", "tflite", "--precisions", "fp32"]))
+    assert "cut.tflite" in line and "not a complete TFLite model" in line, line
+
+
+@pytest.mark.parametrize("flag", [["--checkpoint", "x.safetensors"], ["--opset", "13"], ["--static-batch"]])
+def test_export_options_on_a_tflite_source_are_refused(tmp_path: Path, flag: list[str],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from model_files import model_file
+
+    model = model_file("face_detection_short_range.tflite")
+    line = _one_error_line(capsys, main(["run", "--model", str(model), "--out", str(tmp_path / "out"), *RUN[:2],
+                                         "--formats", "tflite", "--precisions", "fp32", *flag]))
+    assert flag[0] in line and "does not apply to a .tflite model" in line, line
