@@ -54,6 +54,10 @@ class FailOn:
             if m is None:
                 raise ConfigError(f"{key}={raw} is not {_MEANING[key]}", where=where, expected=expected, got=text)
             values[key] = float(m.group(1))
+            top = {"accuracy": 100.0, "top1": 100.0, "cosine": 2.0}.get(key)
+            if top is not None and not values[key] <= top:  # a limit that can never trigger gates nothing
+                raise ConfigError(f"{key}={raw} can never trigger (a drop is at most {top:g})", where=where,
+                                  got=text, expected=expected)
         return cls(latency_pct=values.get("latency"), accuracy_points=values.get("accuracy"),
                    cosine=values.get("cosine"), top1_points=values.get("top1"))
 

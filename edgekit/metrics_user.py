@@ -95,7 +95,13 @@ class UserMetric:
 
 
 def load_user_metrics(specs: Iterable[str], where: str = "--metric") -> tuple[UserMetric, ...]:
-    """The :class:`UserMetric` of each ``NAME=file.py:function`` (the CLI's ``--metric``)."""
+    """The :class:`UserMetric` of each ``NAME=file.py:function`` (the CLI's ``--metric``); the same one given twice
+    is a :class:`ConfigError` (its numbers were shown twice)."""
+    specs = list(specs)
+    twice = sorted({s for s in specs if specs.count(s) > 1})
+    if twice:
+        raise ConfigError("the same metric given twice", where=f"{where} {twice[0]}", expected="each metric once",
+                          hint="drop the second one")
     return tuple(UserMetric.load(s, where) for s in specs)
 
 

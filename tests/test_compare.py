@@ -275,7 +275,7 @@ def test_compare_across_machines_warns_loudly(run_a: tuple[Path, int, list[str]]
 
 
 @pytest.mark.parametrize("gate", ["latency=fast", "speed=+5%", "latency", "accuracy=+0.5", "latency=-5%", " ",
-                                  "latency=+5%,latency=+6%", "latency=+5%,", "accuracy=nan"])
+                                  "latency=+5%,latency=+6%", "latency=+5%,", "accuracy=nan", "accuracy=-1000"])
 def test_a_malformed_gate_exits_2_with_one_line(gate: str, run_a: tuple[Path, int, list[str]],
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     out = run_a[0]

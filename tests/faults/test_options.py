@@ -15,6 +15,7 @@ from edgekit.cli import main
 RUN = ["--calibration", "digits", "--formats", "onnx", "--precisions", "fp32", "--calibration-limit", "8",
        "--eval-limit", "8", "--min-runs", "2", "--min-seconds", "0.1", "--no-memory"]
 QUANTIZE = ["--calibration", "digits", "--calibration-limit", "8"]
+METRIC = Path(__file__).parent / "data" / "metric.py"  # def f(reference, candidate): a dict of one number
 
 Case = Callable[[str, Path], list[str]]
 CASES: dict[str, tuple[Case, tuple[str, ...]]] = {
@@ -46,6 +47,10 @@ CASES: dict[str, tuple[Case, tuple[str, ...]]] = {
                           ("--output-kind", "given twice", "logits=embedding came first")),
     "baseline-is-out": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN, "--baseline", str(o)],
                         ("--baseline", "this run's own --out")),
+    "metric-twice": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN, "--metric", f"logits={METRIC}:f",
+                                   "--metric", f"logits={METRIC}:f"], ("--metric logits=", "given twice")),
+    "fail-on-never-triggers": (lambda m, o: ["compare", str(o), str(o), "--fail-on", "accuracy=-1000"],
+                               ("--fail-on", "can never trigger")),
     "targets-show-unknown": (lambda m, o: ["targets", "show", "nope"], ("edgekit targets show nope",
                                                                         "unknown target")),
 }
