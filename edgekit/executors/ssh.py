@@ -42,7 +42,8 @@ from edgekit.registry import RUNTIMES
 #: The modules the agent imports (relative to the ``edgekit`` package): pushed to the board as they are,
 #: with the built-in runtimes' modules (:func:`runtime_modules`).
 AGENT_MODULES = ("__init__.py", "agent.py", "bench.py", "environment.py", "errors.py", "feeds.py", "types.py",
-                 "results.py", "artifacts.py", "registry.py", "runtimes/__init__.py", "runtimes/base.py")
+                 "results.py", "artifacts.py", "registry.py", "runtimes/__init__.py", "runtimes/base.py", "noise.py",
+                 "comparison.py", "exit_codes.py")
 
 
 def runtime_modules() -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.metrics import compare, item_rows, row_cosine
+from edgekit.metrics import compare, item_rows, pool_tokens, row_cosine
 from edgekit.results import AccuracyBudget, OutputMetrics
 
 Feeds = dict[str, np.ndarray]
@@ -106,6 +106,15 @@ def _outputs_of(item: ItemOutputs) -> list[np.ndarray]:
     return [item] if isinstance(item, np.ndarray) else [np.asarray(o) for o in item]
 
 
+def _pooled(out: np.ndarray, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+    """A token output ``(B, S, H)`` with a matching ``attention_mask`` input mean-pooled over its real tokens (as
+    the held-out validation of an encoder does): its per-token values are not a map to threshold."""
+    mask = feeds.get("attention_mask")
+    if np.ndim(out) == 3 and mask is not None and np.shape(mask) == np.shape(out)[:2]:
+        return pool_tokens(np.asarray(out, dtype=np.float32), np.asarray(mask))
+    return np.asarray(out)
+
+
 def _items(arrays: Sequence[np.ndarray]) -> np.ndarray:
     """One output over the items, ``(N, ...)``: outputs with a batch axis of 1 are concatenated on it; others (a
     recurrent state ``[2, 1, 128]``) are stacked, each item's whole output one item."""
@@ -148,8 +157,10 @@ def compare_items(feeds: Sequence[Mapping[str, np.ndarray]], reference: Sequence
                 drop = 100.0 * (float(np.mean(r_top == y)) - float(np.mean(g_top == y)))
                 labelled = len(y)
     try:
-        stacked_ref = {f"output {k}": _items([r[k] for r in refs]) for k in range(len(refs[0]))}
-        stacked_got = {f"output {k}": _items([g[k] for g in gots]) for k in range(len(refs[0]))}
+        stacked_ref = {f"output {k}": _items([_pooled(r[k], f) for r, f in zip(refs, feeds, strict=True)])
+                       for k in range(len(refs[0]))}
+        stacked_got = {f"output {k}": _items([_pooled(g[k], f) for g, f in zip(gots, feeds, strict=True)])
+                       for k in range(len(refs[0]))}
         outputs = compare(stacked_ref, stacked_got).outputs
     except ValueError:  # outputs whose shape changes from item to item: the cosine alone judges them
         outputs = ()
