@@ -85,6 +85,11 @@ def check_report_owner(out: Path) -> None:
     (a ``report.md`` from before the marker, with its title line); its ``report.json`` is a JSON object with
     edgekit's schema name."""
     md, js = out / "report.md", out / "report.json"
+    for path in (md, out / "report.html", js):
+        if path.is_dir():  # "not written by edgekit ... an empty first line" said nothing useful
+            raise ConfigError(f"{path.name} here is a folder, where the run writes its {path.name}", where=str(path),
+                              expected="a file edgekit wrote, or nothing",
+                              hint="choose another output folder (--out), or move that folder away")
     if md.exists():
         try:
             with open(md, encoding="utf-8", errors="replace") as fh:

@@ -129,3 +129,12 @@ def test_export_options_on_a_tflite_source_are_refused(tmp_path: Path, flag: lis
     line = _one_error_line(capsys, main(["run", "--model", str(model), "--out", str(tmp_path / "out"), *RUN[:2],
                                          "--formats", "tflite", "--precisions", "fp32", *flag]))
     assert flag[0] in line and "does not apply to a .tflite model" in line, line
+
+
+@pytest.mark.parametrize("name", ["report.md", "report.html", "report.json"])
+def test_a_report_path_that_is_a_folder_says_so(name: str, tiny_model: tuple[str, Path], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    (out / name).mkdir(parents=True)
+    line = _one_error_line(capsys, main(["run", "--model", tiny_model[0], "--out", str(out), *RUN]))
+    assert f"{name} here is a folder" in line, line
