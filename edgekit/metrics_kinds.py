@@ -50,6 +50,10 @@ class KindSpec:
                 (number is not None and not math.isfinite(number)) or \
                 (kind == "sequence" and number is not None and (number < 0 or number != int(number))):
             raise ConfigError("not an output kind", where=where, got=text, expected=f"{SPEC_SYNTAX}: {SPEC_HELP}")
+        if number is not None and kind not in ("binary", "dense", "detection", "sequence"):  # it was ignored
+            raise ConfigError(f"@{value.strip()} does not apply to a {kind} output (it has no threshold)", where=where,
+                              got=text, expected="@VALUE only with binary, dense, detection (a threshold) or "
+                                                 "sequence (the blank class)", hint=f"write {kind} alone")
         return cls(kind, pair or None, number)
 
     def text(self) -> str:

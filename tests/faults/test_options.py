@@ -45,6 +45,8 @@ CASES: dict[str, tuple[Case, tuple[str, ...]]] = {
     "output-kind-twice": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN, "--output-kind",
                                         "logits=embedding", "--output-kind", "logits=classification"],
                           ("--output-kind", "given twice", "logits=embedding came first")),
+    "output-kind-value-ignored": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN, "--output-kind",
+                                                "logits=embedding@0.5"], ("--output-kind", "got 'logits=embedding@0.5'")),
     "baseline-is-out": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN, "--baseline", str(o)],
                         ("--baseline", "this run's own --out")),
     "metric-twice": (lambda m, o: ["run", "--model", m, "--out", str(o), *RUN, "--metric", f"logits={METRIC}:f",
