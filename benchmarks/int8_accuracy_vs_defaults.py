@@ -37,7 +37,7 @@ import numpy as np
 from edgekit.artifacts import atomic_write_json, atomic_write_text
 from edgekit.data import ImagePreprocess, load_dataset
 from edgekit.metrics import row_cosine
-from edgekit.quantization.calibration import TuningOptions, split_calibration
+from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.checks import DecisionBudget
 from edgekit.quantization.onnx import StaticInt8Options, quantize_static
 from edgekit.results import AccuracyBudget
@@ -213,7 +213,9 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def photos() -> tuple[Any, Callable[[], Iterator[Feeds]], CalibrationSplit, list[Feeds]]:
+    """The bundled ``photos`` set at EfficientNet-Lite0's input: the data set, its calibration stream, that split
+    divided as the pipeline does (ranges + tuning items), and the held-out feeds. Shared by the int8 benchmarks."""
     ds = load_dataset("photos")
     io = IOSpec(inputs=(TensorSpec("input", (1, 3, 224, 224)),), outputs=(TensorSpec("logits", (1, 1000)),))
     pre = ImagePreprocess(size=(224, 224), mean=(0.498,) * 3, std=(0.502,) * 3)
@@ -223,6 +225,11 @@ def main() -> None:
 
     split = split_calibration(calibration, TuningOptions(), total=ds.count("calibration"))
     evals = list(ds.batches("eval", io, pre))
+    return ds, calibration, split, evals
+
+
+def main() -> None:
+    ds, calibration, split, evals = photos()
     isa_preset = load_target("local-cpu").int8_preset
     variants: dict[str, dict[str, Any]] = {}
     t_start = time.perf_counter()

@@ -18,7 +18,6 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +26,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from int8_accuracy_vs_defaults import agreement, export_effnet, logits, machine, session
+from int8_accuracy_vs_defaults import agreement, export_effnet, logits, machine, photos, session
 
 from edgekit.artifacts import atomic_write_json, atomic_write_text
-from edgekit.data import ImagePreprocess, load_dataset
-from edgekit.quantization.calibration import TuningOptions, split_calibration
+from edgekit.quantization.calibration import TuningOptions
 from edgekit.quantization.checks import DecisionBudget
 from edgekit.quantization.onnx import StaticInt8Options, quantize_static
 from edgekit.results import AccuracyBudget
 from edgekit.targets import load_target
-from edgekit.types import IOSpec, TensorSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "int8_cle"
@@ -104,15 +101,7 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    ds = load_dataset("photos")
-    io = IOSpec(inputs=(TensorSpec("input", (1, 3, 224, 224)),), outputs=(TensorSpec("logits", (1, 1000)),))
-    pre = ImagePreprocess(size=(224, 224), mean=(0.498,) * 3, std=(0.502,) * 3)
-
-    def calibration() -> Iterator[Feeds]:
-        return ds.batches("calibration", io, pre)
-
-    split = split_calibration(calibration, TuningOptions(), total=ds.count("calibration"))
-    evals = list(ds.batches("eval", io, pre))
+    ds, _, split, evals = photos()
     isa_preset = load_target("local-cpu").int8_preset
     decision = DecisionBudget(AccuracyBudget(), TuningOptions().margin)
     variants: dict[str, dict[str, Any]] = {"fp32": {"what": "the exported fp32 model (the reference)"}}
