@@ -77,7 +77,7 @@ class AccuracyBudget:
         acc_ok = drop_points is None or bool(drop_points <= self.max_drop_points)
         out: list[str] = []
         if "cosine" in rules and not cos_ok:
-            line = f"over budget: cosine {cosine or 0.0:.4f} < {self.min_cosine:g} (the cosine rule, --min-cosine)"
+            line = f"over budget: cosine {cosine or 0.0:.4f} < {self.min_cosine:.10g} (the cosine rule, --min-cosine)"
             if drop_points is not None and acc_ok:
                 line += (f"; its accuracy drop {drop_points:.1f} pt is within --max-drop {self.max_drop_points:g}"
                          " pt, so the cosine rule alone refused it (--budget-rule accuracy lets the task metric"
@@ -87,7 +87,7 @@ class AccuracyBudget:
             line = (f"over budget: accuracy drop {drop_points:.1f} pt > {self.max_drop_points:g} pt "
                     "(the accuracy rule, --max-drop)")
             if cos_ok and cosine is not None:
-                line += f"; its cosine {cosine:.4f} is within --min-cosine {self.min_cosine:g}"
+                line += f"; its cosine {cosine:.4f} is within --min-cosine {self.min_cosine:.10g}"
             out.append(line)
         return out
 
@@ -127,7 +127,7 @@ class AccuracyBudget:
         rules = self.rules(drop_points is not None)
         out: list[str] = []
         if "cosine" not in rules and cosine is not None and not cosine >= self.min_cosine:
-            out.append(f"cosine {cosine:.4f} < --min-cosine {self.min_cosine:g}, not applied: "
+            out.append(f"cosine {cosine:.4f} < --min-cosine {self.min_cosine:.10g}, not applied: "
                        f"--budget-rule {self.governs}")
         if "accuracy" not in rules and drop_points is not None and not drop_points <= self.max_drop_points:
             out.append(f"accuracy drop {drop_points:.1f} pt > --max-drop {self.max_drop_points:g} pt, not applied: "
@@ -139,7 +139,7 @@ class AccuracyBudget:
         rule = {"both": "the cosine rule always, the accuracy rule where labels exist",
                 "accuracy": "the accuracy rule where labels exist, else the cosine rule",
                 "cosine": "the cosine rule only"}[self.governs]
-        return (f"mean cosine >= {self.min_cosine:g}, accuracy drop <= {self.max_drop_points:g} pt; "
+        return (f"mean cosine >= {self.min_cosine:.10g}, accuracy drop <= {self.max_drop_points:g} pt; "
                 f"--budget-rule {self.governs}: {rule}; binary scores flip <= {100.0 * self.max_flip_rate:g}%, "
                 f"regression relative error <= {self.max_relative_error:g}, dense-map IoU >= {self.min_iou:g}, "
                 f"detection recall/precision >= {self.min_detection_match:g}, sequence character error rate <= "

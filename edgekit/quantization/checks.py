@@ -221,7 +221,7 @@ class DecisionBudget:
     def describe(self) -> str:
         """The thresholds decisions aim for, with the budget they come from."""
         a, b = self.aim, self.budget
-        return (f"aim on tuning items: cosine >= {a.min_cosine:.6g} (--min-cosine {b.min_cosine:g}), accuracy "
+        return (f"aim on tuning items: cosine >= {a.min_cosine:.6g} (--min-cosine {b.min_cosine:.10g}), accuracy "
                 f"drop <= {a.max_drop_points:.3g} pt where labelled (--max-drop {b.max_drop_points:g}); margin "
                 f"{self.margin:g} of the slack; --budget-rule {b.governs}")
 

@@ -170,11 +170,11 @@ def _dataset(result: RunResult) -> list[str]:
 
 def _budget(result: RunResult) -> list[str]:
     b = result.budget
-    rule = {"both": f"its mean output cosine similarity with the source is at least {b.min_cosine:g} and, where "
+    rule = {"both": f"its mean output cosine similarity with the source is at least {b.min_cosine:.10g} and, where "
                     f"labels exist, it loses at most {b.max_drop_points:g} accuracy points vs the source",
             "accuracy": f"it loses at most {b.max_drop_points:g} accuracy points vs the source where labels exist "
-                        f"(elsewhere: its mean output cosine with the source is at least {b.min_cosine:g})",
-            "cosine": f"its mean output cosine similarity with the source is at least {b.min_cosine:g} (accuracy "
+                        f"(elsewhere: its mean output cosine with the source is at least {b.min_cosine:.10g})",
+            "cosine": f"its mean output cosine similarity with the source is at least {b.min_cosine:.10g} (accuracy "
                       "drops are shown, not judged)"}[b.governs]
     return ["## Accuracy budget", "",
             f"An artifact may be recommended when {rule} (`--budget-rule {b.governs}`). A quantized artifact "
