@@ -16,7 +16,17 @@ Attributes are imported lazily so that ``import edgekit`` (and the on-device age
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys as _sys
+
+#: The oldest Python edgekit (and its on-device agent) runs on: the one it is tested on, here and on the emulated
+#: aarch64 board (Debian bookworm). An older board Python gets this one line, not an error deep in an import.
+MIN_PYTHON = (3, 11)
+if _sys.version_info < MIN_PYTHON:
+    raise ImportError(f"edgekit needs Python >= {MIN_PYTHON[0]}.{MIN_PYTHON[1]}; this is "
+                      f"{_sys.version.split()[0]} at {_sys.executable} (on a board: install a newer python3, or "
+                      "point --remote-python at one)")
+
+from typing import TYPE_CHECKING  # noqa: E402
 
 __version__ = "0.1.0"
 

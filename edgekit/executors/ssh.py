@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from edgekit import MIN_PYTHON as _MIN
 from edgekit.errors import ConfigError, EdgekitError, require
 from edgekit.executors.hosts import HostSpec, check_private_key
 from edgekit.executors.hosts import load_inventory as load_inventory
@@ -388,7 +389,8 @@ def board_needs(runtime: str) -> tuple[str, tuple[str, ...]]:
 
 
 def doctor_remote(spec: HostSpec, runtimes: Sequence[str]) -> tuple[str, bool]:
-    """Check Python (>= 3.9), numpy and ``runtimes`` on the board; a report with the exact pip command for
+    """Check Python (>= :data:`edgekit.MIN_PYTHON`), numpy and ``runtimes`` on the board; a report with the exact pip
+    command for
     what is missing, and whether everything the agent needs is there."""
     modules = ["numpy"] + [board_needs(r)[0] for r in runtimes]
 
@@ -406,13 +408,14 @@ def doctor_remote(spec: HostSpec, runtimes: Sequence[str]) -> tuple[str, bool]:
         data = json.loads(str(proc.stdout).strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
         lines.append(f"  missing  python       '{spec.python}' did not run: {_tail(proc.stderr) or 'no output'}")
-        lines.append("  install Python 3.9+ on the board (e.g. sudo apt-get install -y python3 python3-pip), "
+        lines.append(f"  install Python {_MIN[0]}.{_MIN[1]}+ on the board (e.g. sudo apt-get install -y python3 "
+                     "python3-pip), "
                      "or point --remote-python at it")
         return "\n".join(lines), False
     version = tuple(int(x) for x in re.findall(r"\d+", data["python"])[:2])
-    ok = version >= (3, 9)
+    ok = version >= _MIN
     lines.append(f"  {'ok' if ok else 'too old':8} python       {data['python']} ({data['machine']}) "
-                 f"{data['executable']}" + ("" if ok else ": the agent needs Python >= 3.9"))
+                 f"{data['executable']}" + ("" if ok else f": the agent needs Python >= {_MIN[0]}.{_MIN[1]}"))
     missing: list[str] = []
     for runtime, module in zip(["numpy", *runtimes], modules, strict=True):
         info = data["modules"].get(module, {})

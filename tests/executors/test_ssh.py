@@ -6,7 +6,6 @@ authorized client key in a temp dir; the remote Python is this venv's interprete
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import dataclasses
 import getpass
@@ -32,7 +31,6 @@ from edgekit.errors import ConfigError
 from edgekit.executors.base import ExecutorOptions, get_executor, plan_jobs, run_targets
 from edgekit.executors.fleet import BenchJob, SshExecutor, run_fleet
 from edgekit.executors.ssh import (
-    AGENT_MODULES,
     HostSpec,
     RemoteError,
     RemoteJob,
@@ -491,15 +489,20 @@ def test_api_benchmark_on_an_ssh_target_uses_its_board(ssh_env: SshEnv, tiny_mod
                           options=RunOptions(bench=FAST), progress=lambda _m: None)
 
 
-def test_agent_modules_are_python39_compatible() -> None:
-    """The pushed subset must parse as Python 3.9 and avoid 3.10+/3.11+ only APIs at import time."""
-    files = agent_files()
-    assert {rel for _, rel in files} >= {*AGENT_MODULES, "runtimes/ort.py"}
-    for path, rel in files:
-        source = path.read_text()
-        ast.parse(source, filename=rel, feature_version=(3, 9))
-        assert "datetime.UTC" not in source, rel
-        assert "from enum import StrEnum" not in source or "except ImportError" in source, rel
+def test_a_board_python_older_than_edgekit_needs_gets_one_clear_line() -> None:
+    """The README said boards need Python 3.9+, but the agent imports code that needs 3.10+ and only a grammar
+    check guarded it (issue 12): the claim is now the Python edgekit is tested on (:data:`edgekit.MIN_PYTHON`,
+    3.11 here and on the emulated aarch64 board), and an older interpreter stops at ``import edgekit`` with one
+    line naming the requirement and the fix (a real interpreter whose ``sys.version_info`` is set to 3.9)."""
+    import edgekit
+
+    code = "import sys; sys.version_info = (3, 9, 2, 'final', 0); import edgekit"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(edgekit.__file__).resolve().parents[1])
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: edgekit needs Python >= 3.11") and "--remote-python" in last, last
+    assert edgekit.MIN_PYTHON == (3, 11)
 
 
 def test_pushed_modules_are_everything_the_agent_imports_and_every_registered_runtime() -> None:
