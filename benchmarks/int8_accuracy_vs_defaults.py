@@ -96,18 +96,35 @@ def agreement(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
             "top1_disagreements_fp32_unsure": int((~top1 & ~confident).sum())}
 
 
-def latencies(paths: dict[str, Path], feed: Feeds) -> dict[str, float]:
-    """Median single-item latency (ms), runs of every model interleaved round by round."""
+def interleaved(paths: dict[str, Path], feed: Feeds, rounds: int, warmup: int) -> dict[str, list[float]]:
+    """Single-item latency samples (ms) of every model, ``warmup`` runs each, then ``rounds`` rounds in which
+    every model runs once in turn (interleaved: load drifts hit every variant alike). Shared by the int8
+    benchmarks."""
     sessions = {k: session(p) for k, p in paths.items()}
     for s in sessions.values():
-        for _ in range(WARMUP_RUNS):
+        for _ in range(warmup):
             s.run(None, feed)
     samples: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(LATENCY_ROUNDS):
+    for _ in range(rounds):
         for k, s in sessions.items():
             t = time.perf_counter()
             s.run(None, feed)
             samples[k].append((time.perf_counter() - t) * 1e3)
+    return samples
+
+
+def with_latency(variants: dict[str, dict[str, Any]], samples: dict[str, list[float]]) -> None:
+    """Add each variant's median latency, n, raw samples and speed-up over ``fp32`` (from :func:`interleaved`)."""
+    base = float(np.median(samples["fp32"]))
+    for name, ms in samples.items():
+        med = float(np.median(ms))
+        variants[name].update({"latency_ms_p50": med, "latency_n": len(ms), "latency_samples_ms": ms,
+                               "speedup_vs_fp32": base / med})
+
+
+def latencies(paths: dict[str, Path], feed: Feeds) -> dict[str, float]:
+    """Median single-item latency (ms), runs of every model interleaved round by round."""
+    samples = interleaved(paths, feed, LATENCY_ROUNDS, WARMUP_RUNS)
     return {k: float(np.median(v)) for k, v in samples.items()}
 
 

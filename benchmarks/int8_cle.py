@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from int8_accuracy_vs_defaults import agreement, export_effnet, logits, machine, photos, session
+from int8_accuracy_vs_defaults import agreement, export_effnet, interleaved, logits, machine, photos, with_latency
 
 from edgekit.artifacts import atomic_write_json, atomic_write_text
 from edgekit.quantization.calibration import TuningOptions
@@ -56,21 +56,6 @@ VARIANTS: dict[str, tuple[StaticInt8Options, str]] = {
                                                 equalize_clip="bound"),
                               "ORT's defaults (per-tensor weights), CLE with the per-channel bound, no search"),
 }
-
-
-def interleaved(paths: dict[str, Path], feed: Feeds) -> dict[str, list[float]]:
-    """Single-item latency samples (ms) of every model, run round by round in turn."""
-    sessions = {k: session(p) for k, p in paths.items()}
-    for s in sessions.values():
-        for _ in range(WARMUP):
-            s.run(None, feed)
-    samples: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(ROUNDS):
-        for k, s in sessions.items():
-            t = time.perf_counter()
-            s.run(None, feed)
-            samples[k].append((time.perf_counter() - t) * 1e3)
-    return samples
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -121,12 +106,8 @@ def main() -> None:
         ref = logits(paths["fp32"], evals)
         for name, path in paths.items():
             variants[name]["agreement"] = agreement(ref, logits(path, evals))
-        samples = interleaved(paths, evals[0])
-    base = float(np.median(samples["fp32"]))
-    for name, ms in samples.items():
-        med = float(np.median(ms))
-        variants[name].update({"latency_ms_p50": med, "latency_n": len(ms), "latency_samples_ms": ms,
-                               "speedup_vs_fp32": base / med})
+        samples = interleaved(paths, evals[0], ROUNDS, WARMUP)
+    with_latency(variants, samples)
     res = {"schema": 1, "benchmark": NAME, "model": "EfficientNet-Lite0 (ImageNet), ONNX opset 17",
            "data": ds.describe(), "split": split.describe(), "n_eval": len(evals), "machine": machine(),
            "budget": decision.as_dict(), "latency_rounds": ROUNDS, "warmup": WARMUP,
