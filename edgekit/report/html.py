@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from html import escape
 
 import edgekit.report.svg as svg
+from edgekit.report.markdown import run_notes
 from edgekit.report.recommend import MEASURED, budget_failures, speedups
 from edgekit.report.svg import esc
 from edgekit.report.values import artifact_size, jsonable
@@ -316,12 +317,7 @@ def _layers(result: RunResult) -> str:
 
 
 def _notes(result: RunResult) -> str:
-    notes = [*result.notes, *(f"{a.name}: {n}" for a in result.artifacts for n in a.notes)]
-    for r in result.rows:
-        info = r.bench.session_info if r.bench is not None else {}
-        if info.get("fallback"):
-            notes.append(f"{r.artifact.name} on {r.target}/{r.runtime}: requested {jsonable(info['fallback'])} but "
-                         f"ran elsewhere ({jsonable({k: info.get(k) for k in ('providers', 'execution_devices')})})")
+    notes = run_notes(result)  # the same lines as report.md's
     if not notes:
         return ""
     return '<section id="notes"><h2>Notes</h2><ul>' + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul></section>"

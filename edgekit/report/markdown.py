@@ -321,7 +321,9 @@ def _cross_runtime(result: RunResult) -> list[str]:
                            "Top-1 agr.", "Verdict"], body)
 
 
-def _notes(result: RunResult) -> list[str]:
+def run_notes(result: RunResult) -> list[str]:
+    """The report's notes as plain text (each report format escapes them its own way): the run's, each artifact's,
+    and a line per benchmark that ran somewhere else than requested (a provider / device fallback)."""
     notes = list(result.notes)
     notes += [f"{a.name}: {n}" for a in result.artifacts for n in a.notes]
     for r in result.rows:
@@ -329,6 +331,11 @@ def _notes(result: RunResult) -> list[str]:
         if info.get("fallback"):
             notes.append(f"{r.artifact.name} on {r.target}/{r.runtime}: requested {_value(info['fallback'])} "
                          f"but ran on {_ran_on(info)}")
+    return notes
+
+
+def _notes(result: RunResult) -> list[str]:
+    notes = run_notes(result)
     if not notes:
         return []
     return ["## Notes", "", *(f"- {paragraph(n)}" for n in notes)]
