@@ -135,13 +135,6 @@ def all_outputs(model: Any, feeds: Sequence[Feeds]) -> list[list[np.ndarray]]:
     return out
 
 
-def first_outputs(model: Any, feeds: Sequence[Feeds]) -> list[np.ndarray]:
-    """The model's first output on each feed (real OpenVINO CPU kernels, fp32 inference precision)."""
-    compiled = _compile(model, 2)
-    names = [port_name(p) for p in compiled.inputs]
-    return [np.asarray(compiled({n: f[n] for n in names})[0], dtype=np.float32) for f in feeds]
-
-
 def is_text_model(model: Any) -> bool:
     """True when every model input is an integer tensor (token ids / masks): a transformer text model."""
     return all(p.get_element_type().is_integral() for p in model.inputs)

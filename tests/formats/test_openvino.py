@@ -246,13 +246,13 @@ def test_a_collapsed_output_scores_cosine_zero_not_one() -> None:
     import openvino.opset13 as ops
 
     from edgekit.quantization.checks import DecisionBudget, Judge
-    from edgekit.quantization.openvino import first_outputs
+    from edgekit.quantization.openvino import all_outputs
 
     x = ops.parameter([1, 4], np.float32, name="x")
     identity = ov.Model([ops.multiply(x, ops.constant(np.ones((1, 4), np.float32)))], [x], "same")
     collapsed = ov.Model([ops.multiply(x, ops.constant(np.zeros((1, 4), np.float32)))], [x], "zeros")
     feeds = [{"x": np.full((1, 4), v, np.float32)} for v in (1.0, -2.0, 3.0)]
-    judge = Judge(feeds, first_outputs(identity, feeds), None, first_outputs)
+    judge = Judge(feeds, all_outputs(identity, feeds), None, all_outputs)
     assert judge.check(identity).cosine == pytest.approx(1.0)
     check = judge.check(collapsed)
     assert check.cosine == 0.0 and check.cosine_min == 0.0
