@@ -41,6 +41,7 @@ import numpy as np
 
 from edgekit.artifacts import atomic_path
 from edgekit.errors import ConfigError, QuantizationError, first_line, require
+from edgekit.quantization.bias_correction import bias_correction_step
 from edgekit.quantization.calibration import CalibrationSplit, Feeds, check_feed
 from edgekit.quantization.checks import Check, DecisionBudget, Judge, fmt_cosine
 from edgekit.quantization.equalize import CLIP_MODES, with_equalization
@@ -60,6 +61,7 @@ from edgekit.quantization.onnx_ort import (
 )
 from edgekit.quantization.onnx_qdq import (
     WEIGHTED_OPS,
+    float_graph_outputs,
     float_weights,
     protect_float_nodes,
     quantized_weighted_nodes,
@@ -119,6 +121,7 @@ class StaticInt8Options:
     equalize: bool | str = False
     equalize_clip: str = "skip"
     islands: tuple[str, ...] = ("float",)
+    bias_correction: bool | str = "auto"
 
     def __post_init__(self) -> None:
         check_choice(self.preset, ("auto", *PRESETS), "static_int8.preset (--int8-preset)")
@@ -133,6 +136,9 @@ class StaticInt8Options:
             raise ConfigError("unknown value", where="static_int8.equalize", expected="auto, True, False",
                               got=self.equalize)
         check_choice(self.equalize_clip, CLIP_MODES, "static_int8.equalize_clip")
+        if not (isinstance(self.bias_correction, bool) or self.bias_correction == "auto"):
+            raise ConfigError("unknown value", where="static_int8.bias_correction", expected="auto, True, False",
+                              got=self.bias_correction)
         object.__setattr__(self, "islands", check_islands(self.islands))
         if self.calibration_limit is not None and (not isinstance(self.calibration_limit, int)
                                                    or self.calibration_limit < 1):
@@ -151,7 +157,8 @@ def static_settings(options: StaticInt8Options, isa_preset: str) -> dict[str, An
             "preprocess": preset.preprocess, "nodes_to_exclude": list(options.nodes_to_exclude),
             "op_types_to_exclude": list(options.op_types_to_exclude),
             "sensitivity_search": options.sensitivity_search, "max_float_nodes": options.max_float_nodes,
-            "equalize": options.equalize, "equalize_clip": options.equalize_clip, "islands": list(options.islands)}
+            "equalize": options.equalize, "equalize_clip": options.equalize_clip, "islands": list(options.islands),
+            "bias_correction": options.bias_correction, "float_outputs": preset.name != "ort-default"}
 
 
 def exclusions(float_model: Any, options: StaticInt8Options, settings: Mapping[str, Any],
@@ -300,6 +307,7 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
         if len(tried) > 1:
             notes.append(f"calibrated {len(tried)} candidates (with and without equalization): {secs:.1f} s in all")
         settings["calibration_rss_increase_mb"] = round(rss.increase_mb, 1)
+        qmodel, float_model = _bias_corrected(got, fp32_path, tuning, data, options, budget, settings, notes, tmp, where)
         qmodel, skipped, fixes, check = _check_and_search(fp32_path, qmodel, build, float_model, tuning, data,
                                                           options, budget, where, notes, settings)
         settings["op_types_left_float_by_search"] = skipped
@@ -311,6 +319,25 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
     return QuantReport(settings=settings, kept_float=(*reasons, *found), notes=tuple(notes),
                        split=data.describe(stream.items), calibration_seconds=secs,
                        calibration_peak_rss_mb=rss.peak_mb, seconds=time.perf_counter() - t0, check=check)
+
+
+def _bias_corrected(got: _Quantized, fp32_path: Path, tuning: list[Feeds], data: CalibrationSplit,
+                    options: StaticInt8Options, budget: DecisionBudget, settings: dict[str, Any], notes: list[str],
+                    tmp: Path, where: str) -> tuple[Any, Any]:
+    """The quantized and float model after bias correction (:mod:`edgekit.quantization.bias_correction`), decided on
+    the tuning items; when kept, later builds start from the corrected float model."""
+    onnx = require("onnx", None, "quantizing ONNX models")
+    judge = (Judge(tuning, run_model(fp32_path, tuning, where), data.tuning_labels, partial(run_model, where=where))
+             if tuning else None)
+    items = list(itertools.islice(data.ranges(), 16))
+    fixed = bias_correction_step(got.model, got.float_model, items, judge, budget, options.bias_correction, MIN_GAIN,
+                                 settings, notes, where)
+    if fixed is None:
+        return got.model, got.float_model
+    path = tmp / "bias_corrected.onnx"
+    onnx.save_model(fixed.float_model, str(path))
+    got.use_source(path)
+    return fixed.model, fixed.float_model
 
 
 @dataclass
@@ -325,6 +352,7 @@ class _Quantized:
     model: Any
     build: Callable[[Sequence[str], Sequence[str]], Any]
     notes: list[str]
+    use_source: Callable[[Path], None]  # builds start from this float model from now on
 
 
 def _calibrate_and_quantize(src: Path, float_model: Any, base: Mapping[str, str], data: CalibrationSplit,
@@ -342,21 +370,27 @@ def _calibrate_and_quantize(src: Path, float_model: Any, base: Mapping[str, str]
                  f"peak RSS {rss.peak_mb:.0f} MB (whole process, sampled every 10 ms; calibration itself added "
                  f"{rss.increase_mb:.0f} MB)")
 
+    source = [src]  # the float model builds start from: bias correction replaces it (use_source)
+
+    def quantized(types: Sequence[str], int16: Sequence[str] = ()) -> Any:
+        qm = ort_quantize(source[0], tmp / "quantized.onnx", ranges, settings, types, list(reasons), where, int16)
+        if settings["float_outputs"]:
+            float_graph_outputs(qm)
+        return qm
+
     def build(skip_types: Sequence[str], int16: Sequence[str] = ()) -> Any:
-        types = [t for t in op_types if t not in skip_types]
-        qm = ort_quantize(src, tmp / "quantized.onnx", ranges, settings, types, list(reasons), where, int16)
+        qm = quantized([t for t in op_types if t not in skip_types], int16)
         if per_axis:
             protect_float_nodes(qm)
         return qm
 
-    qmodel = ort_quantize(src, tmp / "quantized.onnx", ranges, settings, op_types, list(reasons), where)
-    qmodel = _loadable(qmodel, float_model, reasons, lambda: ort_quantize(
-        src, tmp / "quantized.onnx", ranges, settings, op_types, list(reasons), where), where, notes)
+    qmodel = _loadable(quantized(op_types), float_model, reasons, lambda: quantized(op_types), where, notes)
     protected = protect_float_nodes(qmodel) if per_axis else []
     if protected:
         notes.append("float nodes between int8 tensors given a per-axis DequantizeLinear input so that ORT's "
                      f"WeightBiasQuantization keeps them float: {', '.join(protected)}")
-    return _Quantized(float_model, reasons, stream, secs, rss, qmodel, build, notes)
+    return _Quantized(float_model, reasons, stream, secs, rss, qmodel, build, notes,
+                      lambda path: source.__setitem__(0, path))
 
 
 MAX_INVALID_RETRIES = 8
