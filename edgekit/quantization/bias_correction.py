@@ -82,7 +82,7 @@ def _session(model: Any, outputs: Sequence[str], inputs_from_bias: Sequence[str]
 
 def _channel_mean(x: np.ndarray) -> np.ndarray:
     """Mean over every axis but the channel axis (1), in float64."""
-    return np.asarray(x, np.float64).mean(axis=tuple(i for i in range(x.ndim) if i != 1))
+    return np.asarray(np.asarray(x, np.float64).mean(axis=tuple(i for i in range(x.ndim) if i != 1)))
 
 
 def _means(sess: Any, names: Sequence[str], feeds: Sequence[Feeds], extra: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -144,7 +144,7 @@ def correct_biases(qmodel: Any, float_model: Any, feeds: Sequence[Feeds], where:
         raise QuantizationError(f"bias correction could not run the model: {first_line(exc, 240)}", where=where,
                                 hint="quantize with bias_correction=False") from exc
     largest = ("", 0.0)
-    for k, (q, twin, name, scale, f_bias) in enumerate(nodes):
+    for k, (q, _twin, name, scale, f_bias) in enumerate(nodes):
         fed = {n: b.astype(np.int32) for n, b in biases.items()}
         got = _means(sess, [q.output[0]], items, fed)[0]
         ref = reference[k]

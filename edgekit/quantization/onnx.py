@@ -307,7 +307,8 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
         if len(tried) > 1:
             notes.append(f"calibrated {len(tried)} candidates (with and without equalization): {secs:.1f} s in all")
         settings["calibration_rss_increase_mb"] = round(rss.increase_mb, 1)
-        qmodel, float_model = _bias_corrected(got, fp32_path, tuning, data, options, budget, settings, notes, tmp, where)
+        qmodel, float_model = _bias_corrected(got, fp32_path, tuning, data, options, budget, settings, notes, tmp,
+                                              where)
         qmodel, skipped, fixes, check = _check_and_search(fp32_path, qmodel, build, float_model, tuning, data,
                                                           options, budget, where, notes, settings)
         settings["op_types_left_float_by_search"] = skipped

@@ -154,7 +154,7 @@ def test_graph_outputs_leave_int8_in_float_except_after_matmul(drifting: Path, p
 
 
 def test_bias_correction_option_is_checked_and_recorded() -> None:
-    with pytest.raises(ConfigError, match="static_int8.bias_correction"):
+    with pytest.raises(ConfigError, match=r"static_int8\.bias_correction"):
         StaticInt8Options(bias_correction="yes")
     from edgekit.quantization.onnx import static_settings
 
