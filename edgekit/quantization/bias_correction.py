@@ -29,6 +29,7 @@ from edgekit.quantization.calibration import Feeds
 
 BIAS_OPS = ("Conv", "ConvTranspose", "Gemm")
 MAX_ITEMS = 16  # items the channel means are taken over
+TIME_BUDGET_S = 60.0  # each layer costs one pass over the items: a large model is corrected up to this budget
 _INT32 = np.iinfo(np.int32)
 
 
@@ -39,6 +40,7 @@ class Corrected:
     model: Any
     float_model: Any
     layers: int
+    of_layers: int  # layers with a quantized bias; those after ``layers`` were left (time budget)
     largest: tuple[str, float]  # the node whose channel means moved most, and by how much (relative)
     items: int
     seconds: float
@@ -46,8 +48,12 @@ class Corrected:
     def describe(self) -> str:
         name, rel = self.largest
         what = "1 layer's" if self.layers == 1 else f"{self.layers} layers'"
+        if self.layers < self.of_layers:
+            what = f"the first {self.layers} of {self.of_layers} layers'"
+        left = (f" (the time budget of {TIME_BUDGET_S:g} s left the last {self.of_layers - self.layers} as they were)"
+                if self.layers < self.of_layers else "")
         return (f"bias correction: {what} output-channel means re-centred on fp32's, in graph order, measured "
-                f"on {self.items} ranges items in {self.seconds:.1f} s; largest shift {rel:.2g} of the "
+                f"on {self.items} ranges items in {self.seconds:.1f} s{left}; largest shift {rel:.2g} of the "
                 f"channel's mean magnitude ({name})")
 
 
@@ -144,9 +150,14 @@ def correct_biases(qmodel: Any, float_model: Any, feeds: Sequence[Feeds], where:
         raise QuantizationError(f"bias correction could not run the model: {first_line(exc, 240)}", where=where,
                                 hint="quantize with bias_correction=False") from exc
     largest = ("", 0.0)
+    done, t_layer = 0, 0.0
     for k, (q, _twin, name, scale, f_bias) in enumerate(nodes):
+        if time.perf_counter() - t0 + t_layer > TIME_BUDGET_S:
+            break
         fed = {n: b.astype(np.int32) for n, b in biases.items()}
+        t1 = time.perf_counter()
         got = _means(sess, [q.output[0]], items, fed)[0]
+        t_layer, done = time.perf_counter() - t1, k + 1
         ref = reference[k]
         if got.shape != ref.shape or got.shape != biases[name].shape:
             continue  # a bias that is not one value per output channel: leave it
@@ -160,7 +171,7 @@ def correct_biases(qmodel: Any, float_model: Any, feeds: Sequence[Feeds], where:
         f_bias.CopyFrom(numpy_helper.from_array((fb - shift).astype(fb.dtype), f_bias.name))
     for name, b in biases.items():
         q_inits[name].CopyFrom(numpy_helper.from_array(b.astype(np.int32), name))
-    return Corrected(qm, fm, len(nodes), largest, len(items), time.perf_counter() - t0)
+    return Corrected(qm, fm, done, len(nodes), largest, len(items), time.perf_counter() - t0)
 
 
 BIAS_MODES = ("auto", True, False)
@@ -185,7 +196,7 @@ def bias_correction_step(qmodel: Any, float_model: Any, ranges_items: Sequence[F
         settings["bias_correction"] = {"applied": False, "reason": "no quantized layer with a bias"}
         notes.append("bias correction: no quantized Conv/Gemm with a bias; nothing to correct")
         return None
-    record: dict[str, Any] = {"layers": fixed.layers, "items": fixed.items, "seconds": round(fixed.seconds, 1),
+    record: dict[str, Any] = {"layers": fixed.layers, "of_layers": fixed.of_layers, "items": fixed.items, "seconds": round(fixed.seconds, 1),
                               "largest_shift": {"node": fixed.largest[0], "relative": round(fixed.largest[1], 4)}}
     if mode is True:
         settings["bias_correction"] = {"applied": True, **record}
