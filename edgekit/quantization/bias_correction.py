@@ -18,9 +18,9 @@ correction. Whether the correction is kept is decided on the tuning items by the
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -126,52 +126,113 @@ def _bias_nodes(qmodel: Any, float_model: Any) -> list[tuple[Any, Any, str, np.n
     return found
 
 
-def correct_biases(qmodel: Any, float_model: Any, feeds: Sequence[Feeds], where: str) -> Corrected | None:
-    """Copies of ``qmodel`` and ``float_model`` with each quantized layer's bias corrected (module doc), or None
-    when no layer has a quantized bias. ``feeds``: ranges items (at most :data:`MAX_ITEMS` are used)."""
-    import onnx
-    from onnx import numpy_helper
+class BiasBackend(Protocol):
+    """One runtime's view of a quantized model for :func:`sequential_correction`: its correctable layers in graph
+    order, fp32's output-channel means at each, the quantized model's means at one layer (earlier corrections
+    applied), and how to shift one layer's bias."""
 
+    def layers(self) -> list[str]: ...
+
+    def reference(self) -> list[np.ndarray]: ...
+
+    def measure(self, k: int) -> np.ndarray: ...
+
+    def shift(self, k: int, delta: np.ndarray) -> bool:
+        """Subtract ``delta`` (one value per output channel) from layer ``k``'s bias; False if its bias does not
+        have that shape (left alone)."""
+        ...
+
+
+def sequential_correction(backend: BiasBackend, where: str) -> tuple[int, int, tuple[str, float], float]:
+    """Correct each layer of ``backend`` in graph order (module doc) within :data:`TIME_BUDGET_S`; returns (layers
+    corrected, layers there are, (the layer whose means moved most, by how much relative), seconds)."""
     t0 = time.perf_counter()
-    qm, fm = onnx.ModelProto(), onnx.ModelProto()
-    qm.CopyFrom(qmodel)
-    fm.CopyFrom(float_model)
-    nodes = _bias_nodes(qm, fm)
-    items = list(feeds[:MAX_ITEMS])
-    if not nodes or not items:
-        return None
-    q_inits = {i.name: i for i in qm.graph.initializer}
-    biases = {name: numpy_helper.to_array(q_inits[name]).astype(np.int64) for _, _, name, _, _ in nodes}
+    names = backend.layers()
     try:
-        reference = _means(_session(fm, [f.output[0] for _, f, _, _, _ in nodes]),
-                           [f.output[0] for _, f, _, _, _ in nodes], items, {})
-        sess = _session(qm, [q.output[0] for q, _, _, _, _ in nodes], list(biases))
+        reference = backend.reference()
     except Exception as exc:
         raise QuantizationError(f"bias correction could not run the model: {first_line(exc, 240)}", where=where,
                                 hint="quantize with bias_correction=False") from exc
     largest = ("", 0.0)
     done, t_layer = 0, 0.0
-    for k, (q, _twin, name, scale, f_bias) in enumerate(nodes):
+    for k, name in enumerate(names):
         if time.perf_counter() - t0 + t_layer > TIME_BUDGET_S:
             break
-        fed = {n: b.astype(np.int32) for n, b in biases.items()}
         t1 = time.perf_counter()
-        got = _means(sess, [q.output[0]], items, fed)[0]
+        got = backend.measure(k)
         t_layer, done = time.perf_counter() - t1, k + 1
         ref = reference[k]
-        if got.shape != ref.shape or got.shape != biases[name].shape:
-            continue  # a bias that is not one value per output channel: leave it
-        shift = got - ref
-        rel = float(np.max(np.abs(shift)) / max(float(np.mean(np.abs(ref))), 1e-12))
+        if got.shape != ref.shape:
+            continue
+        delta = got - ref
+        if not backend.shift(k, delta):
+            continue
+        rel = float(np.max(np.abs(delta)) / max(float(np.mean(np.abs(ref))), 1e-12))
         if rel > largest[1]:
-            largest = (q.name, rel)
-        steps = np.broadcast_to(scale, shift.shape)
-        biases[name] = np.clip(biases[name] - np.round(shift / steps).astype(np.int64), _INT32.min, _INT32.max)
+            largest = (name, rel)
+    return done, len(names), largest, time.perf_counter() - t0
+
+
+class _OnnxBiases:
+    """:class:`BiasBackend` of an ORT QDQ model (int32 biases fed as inputs: one session for every step) and the
+    float model it was quantized from (the same shifts in float)."""
+
+    def __init__(self, qmodel: Any, float_model: Any, items: Sequence[Feeds]) -> None:
+        import onnx
+        from onnx import numpy_helper
+
+        self.qm, self.fm = onnx.ModelProto(), onnx.ModelProto()
+        self.qm.CopyFrom(qmodel)
+        self.fm.CopyFrom(float_model)
+        self.items = list(items)
+        self.nodes = _bias_nodes(self.qm, self.fm)
+        inits = {i.name: i for i in self.qm.graph.initializer}
+        self.biases = {n: numpy_helper.to_array(inits[n]).astype(np.int64) for _, _, n, _, _ in self.nodes}
+        self._sess: Any = None
+
+    def layers(self) -> list[str]:
+        return [q.name for q, _, _, _, _ in self.nodes]
+
+    def reference(self) -> list[np.ndarray]:
+        outs = [f.output[0] for _, f, _, _, _ in self.nodes]
+        self._sess = _session(self.qm, [q.output[0] for q, _, _, _, _ in self.nodes], list(self.biases))
+        return _means(_session(self.fm, outs), outs, self.items, {})
+
+    def measure(self, k: int) -> np.ndarray:
+        fed = {n: b.astype(np.int32) for n, b in self.biases.items()}
+        return _means(self._sess, [self.nodes[k][0].output[0]], self.items, fed)[0]
+
+    def shift(self, k: int, delta: np.ndarray) -> bool:
+        from onnx import numpy_helper
+
+        _, _, name, scale, f_bias = self.nodes[k]
+        if delta.shape != self.biases[name].shape:
+            return False
+        steps = np.broadcast_to(scale, delta.shape)
+        self.biases[name] = np.clip(self.biases[name] - np.round(delta / steps).astype(np.int64), _INT32.min,
+                                    _INT32.max)
         fb = numpy_helper.to_array(f_bias)
-        f_bias.CopyFrom(numpy_helper.from_array((fb - shift).astype(fb.dtype), f_bias.name))
-    for name, b in biases.items():
-        q_inits[name].CopyFrom(numpy_helper.from_array(b.astype(np.int32), name))
-    return Corrected(qm, fm, done, len(nodes), largest, len(items), time.perf_counter() - t0)
+        f_bias.CopyFrom(numpy_helper.from_array((fb - delta).astype(fb.dtype), f_bias.name))
+        return True
+
+    def finish(self) -> None:
+        from onnx import numpy_helper
+
+        inits = {i.name: i for i in self.qm.graph.initializer}
+        for name, b in self.biases.items():
+            inits[name].CopyFrom(numpy_helper.from_array(b.astype(np.int32), name))
+
+
+def correct_biases(qmodel: Any, float_model: Any, feeds: Sequence[Feeds], where: str) -> Corrected | None:
+    """Copies of ``qmodel`` and ``float_model`` with each quantized layer's bias corrected (module doc), or None
+    when no layer has a quantized bias. ``feeds``: ranges items (at most :data:`MAX_ITEMS` are used)."""
+    items = list(feeds[:MAX_ITEMS])
+    backend = _OnnxBiases(qmodel, float_model, items)
+    if not backend.nodes or not items:
+        return None
+    done, total, largest, secs = sequential_correction(backend, where)
+    backend.finish()
+    return Corrected(backend.qm, backend.fm, done, total, largest, len(items), secs)
 
 
 BIAS_MODES = ("auto", True, False)
@@ -179,11 +240,12 @@ BIAS_MODES = ("auto", True, False)
 
 def bias_correction_step(qmodel: Any, float_model: Any, ranges_items: Sequence[Feeds], judge: Any, budget: Any,
                          mode: bool | str, min_gain: float, settings: dict[str, Any], notes: list[str],
-                         where: str) -> Corrected | None:
+                         where: str, correct: Callable[..., Corrected | None] | None = None) -> Corrected | None:
     """Correct ``qmodel``'s biases (:func:`correct_biases`) and say whether to keep it: ``mode`` True keeps it,
     ``"auto"`` keeps it when the check on the tuning items (``judge``, a
     :class:`~edgekit.quantization.checks.Judge`; None without tuning items) improves by ``min_gain``
-    (:meth:`~edgekit.quantization.checks.DecisionBudget.improves`), False skips it. The decision goes to
+    (:meth:`~edgekit.quantization.checks.DecisionBudget.improves`), False skips it. ``correct``: the runtime's
+    correction (default: ONNX Runtime QDQ, :func:`correct_biases`). The decision goes to
     ``settings["bias_correction"]`` and the notes; returns the correction when kept."""
     from edgekit.quantization.checks import fmt_cosine
 
@@ -191,12 +253,13 @@ def bias_correction_step(qmodel: Any, float_model: Any, ranges_items: Sequence[F
         why = "bias_correction=False" if mode is False else "no tuning items to judge it on"
         settings["bias_correction"] = {"applied": False, "reason": why}
         return None
-    fixed = correct_biases(qmodel, float_model, ranges_items, where)
+    fixed = (correct or correct_biases)(qmodel, float_model, ranges_items, where)
     if fixed is None:
         settings["bias_correction"] = {"applied": False, "reason": "no quantized layer with a bias"}
         notes.append("bias correction: no quantized Conv/Gemm with a bias; nothing to correct")
         return None
-    record: dict[str, Any] = {"layers": fixed.layers, "of_layers": fixed.of_layers, "items": fixed.items, "seconds": round(fixed.seconds, 1),
+    record: dict[str, Any] = {"layers": fixed.layers, "of_layers": fixed.of_layers, "items": fixed.items,
+                              "seconds": round(fixed.seconds, 1),
                               "largest_shift": {"node": fixed.largest[0], "relative": round(fixed.largest[1], 4)}}
     if mode is True:
         settings["bias_correction"] = {"applied": True, **record}

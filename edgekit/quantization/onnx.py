@@ -41,6 +41,7 @@ import numpy as np
 
 from edgekit.artifacts import atomic_path
 from edgekit.errors import ConfigError, QuantizationError, first_line, require
+from edgekit.quantization.bias_correction import MAX_ITEMS as BIAS_ITEMS
 from edgekit.quantization.bias_correction import bias_correction_step
 from edgekit.quantization.calibration import CalibrationSplit, Feeds, check_feed
 from edgekit.quantization.checks import Check, DecisionBudget, Judge, fmt_cosine
@@ -328,9 +329,11 @@ def _bias_corrected(got: _Quantized, fp32_path: Path, tuning: list[Feeds], data:
     """The quantized and float model after bias correction (:mod:`edgekit.quantization.bias_correction`), decided on
     the tuning items; when kept, later builds start from the corrected float model."""
     onnx = require("onnx", None, "quantizing ONNX models")
+    wanted = options.bias_correction is True or (options.bias_correction == "auto" and bool(tuning))
     judge = (Judge(tuning, run_model(fp32_path, tuning, where), data.tuning_labels, partial(run_model, where=where))
-             if tuning else None)
-    items = list(itertools.islice(data.ranges(), 16))
+             if wanted and tuning else None)
+    limit = min(BIAS_ITEMS, options.calibration_limit or BIAS_ITEMS)
+    items = list(itertools.islice(data.ranges(), limit)) if wanted else []
     fixed = bias_correction_step(got.model, got.float_model, items, judge, budget, options.bias_correction, MIN_GAIN,
                                  settings, notes, where)
     if fixed is None:
