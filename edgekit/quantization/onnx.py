@@ -70,6 +70,9 @@ from edgekit.quantization.onnx_qdq import (
 from edgekit.quantization.presets import PRESETS, QTYPES, check_choice, check_names, resolve_preset
 from edgekit.quantization.report import QuantReport
 from edgekit.quantization.search import MIN_GAIN, budget_note
+from edgekit.quantization.smooth import MAX_ITEMS as SMOOTH_ITEMS
+from edgekit.quantization.smooth import PREFIX as SMOOTH_PREFIX
+from edgekit.quantization.smooth import with_smoothing
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 WILD_RANGE = 1e4  # activations reaching this magnitude are masks / sentinels, not values to spread over 8 bits
@@ -123,6 +126,7 @@ class StaticInt8Options:
     equalize_clip: str = "skip"
     islands: tuple[str, ...] = ("float",)
     bias_correction: bool | str = "auto"
+    smooth: bool | str = "auto"
 
     def __post_init__(self) -> None:
         check_choice(self.preset, ("auto", *PRESETS), "static_int8.preset (--int8-preset)")
@@ -133,13 +137,11 @@ class StaticInt8Options:
             object.__setattr__(self, key, check_names(getattr(self, key), f"static_int8.{key}"))
         if not isinstance(self.max_float_nodes, int) or self.max_float_nodes < 0:
             raise ConfigError("must be an integer >= 0", where="static_int8.max_float_nodes", got=self.max_float_nodes)
-        if not (isinstance(self.equalize, bool) or self.equalize == "auto"):
-            raise ConfigError("unknown value", where="static_int8.equalize", expected="auto, True, False",
-                              got=self.equalize)
         check_choice(self.equalize_clip, CLIP_MODES, "static_int8.equalize_clip")
-        if not (isinstance(self.bias_correction, bool) or self.bias_correction == "auto"):
-            raise ConfigError("unknown value", where="static_int8.bias_correction", expected="auto, True, False",
-                              got=self.bias_correction)
+        for key in ("equalize", "smooth", "bias_correction"):
+            value = getattr(self, key)
+            if not (isinstance(value, bool) or value == "auto"):
+                raise ConfigError("unknown value", where=f"static_int8.{key}", expected="auto, True, False", got=value)
         object.__setattr__(self, "islands", check_islands(self.islands))
         if self.calibration_limit is not None and (not isinstance(self.calibration_limit, int)
                                                    or self.calibration_limit < 1):
@@ -159,7 +161,8 @@ def static_settings(options: StaticInt8Options, isa_preset: str) -> dict[str, An
             "op_types_to_exclude": list(options.op_types_to_exclude),
             "sensitivity_search": options.sensitivity_search, "max_float_nodes": options.max_float_nodes,
             "equalize": options.equalize, "equalize_clip": options.equalize_clip, "islands": list(options.islands),
-            "bias_correction": options.bias_correction, "float_outputs": preset.name != "ort-default"}
+            "bias_correction": options.bias_correction, "smooth": options.smooth,
+            "float_outputs": preset.name != "ort-default"}
 
 
 def exclusions(float_model: Any, options: StaticInt8Options, settings: Mapping[str, Any],
@@ -290,23 +293,32 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
         onnx.save_model(float_model, str(src))
         base = exclusions(float_model, options, settings, inputs)
 
-        def quantize(model: Any) -> _Quantized:
-            path = src if model is float_model else tmp / "equalized.onnx"
+        transformed = itertools.count()
+
+        def quantize(model: Any) -> _Quantized:  # the model as given, or equalized / smoothed
+            path = src if model is float_model else tmp / f"transformed{next(transformed)}.onnx"
             if path != src:
                 onnx.save_model(model, str(path))
             return _calibrate_and_quantize(path, model, base, data, options, settings, op_types, inputs,
                                            per_axis, tmp, where)
 
         run = partial(run_model, where=where)
-        got, tried = with_equalization(quantize, lambda q: q.model, float_model, options.equalize,
-                                       options.equalize_clip, tuning, lambda: list(itertools.islice(data.ranges(), 4)),
-                                       data.tuning_labels, run, budget, settings, notes)
+        # smoothing acts on MatMul inputs: judged with only the weighted ops quantized (the residual stream's Add /
+        # LayerNormalization, which the op-type search then settles, swamp it otherwise)
+        smoothed = with_smoothing(quantize, lambda q: q.build(_quantized_op_types(q.model), ()), float_model,
+                                  options.smooth, tuning,
+                                  lambda: list(itertools.islice(data.ranges(), SMOOTH_ITEMS)), data.tuning_labels,
+                                  run, budget, settings, notes, " (only the weighted ops quantized)")
+        got, tried = smoothed or with_equalization(
+            quantize, lambda q: q.model, float_model, options.equalize, options.equalize_clip, tuning,
+            lambda: list(itertools.islice(data.ranges(), 4)), data.tuning_labels, run, budget, settings, notes)
         float_model, reasons, stream, rss, qmodel, build = (
             got.float_model, got.reasons, got.stream, got.rss, got.model, got.build)
         secs = sum(q.secs for q in tried)
         notes += got.notes
         if len(tried) > 1:
-            notes.append(f"calibrated {len(tried)} candidates (with and without equalization): {secs:.1f} s in all")
+            what = "smoothing" if smoothed else "equalization"
+            notes.append(f"calibrated {len(tried)} candidates (with and without {what}): {secs:.1f} s in all")
         settings["calibration_rss_increase_mb"] = round(rss.increase_mb, 1)
         qmodel, float_model = _bias_corrected(got, fp32_path, tuning, data, options, budget, settings, notes, tmp,
                                               where)
@@ -318,7 +330,8 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
         found = [n for n, f in fixes.items() if f == "float"]
         with atomic_path(out_path) as tmp_out:
             onnx.save_model(qmodel, str(tmp_out))
-    return QuantReport(settings=settings, kept_float=(*reasons, *found), notes=tuple(notes),
+    kept = (*(r for r in reasons if not r.startswith(SMOOTH_PREFIX)), *found)  # smoothing's Mul: not layers
+    return QuantReport(settings=settings, kept_float=kept, notes=tuple(notes),
                        split=data.describe(stream.items), calibration_seconds=secs,
                        calibration_peak_rss_mb=rss.peak_mb, seconds=time.perf_counter() - t0, check=check)
 
@@ -365,10 +378,15 @@ def _calibrate_and_quantize(src: Path, float_model: Any, base: Mapping[str, str]
     """Calibrate ``src`` (``float_model`` saved) on the ranges items and quantize it, loadable by ORT."""
     notes: list[str] = []
     reasons = dict(base)
+    reasons.update({n.name: "activation smoothing's X / s (float: X keeps its outlier channels until divided)"
+                    for n in float_model.graph.node if n.name.startswith(SMOOTH_PREFIX)})
     ranges, stream, secs, rss = calibrate(src, data.ranges, options.calibration_method,
                                           options.calibration_limit, op_types, inputs, tmp, where)
     range_guard(float_model, ranges, reasons)
-    notes += [f"kept {name} in float: {why}" for name, why in reasons.items()]
+    notes += [f"kept {name} in float: {why}" for name, why in reasons.items() if not name.startswith(SMOOTH_PREFIX)]
+    smoothing = sum(name.startswith(SMOOTH_PREFIX) for name in reasons)
+    if smoothing:
+        notes.append(f"the {smoothing} Mul nodes of activation smoothing (X / s) stay float")
     notes.append(data.note(stream.items))
     notes.append(f"calibrated {options.calibration_method} on the {stream.items} ranges items in {secs:.1f} s, "
                  f"peak RSS {rss.peak_mb:.0f} MB (whole process, sampled every 10 ms; calibration itself added "
