@@ -44,6 +44,7 @@ __all__ = [
     "Target",
     "__version__",
     "benchmark",
+    "check_calibration",
     "compare_runs",
     "exit_status",
     "export",
@@ -57,6 +58,7 @@ if TYPE_CHECKING:  # the real names for type checkers; at run time they are impo
     from edgekit.api import benchmark, export, load_source, quantize, run, validate
     from edgekit.artifacts import Artifact
     from edgekit.bench import BenchOptions
+    from edgekit.calibration_check import check_calibration
     from edgekit.compare import compare_runs
     from edgekit.comparison import Comparison
     from edgekit.errors import EdgekitError
@@ -84,6 +86,7 @@ _LAZY = {
     "Target": "edgekit.targets",
     "EdgekitError": "edgekit.errors",
     "compare_runs": "edgekit.compare",
+    "check_calibration": "edgekit.calibration_check",
     "Comparison": "edgekit.comparison",
     "exit_status": "edgekit.outcome",
 }

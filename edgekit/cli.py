@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
+from edgekit.cli_calibration import add_calibration_command
 from edgekit.cli_checks import (
     _check_ranges,
     _csv,
@@ -419,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ssh_args(p)
     p.set_defaults(func=_cmd_doctor)
     add_compare_command(sub)
+    add_calibration_command(sub)
     return parser
 
 

@@ -31,6 +31,7 @@ PUBLIC_API = [
     "Target",
     "__version__",
     "benchmark",
+    "check_calibration",
     "compare_runs",
     "exit_status",
     "export",
