@@ -73,6 +73,7 @@ test: lint typecheck pytest
 bench: setup
 	$(BIN)/python benchmarks/int8_accuracy_vs_defaults.py
 	$(BIN)/python benchmarks/int8_speed.py
+	$(BIN)/python benchmarks/int8_vs_peers.py
 
 # The agent + aarch64 wheels in an emulated Arm Debian (qemu-user), as the remote Python of an SSH target.
 # Slow (hundreds of times slower than native); needs root, network for the first set-up. Result in runs/arm-emulated/.

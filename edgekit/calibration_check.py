@@ -187,9 +187,9 @@ def _stability(ranges: dict[str, Any]) -> Finding:
 def check_calibration(data: str | Path | Dataset, model: str | Path | None = None, *,
                       source_options: dict[str, Any] | None = None,
                       options: TuningOptions = TuningOptions()) -> CalibrationCheck:
-    """The findings for the data set ``data`` (a bundled name or folder); with ``model`` (an ONNX file, loaded as
-    :func:`edgekit.load_source` loads it, with ``source_options`` such as ``input_shapes`` / ``preprocess``) also
-    the range stability of its activations over the calibration split."""
+    """The findings for the data set ``data`` (a bundled name or folder); with ``model`` (an ONNX file, loaded by
+    :func:`edgekit.sources.files.load_onnx_file` with ``source_options`` such as ``input_shapes`` / ``preprocess``)
+    also the range stability of its activations over the calibration split."""
     from edgekit.errors import ConfigError
 
     ds = data if isinstance(data, Dataset) else load_dataset(data)
@@ -199,10 +199,18 @@ def check_calibration(data: str | Path | Dataset, model: str | Path | None = Non
     findings = [_size(ds, options), *_duplicates(ds), *_labels(ds)]
     ranges: dict[str, Any] = {}
     if model is not None:
-        from edgekit.api import load_source
+        from edgekit.sources.files import load_onnx_file
 
-        src = load_source(Path(model), **(source_options or {}))
+        src = load_onnx_file(Path(model), **(source_options or {}))
         n = ds.count("calibration")
         ranges = _tensor_ranges(Path(model), ds.batches("calibration", src.io, src.preprocess), n, options.seed)
         findings.append(_stability(ranges))
     return CalibrationCheck(ds.name, tuple(findings), ranges)
+
+
+def calibration_notes(ds: Dataset) -> list[str]:
+    """The report's lines about the calibration set (no model run): one summary line, plus each warning."""
+    result = check_calibration(ds)
+    size = next(f.text for f in result.findings if f.check == "size")
+    head = f"calibration check: {size}; " + ("ready" if result.ready else "NOT ready")
+    return [head] + [f"calibration check ({f.check}): {f.text}" for f in result.findings if f.level != "ok"]

@@ -22,6 +22,7 @@ from edgekit.artifacts import (
     size_estimate,
 )
 from edgekit.bench import BenchOptions, native_calls
+from edgekit.calibration_check import calibration_notes
 from edgekit.comparison import FailOn
 from edgekit.data import Dataset, check_label_range, load_dataset
 from edgekit.errors import (
@@ -338,6 +339,8 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
     isa_preset = local.int8_preset if local else "generic"
     notes: list[str] = [f"int8 preset '{isa_preset}' chosen from the ISA of target "
                         f"'{local.name if local else '-'}' ({', '.join(local.isa) if local else 'n/a'})"]
+    if Precision.INT8 in precisions:  # is the calibration set big and varied enough (edgekit.calibration_check)
+        notes += calibration_notes(ds)
     formats = options.formats
     skipped: dict[str, str] = {}
     if formats is None:

@@ -86,6 +86,8 @@ def test_digits_efficientnet_int8_keeps_accuracy(digits_model_dir: Path, tmp_pat
         assert chosen["metrics"]["accuracy_drop_points"] <= report["budget"]["max_drop_points"]
     md = (tmp_path / "report.md").read_text()
     assert "model.int8.onnx" in md and "Recommendation" in md
+    # the report says whether the calibration set was big and varied enough (edgekit.calibration_check)
+    assert "calibration check: 200 calibration items: 150 will set the ranges, 50 will judge" in md and "; ready" in md
 
 
 @pytest.mark.slow
