@@ -166,6 +166,20 @@ def machine() -> dict[str, Any]:
             "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "threads": 1}
 
 
+def versions(libraries: tuple[str, ...]) -> dict[str, str]:
+    """The installed version of each distribution in ``libraries`` ("not installed" where absent). Shared by the
+    benchmarks."""
+    from importlib import metadata
+
+    out = {}
+    for dist in libraries:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
 def _verdict(r: dict[str, Any]) -> str:
     b = r.get("budget")
     if not b:

@@ -304,15 +304,9 @@ def run_model(key: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    from importlib import metadata
+    from int8_accuracy_vs_defaults import versions as installed
 
-    out = {}
-    for dist in LIBRARIES:
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+    return installed(LIBRARIES)
 
 
 # ---------------------------------------------------------------------------------------------------- markdown

@@ -42,15 +42,9 @@ LIBRARIES = ("ai-edge-litert", "ai-edge-quantizer", "litert-torch", "onnx2tf", "
 
 
 def versions() -> dict[str, str]:
-    from importlib import metadata
+    from int8_accuracy_vs_defaults import versions as installed
 
-    out = {}
-    for dist in LIBRARIES:
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+    return installed(LIBRARIES)
 
 
 def simd_flags(flags: list[str]) -> list[str]:

@@ -132,21 +132,11 @@ def _tensor_ranges(model: Path, feeds: Iterator[dict[str, np.ndarray]], n: int, 
     """Per float activation of the ONNX ``model``: (min, max) over each of two seeded random halves of the feeds."""
     import onnx
 
-    from edgekit.runtimes.ort import import_ort
+    from edgekit.quantization.onnx_ort import probe_session
 
     m = onnx.load(str(model))
     inits = {i.name for i in m.graph.initializer}
-    known = {o.name for o in m.graph.output}
-    names = [o for node in m.graph.node for o in node.output if o and o not in inits]
-    for name in names:
-        if name not in known:
-            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    ort = import_ort()
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.intra_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = probe_session(m, [o for node in m.graph.node for o in node.output if o and o not in inits])
     outputs = [o.name for o in sess.get_outputs()]
     half = np.zeros(n, bool)
     half[np.random.default_rng(seed).choice(n, n // 2, replace=False)] = True

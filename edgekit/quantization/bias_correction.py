@@ -26,6 +26,7 @@ import numpy as np
 
 from edgekit.errors import QuantizationError, first_line
 from edgekit.quantization.calibration import Feeds
+from edgekit.quantization.onnx_ort import probe_session
 
 BIAS_OPS = ("Conv", "ConvTranspose", "Gemm")
 MAX_ITEMS = 16  # items the channel means are taken over
@@ -55,35 +56,6 @@ class Corrected:
         return (f"bias correction: {what} output-channel means re-centred on fp32's, in graph order, measured "
                 f"on {self.items} ranges items in {self.seconds:.1f} s{left}; largest shift {rel:.2g} of the "
                 f"channel's mean magnitude ({name})")
-
-
-def _session(model: Any, outputs: Sequence[str], inputs_from_bias: Sequence[str] = ()) -> Any:
-    """An ORT CPU session of ``model`` (graph optimizations off: Q/DQ run in float) with ``outputs`` exposed and
-    the initializers ``inputs_from_bias`` turned into graph inputs (fed per run)."""
-    import onnx
-
-    from edgekit.runtimes.ort import import_ort
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    for t in outputs:
-        if t not in have:
-            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
-    fed = set(inputs_from_bias)
-    for init in m.graph.initializer:
-        if init.name in fed:
-            m.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
-    keep = [i for i in m.graph.initializer if i.name not in fed]
-    del m.graph.initializer[:]
-    m.graph.initializer.extend(keep)
-    ort = import_ort()
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 def _channel_mean(x: np.ndarray) -> np.ndarray:
@@ -207,8 +179,8 @@ class _OnnxBiases:
 
     def reference(self) -> list[np.ndarray]:
         outs = [f.output[0] for _, f, _, _, _ in self.nodes]
-        self._sess = _session(self.qm, [q.output[0] for q, _, _, _, _ in self.nodes], list(self.biases))
-        return _means(_session(self.fm, outs), outs, self.items, {})
+        self._sess = probe_session(self.qm, [q.output[0] for q, _, _, _, _ in self.nodes], list(self.biases))
+        return _means(probe_session(self.fm, outs), outs, self.items, {})
 
     def measure(self, k: int) -> np.ndarray:
         fed = {n: b.astype(np.int32) for n, b in self.biases.items()}

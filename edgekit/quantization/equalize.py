@@ -29,8 +29,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from edgekit.errors import ConfigError
-from edgekit.quantization.checks import DecisionBudget, Judge, fmt_cosine
-from edgekit.quantization.search import MIN_GAIN
+from edgekit.quantization.checks import DecisionBudget
+from edgekit.quantization.search import MIN_GAIN, try_transform
 
 Feeds = dict[str, np.ndarray]
 Q = TypeVar("Q")
@@ -331,13 +331,8 @@ def with_equalization(quantize: Callable[[Any], Q], model_of: Callable[[Q], Any]
         notes.append(f"cross-layer equalization (equalize=True): {eq.describe()}; fp32 outputs unchanged")
         equalized = quantize(eq.model)
         return equalized, [equalized]
-    plain, equalized = quantize(float_model), quantize(eq.model)
-    judge = Judge(tuning, run(float_model, tuning), labels, run)
-    before, after = judge.check(model_of(plain)), judge.check(model_of(equalized))
-    keep = budget.improves(after, before, MIN_GAIN)
-    settings["equalization"] = {"applied": keep, **record, "tuning_cosine_without": before.cosine,
-                                "tuning_cosine_with": after.cosine}
-    notes.append(f"cross-layer equalization: {eq.describe()}; tuning cosine {fmt_cosine(before.cosine)} -> "
-                 f"{fmt_cosine(after.cosine)} on {after.items} tuning items: "
-                 + ("kept" if keep else f"not kept (needs +{MIN_GAIN:g})"))
-    return (equalized if keep else plain), [plain, equalized]
+    t = try_transform(quantize, model_of, float_model, eq.model, tuning, labels, run, budget)
+    settings["equalization"] = {**t.record(), **record}
+    notes.append(f"cross-layer equalization: {eq.describe()}; {t.note()}: "
+                 + ("kept" if t.keep else f"not kept (needs +{MIN_GAIN:g})"))
+    return t.chosen, [t.plain, t.transformed]

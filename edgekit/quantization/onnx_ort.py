@@ -79,6 +79,36 @@ def session(model: Any, *, threads: int = 1, optimized_path: Path | None = None)
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
 
+def probe_session(model: Any, outputs: Sequence[str], fed: Sequence[str] = ()) -> Any:
+    """An ORT CPU session (1 thread) of the in-memory ``model`` with graph optimizations off -- Q/DQ pairs run in
+    float and every tensor keeps its name -- ``outputs`` added as graph outputs, and the initializers ``fed`` turned
+    into graph inputs (given per run). For measuring inside a model: bias correction, smoothing, range checks."""
+    import onnx
+
+    from edgekit.runtimes.ort import import_ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    for t in outputs:
+        if t not in have:
+            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
+    as_input = set(fed)
+    for init in m.graph.initializer:
+        if init.name in as_input:
+            m.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    keep = [i for i in m.graph.initializer if i.name not in as_input]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(keep)
+    ort = import_ort()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
 def first_outputs(sess: Any, feeds: Sequence[Feeds]) -> list[np.ndarray]:
     """The first output of ``sess`` on each feed."""
     return [np.asarray(sess.run(None, dict(f))[0]) for f in feeds]

@@ -19,9 +19,9 @@ ranges, never held-out items.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -30,6 +30,42 @@ from edgekit.quantization.checks import Check, DecisionBudget, ItemOutputs, Judg
 Feeds = dict[str, np.ndarray]
 MIN_GAIN = 1e-4  # cosine gain below which keeping a layer float is not worth its speed
 RANK_ITEMS = 8  # tuning items used to rank by gain (every tuning item verifies each decision)
+Q = TypeVar("Q")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A float-model transform tried against the model as given: both quantized, both checked on the tuning items."""
+
+    plain: Any
+    transformed: Any
+    before: Check
+    after: Check
+    keep: bool
+
+    @property
+    def chosen(self) -> Any:
+        return self.transformed if self.keep else self.plain
+
+    def record(self) -> dict[str, Any]:
+        return {"applied": self.keep, "tuning_cosine_without": self.before.cosine,
+                "tuning_cosine_with": self.after.cosine}
+
+    def note(self) -> str:
+        return (f"tuning cosine {fmt_cosine(self.before.cosine)} -> {fmt_cosine(self.after.cosine)} on "
+                f"{self.after.items} tuning items")
+
+
+def try_transform(quantize: Callable[[Any], Q], model_of: Callable[[Q], Any], float_model: Any, transformed: Any,
+                  tuning: Sequence[Feeds], labels: np.ndarray | None,
+                  run: Callable[[Any, Sequence[Feeds]], Sequence[Any]], budget: DecisionBudget) -> Trial:
+    """Quantize ``float_model`` and its ``transformed`` copy, check both (``model_of`` the result) against the fp32
+    model on the ``tuning`` items, and keep the transform when it improves the check by :data:`MIN_GAIN`
+    (:meth:`DecisionBudget.improves`). Held-out items are never seen here."""
+    plain, other = quantize(float_model), quantize(transformed)
+    judge = Judge(tuning, run(float_model, tuning), labels, run)
+    before, after = judge.check(model_of(plain)), judge.check(model_of(other))
+    return Trial(plain, other, before, after, budget.improves(after, before, MIN_GAIN))
 
 
 @dataclass(frozen=True)

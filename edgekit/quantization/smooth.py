@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from edgekit.quantization.calibration import Feeds
-from edgekit.quantization.checks import DecisionBudget, Judge, fmt_cosine
-from edgekit.quantization.search import MIN_GAIN
+from edgekit.quantization.checks import DecisionBudget
+from edgekit.quantization.onnx_ort import probe_session
+from edgekit.quantization.search import MIN_GAIN, try_transform
 
 ALPHA = 0.5  # SmoothQuant's default migration strength
 PREFIX = "SmoothQuant_"  # name prefix of the inserted X / s nodes
@@ -74,21 +75,7 @@ def has_smoothable_matmuls(model: Any) -> bool:
 
 def _channel_max(model: Any, tensors: Sequence[str], feeds: Sequence[Feeds]) -> dict[str, np.ndarray]:
     """max |x| per last-axis channel of each tensor over ``feeds`` (graph optimizations off: names stay)."""
-    import onnx
-
-    from edgekit.runtimes.ort import import_ort
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    for t in tensors:
-        if t not in have:
-            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
-    ort = import_ort()
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = probe_session(model, tensors)
     out: dict[str, np.ndarray] = {}
     for f in feeds:
         for name, x in zip(tensors, sess.run(list(tensors), dict(f)), strict=True):
@@ -197,12 +184,8 @@ def with_smoothing(quantize: Callable[[Any], Q], model_of: Callable[[Q], Any], f
         notes.append(sm.describe() + " (smooth=True)")
         smoothed = quantize(sm.model)
         return smoothed, [smoothed]
-    plain, smoothed = quantize(float_model), quantize(sm.model)
-    judge = Judge(tuning, run(float_model, tuning), labels, run)
-    before, after = judge.check(model_of(plain)), judge.check(model_of(smoothed))
-    keep = budget.improves(after, before, MIN_GAIN)
-    settings["smoothing"] = {"applied": keep, **record, "tuning_cosine_without": before.cosine,
-                             "tuning_cosine_with": after.cosine}
-    notes.append(f"{sm.describe()}; tuning cosine {fmt_cosine(before.cosine)} -> {fmt_cosine(after.cosine)} on "
-                 f"{after.items} tuning items{judged_on}: " + ("kept" if keep else f"not kept (needs +{MIN_GAIN:g})"))
-    return (smoothed if keep else plain), [plain, smoothed]
+    t = try_transform(quantize, model_of, float_model, sm.model, tuning, labels, run, budget)
+    settings["smoothing"] = {**t.record(), **record}
+    notes.append(f"{sm.describe()}; {t.note()}{judged_on}: "
+                 + ("kept" if t.keep else f"not kept (needs +{MIN_GAIN:g})"))
+    return t.chosen, [t.plain, t.transformed]

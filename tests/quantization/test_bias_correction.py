@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnx_helpers import mean_cosine, run_rows
 
 from edgekit.errors import ConfigError
 from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
@@ -61,18 +61,6 @@ def _split(x: np.ndarray) -> CalibrationSplit:
     return split_calibration(lambda: ({"x": v[None]} for v in x), TuningOptions())
 
 
-def _run(path: Path, x: np.ndarray, level: int = 99) -> np.ndarray:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel(level)
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return np.concatenate([sess.run(None, {"x": v[None]})[0] for v in x]).reshape(len(x), -1)
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
-
-
 def test_bias_correction_recovers_the_drifting_layer_in_int8(drifting: Path, pixels: np.ndarray,
                                                               tmp_path: Path) -> None:
     options = {"keep_input_layers_float": False, "sensitivity_search": False}
@@ -86,12 +74,12 @@ def test_bias_correction_recovers_the_drifting_layer_in_int8(drifting: Path, pix
     assert any(n.startswith("bias correction: 1 layer's") and n.endswith("kept") for n in rep.notes)
     assert rep.kept_float == ()  # every layer int8: the fix is in the biases
     held = pixels[1000:1400]
-    ref = _run(drifting, held)
-    before, after = _cosine(ref, _run(plain, held)), _cosine(ref, _run(fixed, held))
+    ref = run_rows(drifting, held)
+    before, after = mean_cosine(ref, run_rows(plain, held)), mean_cosine(ref, run_rows(fixed, held))
     print(f"held-out cosine {before:.4f} -> {after:.4f}")
     assert before < 0.98 and after > 0.995 and after > before + 0.02
     # the real int8 kernels agree with the fp32 simulation of the corrected QDQ model
-    assert _cosine(_run(fixed, held, 0), _run(fixed, held)) > 0.999
+    assert mean_cosine(run_rows(fixed, held, 0), run_rows(fixed, held)) > 0.999
 
 
 def test_the_search_keeps_the_correction_when_it_rebuilds(drifting: Path, pixels: np.ndarray,
@@ -104,7 +92,7 @@ def test_the_search_keeps_the_correction_when_it_rebuilds(drifting: Path, pixels
                           "vnni", strict)
     assert rep.settings["bias_correction"]["applied"]
     held = pixels[1000:1400]
-    assert _cosine(_run(drifting, held), _run(out, held)) > 0.995
+    assert mean_cosine(run_rows(drifting, held), run_rows(out, held)) > 0.995
 
 
 def test_a_correction_that_does_not_help_is_not_kept(tmp_path: Path, pixels: np.ndarray) -> None:

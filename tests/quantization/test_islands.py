@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnx_helpers import mean_cosine, outlier_model, run_rows
 
 from edgekit.errors import ConfigError
 from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
@@ -58,18 +58,7 @@ def _save(path: Path, nodes: list[Any], weights: dict[str, np.ndarray]) -> Path:
 @pytest.fixture(scope="module")
 def outliers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """fc1 -> Add -> h -> fc2; two channels of h near 800 that fc2 all but ignores."""
-    rng = np.random.default_rng(0)
-    w1 = rng.normal(0, 0.3, (64, 32))
-    w1[:, :2] = 0.0
-    bias = np.zeros(32)
-    bias[:2] = 800.0
-    w2 = rng.normal(0, 0.5, (32, 10))
-    w2[:2] = 1e-4
-    return _save(tmp_path_factory.mktemp("islands") / "outliers.onnx", [
-        helper.make_node("MatMul", ["x", "w1"], ["h0"], name="fc1"),
-        helper.make_node("Add", ["h0", "b"], ["h"], name="add"),
-        helper.make_node("MatMul", ["h", "w2"], ["y"], name="fc2"),
-    ], {"w1": w1, "b": bias, "w2": w2})
+    return outlier_model(tmp_path_factory.mktemp("islands") / "outliers.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -90,16 +79,8 @@ def _split(x: np.ndarray) -> CalibrationSplit:
     return split_calibration(lambda: ({"x": v[None]} for v in x), TuningOptions())
 
 
-def _run(path: Path, x: np.ndarray) -> np.ndarray:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return np.concatenate([sess.run(None, {"x": v[None]})[0] for v in x]).reshape(len(x), -1)
-
-
 def _held_out_cosine(fp32: Path, quantized: Path, x: np.ndarray) -> float:
-    a, b = _run(fp32, x), _run(quantized, x)
-    return float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+    return mean_cosine(run_rows(fp32, x), run_rows(quantized, x))
 
 
 def _qdq_types(path: Path) -> dict[str, int]:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
+from onnx_helpers import mean_cosine, outlier_model, run_rows
 
 from edgekit.errors import ConfigError
 from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
@@ -36,46 +36,16 @@ def pixels() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def outliers(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(0)
-    w1 = rng.normal(0, 0.3, (64, 32))
-    w1[:, :2] = 0.0
-    bias = np.zeros(32)
-    bias[:2] = 800.0
-    w2 = rng.normal(0, 0.5, (32, 10))
-    w2[:2] = 1e-4
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w1"], ["h0"], name="fc1"),
-         helper.make_node("Add", ["h0", "b"], ["h"], name="add"),
-         helper.make_node("MatMul", ["h", "w2"], ["y"], name="fc2")], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in {"w1": w1, "b": bias, "w2": w2}.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path = tmp_path_factory.mktemp("smooth") / "outliers.onnx"
-    onnx.save(model, str(path))
-    return path
+    return outlier_model(tmp_path_factory.mktemp("smooth") / "outliers.onnx")
 
 
 def _split(x: np.ndarray) -> CalibrationSplit:
     return split_calibration(lambda: ({"x": v[None]} for v in x), TuningOptions())
 
 
-def _run(model: Path | onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    src = str(model) if isinstance(model, Path) else model.SerializeToString()
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-    return np.concatenate([sess.run(None, {"x": v[None]})[0] for v in x]).reshape(len(x), -1)
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
-
-
 def test_smoothing_keeps_the_outlier_layer_in_int8(outliers: Path, pixels: np.ndarray, tmp_path: Path) -> None:
     held = pixels[1000:1300]
-    ref = _run(outliers, held)
+    ref = run_rows(outliers, held)
     common = {"keep_input_layers_float": False, "sensitivity_search": False, "bias_correction": False}
     plain, smoothed = tmp_path / "plain.onnx", tmp_path / "smoothed.onnx"
     off = quantize_static(outliers, plain, _split(pixels[:200]), StaticInt8Options(**common, smooth=False), "vnni",
@@ -89,7 +59,7 @@ def test_smoothing_keeps_the_outlier_layer_in_int8(outliers: Path, pixels: np.nd
     assert any(n.startswith("activation smoothing (alpha 0.5): 1 MatMul input divided") and n.endswith(": kept")
                for n in rep.notes)
     assert rep.kept_float == () and rep.check["cosine"] >= 0.9925  # every MatMul int8, the aim met
-    before, after = _cosine(ref, _run(plain, held)), _cosine(ref, _run(smoothed, held))
+    before, after = mean_cosine(ref, run_rows(plain, held)), mean_cosine(ref, run_rows(smoothed, held))
     assert before < 0.95 and after > 0.99  # held out
 
 
@@ -100,7 +70,7 @@ def test_the_smoothed_float_model_computes_the_same_function(outliers: Path, pix
     assert sm is not None and sm.groups == 2 and sm.matmuls == 2 and sm.folded == 0
     assert [n.name for n in sm.model.graph.node if n.op_type == "Mul"] == ["SmoothQuant_0", "SmoothQuant_1"]
     held = pixels[1000:1100]
-    np.testing.assert_allclose(_run(sm.model, held), _run(outliers, held), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(run_rows(sm.model, held), run_rows(outliers, held), rtol=1e-4, atol=1e-3)
 
 
 def test_convnets_are_not_smoothed_and_the_option_is_checked(outliers: Path) -> None:
