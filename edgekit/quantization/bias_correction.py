@@ -48,6 +48,7 @@ class Corrected:
 
     def describe(self) -> str:
         name, rel = self.largest
+        name = name if len(name) <= 90 else "..." + name[-87:]  # LiteRT tensor names carry the whole module path
         what = "1 layer's" if self.layers == 1 else f"{self.layers} layers'"
         if self.layers < self.of_layers:
             what = f"the first {self.layers} of {self.of_layers} layers'"
