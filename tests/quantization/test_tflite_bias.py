@@ -92,3 +92,24 @@ def test_bias_correction_recovers_the_drift_and_stays_integer_only(drifting: dic
     assert before < 0.98 and after > before + 0.01  # measured 0.971 -> 0.988
     assert io_types(fixed.read_bytes()) == "int8" and rep.kept_float == ()  # integer-only, int8 I/O
     assert fixed.stat().st_size == plain.stat().st_size  # only bias values changed
+
+
+def test_a_model_without_convolutions_is_not_corrected(tmp_path: Path) -> None:
+    """Transformer-like (FULLY_CONNECTED only): "auto" skips the correction, with the reason in the settings."""
+    import torch
+    from torch import nn
+
+    import edgekit
+    from edgekit.data import load_dataset
+    from edgekit.quantization.tflite import op_names
+
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    src = edgekit.load_source(mlp, input_shapes={"input": (1, 3, 8, 8)}, task="image-classification",
+                              preprocess={"size": (8, 8), "mean": (0.5,) * 3, "std": (0.5,) * 3})
+    ds = load_dataset("digits")
+    fp32 = build_artifact(src, Format.TFLITE, Precision.FP32, tmp_path, dataset=ds, progress=lambda _m: None)
+    assert "FULLY_CONNECTED" in op_names(fp32.path) and "CONV_2D" not in op_names(fp32.path)
+    rep = _quantize({"source": src, "dataset": ds, "fp32": fp32}, tmp_path / "q.tflite", "auto")
+    assert rep.settings["bias_correction"]["applied"] is False
+    assert "no convolution" in rep.settings["bias_correction"]["reason"]
