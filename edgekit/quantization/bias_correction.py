@@ -26,7 +26,9 @@ import numpy as np
 
 from edgekit.errors import QuantizationError, first_line
 from edgekit.quantization.calibration import Feeds
+from edgekit.quantization.checks import DecisionBudget, Judge
 from edgekit.quantization.onnx_ort import probe_session
+from edgekit.quantization.search import judged
 
 BIAS_OPS = ("Conv", "ConvTranspose", "Gemm")
 MAX_ITEMS = 16  # items the channel means are taken over
@@ -220,20 +222,15 @@ def correct_biases(qmodel: Any, float_model: Any, feeds: Sequence[Feeds], where:
     return Corrected(backend.qm, backend.fm, done, total, largest, len(items), secs)
 
 
-BIAS_MODES = ("auto", True, False)
 
-
-def bias_correction_step(qmodel: Any, float_model: Any, ranges_items: Sequence[Feeds], judge: Any, budget: Any,
-                         mode: bool | str, min_gain: float, settings: dict[str, Any], notes: list[str],
+def bias_correction_step(qmodel: Any, float_model: Any, ranges_items: Sequence[Feeds], judge: Judge | None,
+                         budget: DecisionBudget, mode: bool | str, settings: dict[str, Any], notes: list[str],
                          where: str, correct: Callable[..., Corrected | None] | None = None) -> Corrected | None:
     """Correct ``qmodel``'s biases (:func:`correct_biases`) and say whether to keep it: ``mode`` True keeps it,
-    ``"auto"`` keeps it when the check on the tuning items (``judge``, a
-    :class:`~edgekit.quantization.checks.Judge`; None without tuning items) improves by ``min_gain``
-    (:meth:`~edgekit.quantization.checks.DecisionBudget.improves`), False skips it. ``correct``: the runtime's
-    correction (default: ONNX Runtime QDQ, :func:`correct_biases`). The decision goes to
-    ``settings["bias_correction"]`` and the notes; returns the correction when kept."""
-    from edgekit.quantization.checks import fmt_cosine
-
+    ``"auto"`` keeps it when the check on the tuning items (``judge``; None without tuning items) improves
+    (:func:`~edgekit.quantization.search.judged`), False skips it. ``correct``: the runtime's correction (default:
+    ONNX Runtime QDQ, :func:`correct_biases`). The decision goes to ``settings["bias_correction"]`` and the notes;
+    returns the correction when kept."""
     if mode is False or (mode == "auto" and judge is None):
         why = "bias_correction=False" if mode is False else "no tuning items to judge it on"
         settings["bias_correction"] = {"applied": False, "reason": why}
@@ -246,14 +243,11 @@ def bias_correction_step(qmodel: Any, float_model: Any, ranges_items: Sequence[F
     record: dict[str, Any] = {"layers": fixed.layers, "of_layers": fixed.of_layers, "items": fixed.items,
                               "seconds": round(fixed.seconds, 1),
                               "largest_shift": {"node": fixed.largest[0], "relative": round(fixed.largest[1], 4)}}
-    if mode is True:
+    if mode is True or judge is None:
         settings["bias_correction"] = {"applied": True, **record}
         notes.append(fixed.describe() + " (bias_correction=True)")
         return fixed
-    before, after = judge.check(qmodel), judge.check(fixed.model)
-    keep = budget.improves(after, before, min_gain)
-    settings["bias_correction"] = {"applied": keep, **record, "tuning_cosine_without": before.cosine,
-                                   "tuning_cosine_with": after.cosine}
-    notes.append(f"{fixed.describe()}; tuning cosine {fmt_cosine(before.cosine)} -> {fmt_cosine(after.cosine)} on "
-                 f"{after.items} tuning items: " + ("kept" if keep else f"not kept (needs +{min_gain:g})"))
-    return fixed if keep else None
+    t = judged(qmodel, fixed, judge.check(qmodel), judge.check(fixed.model), budget)
+    settings["bias_correction"] = {**t.record(), **record}
+    notes.append(f"{fixed.describe()}; {t.note()}")
+    return fixed if t.keep else None

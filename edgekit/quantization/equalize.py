@@ -30,7 +30,7 @@ import numpy as np
 
 from edgekit.errors import ConfigError
 from edgekit.quantization.checks import DecisionBudget
-from edgekit.quantization.search import MIN_GAIN, try_transform
+from edgekit.quantization.search import try_transform
 
 Feeds = dict[str, np.ndarray]
 Q = TypeVar("Q")
@@ -333,6 +333,5 @@ def with_equalization(quantize: Callable[[Any], Q], model_of: Callable[[Q], Any]
         return equalized, [equalized]
     t = try_transform(quantize, model_of, float_model, eq.model, tuning, labels, run, budget)
     settings["equalization"] = {**t.record(), **record}
-    notes.append(f"cross-layer equalization: {eq.describe()}; {t.note()}: "
-                 + ("kept" if t.keep else f"not kept (needs +{MIN_GAIN:g})"))
+    notes.append(f"cross-layer equalization: {eq.describe()}; {t.note()}")
     return t.chosen, [t.plain, t.transformed]

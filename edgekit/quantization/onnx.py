@@ -43,7 +43,7 @@ from edgekit.artifacts import atomic_path
 from edgekit.errors import ConfigError, QuantizationError, first_line, require
 from edgekit.quantization.bias_correction import MAX_ITEMS as BIAS_ITEMS
 from edgekit.quantization.bias_correction import bias_correction_step
-from edgekit.quantization.calibration import CalibrationSplit, Feeds, check_feed
+from edgekit.quantization.calibration import CalibrationSplit, check_feed
 from edgekit.quantization.checks import Check, DecisionBudget, Judge, fmt_cosine
 from edgekit.quantization.equalize import CLIP_MODES, with_equalization
 from edgekit.quantization.islands import OnnxIslands, check_islands, island_search
@@ -320,10 +320,11 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
             what = "smoothing" if smoothed else "equalization"
             notes.append(f"calibrated {len(tried)} candidates (with and without {what}): {secs:.1f} s in all")
         settings["calibration_rss_increase_mb"] = round(rss.increase_mb, 1)
-        qmodel, float_model = _bias_corrected(got, fp32_path, tuning, data, options, budget, settings, notes, tmp,
-                                              where)
-        qmodel, skipped, fixes, check = _check_and_search(fp32_path, qmodel, build, float_model, tuning, data,
-                                                          options, budget, where, notes, settings)
+        # one judge (fp32's outputs on the tuning items, computed once) for bias correction and the search
+        judge = Judge(tuning, run_model(fp32_path, tuning, where), data.tuning_labels, run) if tuning else None
+        qmodel, float_model = _bias_corrected(got, judge, data, options, budget, settings, notes, tmp, where)
+        qmodel, skipped, fixes, check = _check_and_search(qmodel, build, float_model, judge, options, budget, where,
+                                                          notes, settings)
         settings["op_types_left_float_by_search"] = skipped
         settings["islands_16bit"] = [n for n, f in fixes.items() if f == "int16"]
         settings.setdefault("island_decisions", [])
@@ -336,19 +337,17 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
                        calibration_peak_rss_mb=rss.peak_mb, seconds=time.perf_counter() - t0, check=check)
 
 
-def _bias_corrected(got: _Quantized, fp32_path: Path, tuning: list[Feeds], data: CalibrationSplit,
-                    options: StaticInt8Options, budget: DecisionBudget, settings: dict[str, Any], notes: list[str],
-                    tmp: Path, where: str) -> tuple[Any, Any]:
+def _bias_corrected(got: _Quantized, judge: Judge | None, data: CalibrationSplit, options: StaticInt8Options,
+                    budget: DecisionBudget, settings: dict[str, Any], notes: list[str], tmp: Path,
+                    where: str) -> tuple[Any, Any]:
     """The quantized and float model after bias correction (:mod:`edgekit.quantization.bias_correction`), decided on
-    the tuning items; when kept, later builds start from the corrected float model."""
+    the tuning items (``judge``; None without them); when kept, later builds start from the corrected float model."""
     onnx = require("onnx", None, "quantizing ONNX models")
-    wanted = options.bias_correction is True or (options.bias_correction == "auto" and bool(tuning))
-    judge = (Judge(tuning, run_model(fp32_path, tuning, where), data.tuning_labels, partial(run_model, where=where))
-             if wanted and tuning else None)
+    wanted = options.bias_correction is True or (options.bias_correction == "auto" and judge is not None)
     limit = min(BIAS_ITEMS, options.calibration_limit or BIAS_ITEMS)
     items = list(itertools.islice(data.ranges(), limit)) if wanted else []
-    fixed = bias_correction_step(got.model, got.float_model, items, judge, budget, options.bias_correction, MIN_GAIN,
-                                 settings, notes, where)
+    fixed = bias_correction_step(got.model, got.float_model, items, judge, budget, options.bias_correction, settings,
+                                 notes, where)
     if fixed is None:
         return got.model, got.float_model
     path = tmp / "bias_corrected.onnx"
@@ -453,19 +452,18 @@ def _loadable(qmodel: Any, float_model: Any, reasons: dict[str, str], rebuild: C
                             hint="--exclude-op-types for the op types named in the notes, or --int8-preset ort-default")
 
 
-def _check_and_search(fp32_path: Path, qmodel: Any, build: Callable[[Sequence[str], Sequence[str]], Any],
-                      float_model: Any, tuning: list[Feeds], data: CalibrationSplit, options: StaticInt8Options,
-                      budget: DecisionBudget, where: str, notes: list[str],
+def _check_and_search(qmodel: Any, build: Callable[[Sequence[str], Sequence[str]], Any], float_model: Any,
+                      judge: Judge | None, options: StaticInt8Options, budget: DecisionBudget, where: str,
+                      notes: list[str],
                       settings: dict[str, Any]) -> tuple[Any, list[str], dict[str, str], dict[str, float]]:
-    """Check ``qmodel`` on the tuning items; if it misses the aim, search (op types, then nodes).
+    """Check ``qmodel`` on the tuning items (``judge``; None without them); if it misses the aim, search (op types,
+    then nodes).
 
     Returns (model, op types left float, each node's fix: "int16" or "float", check as a dict); the priced
     decisions go to ``settings["island_decisions"]``."""
-    if not tuning:
+    if judge is None:
         notes.append("no tuning items: accuracy not measured here, no sensitivity search")
         return qmodel, [], {}, {}
-    reference = run_model(fp32_path, tuning, where)
-    judge = Judge(tuning, reference, data.tuning_labels, lambda m, f: run_model(m, f, where))
     check = judge.check(qmodel)
     notes.append(f"check after quantization: {check.text()}; {budget.describe()}")
     skipped: list[str] = []

@@ -51,9 +51,18 @@ class Trial:
         return {"applied": self.keep, "tuning_cosine_without": self.before.cosine,
                 "tuning_cosine_with": self.after.cosine}
 
-    def note(self) -> str:
+    def note(self, judged_on: str = "") -> str:
+        """The check before -> after and the verdict; ``judged_on`` says which model was checked, if not the one
+        kept."""
         return (f"tuning cosine {fmt_cosine(self.before.cosine)} -> {fmt_cosine(self.after.cosine)} on "
-                f"{self.after.items} tuning items")
+                f"{self.after.items} tuning items{judged_on}: "
+                + ("kept" if self.keep else f"not kept (needs +{MIN_GAIN:g})"))
+
+
+def judged(plain: Any, transformed: Any, before: Check, after: Check, budget: DecisionBudget) -> Trial:
+    """The :class:`Trial` of two checked candidates: the transform is kept when it improves the check by
+    :data:`MIN_GAIN` (:meth:`DecisionBudget.improves`)."""
+    return Trial(plain, transformed, before, after, budget.improves(after, before, MIN_GAIN))
 
 
 def try_transform(quantize: Callable[[Any], Q], model_of: Callable[[Q], Any], float_model: Any, transformed: Any,
@@ -64,8 +73,7 @@ def try_transform(quantize: Callable[[Any], Q], model_of: Callable[[Q], Any], fl
     (:meth:`DecisionBudget.improves`). Held-out items are never seen here."""
     plain, other = quantize(float_model), quantize(transformed)
     judge = Judge(tuning, run(float_model, tuning), labels, run)
-    before, after = judge.check(model_of(plain)), judge.check(model_of(other))
-    return Trial(plain, other, before, after, budget.improves(after, before, MIN_GAIN))
+    return judged(plain, other, judge.check(model_of(plain)), judge.check(model_of(other)), budget)
 
 
 @dataclass(frozen=True)

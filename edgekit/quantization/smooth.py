@@ -25,7 +25,7 @@ import numpy as np
 from edgekit.quantization.calibration import Feeds
 from edgekit.quantization.checks import DecisionBudget
 from edgekit.quantization.onnx_ort import probe_session
-from edgekit.quantization.search import MIN_GAIN, try_transform
+from edgekit.quantization.search import try_transform
 
 ALPHA = 0.5  # SmoothQuant's default migration strength
 PREFIX = "SmoothQuant_"  # name prefix of the inserted X / s nodes
@@ -168,9 +168,10 @@ def with_smoothing(quantize: Callable[[Any], Q], model_of: Callable[[Q], Any], f
     checks better on the ``tuning`` items (``"auto"``); None when smoothing does not apply (``want`` False, no
     MatMul group, or ``"auto"`` without tuning items), for the caller to go on without it. The decision goes to
     ``settings["smoothing"]`` and the notes; ``judged_on`` says which model ``model_of`` gives (for the note)."""
-    if want is False or not has_smoothable_matmuls(float_model) or (want == "auto" and not tuning):
-        why = ("smooth=False" if want is False else "no tuning items to judge it on" if has_smoothable_matmuls(
-            float_model) else "not a transformer: fewer MatMuls with constant weights than convolutions")
+    applies = has_smoothable_matmuls(float_model)
+    if want is False or not applies or (want == "auto" and not tuning):
+        why = ("smooth=False" if want is False else "no tuning items to judge it on" if applies
+               else "not a transformer: fewer MatMuls with constant weights than convolutions")
         settings["smoothing"] = {"applied": False, "reason": why}
         return None
     sm = smooth(float_model, ranges_items())
@@ -186,6 +187,5 @@ def with_smoothing(quantize: Callable[[Any], Q], model_of: Callable[[Q], Any], f
         return smoothed, [smoothed]
     t = try_transform(quantize, model_of, float_model, sm.model, tuning, labels, run, budget)
     settings["smoothing"] = {**t.record(), **record}
-    notes.append(f"{sm.describe()}; {t.note()}{judged_on}: "
-                 + ("kept" if t.keep else f"not kept (needs +{MIN_GAIN:g})"))
+    notes.append(f"{sm.describe()}; {t.note(judged_on)}")
     return t.chosen, [t.plain, t.transformed]

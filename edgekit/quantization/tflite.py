@@ -143,28 +143,26 @@ def signature_inputs(fp32: Path) -> tuple[str, dict[str, Any]]:
     return key, {str(n): details[n]["dtype"] for n in sigs[key]["inputs"]}
 
 
-def op_names(fp32: Path) -> list[str]:
-    """The builtin op name of every operator of the first subgraph, in order."""
-    from ai_edge_litert import schema_py_generated as schema
-    from ai_edge_litert.tools import flatbuffer_utils as fu
-
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    model = fu.read_model(str(fp32))
-    return [names.get(fu.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex]), "?")
-            for op in model.subgraphs[0].operators]
-
-
-def weighted_ops(fp32: Path) -> list[str]:
-    """The scope (output tensor names) of every weighted op, as ai-edge-quantizer's recipes match them."""
+def _operators(fp32: Path) -> tuple[Any, list[tuple[int, Any]]]:
+    """The first subgraph of the ``.tflite`` and its operators with their builtin codes, in order."""
     from ai_edge_litert.tools import flatbuffer_utils as fu
 
     model = fu.read_model(str(fp32))
     sg = model.subgraphs[0]
-    out = []
-    for op in sg.operators:
-        if fu.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex]) in WEIGHTED_OPS:
-            out.append(";".join((sg.tensors[i].name or b"").decode() for i in op.outputs))
-    return out
+    return sg, [(fu.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex]), op)
+                for op in sg.operators]
+
+
+def has_convolutions(fp32: Path) -> bool:
+    """Whether the model has a CONV_2D or DEPTHWISE_CONV_2D (a convnet, as opposed to a transformer)."""
+    return any(WEIGHTED_OPS.get(code) in ("CONV_2D", "DEPTHWISE_CONV_2D") for code, _ in _operators(fp32)[1])
+
+
+def weighted_ops(fp32: Path) -> list[str]:
+    """The scope (output tensor names) of every weighted op, as ai-edge-quantizer's recipes match them."""
+    sg, ops = _operators(fp32)
+    return [";".join((sg.tensors[i].name or b"").decode() for i in op.outputs) for code, op in ops
+            if code in WEIGHTED_OPS]
 
 
 class TfliteBackend:
@@ -260,15 +258,14 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
             notes.append("no tuning items: accuracy not measured here, no search")
         else:
             judge = Judge(tuning, run_tflite(fp32, tuning), data.tuning_labels, backend.run)
-            correct = tflite_corrector(Path(fp32).read_bytes())
-            convnet = any(op in ("CONV_2D", "DEPTHWISE_CONV_2D") for op in op_names(fp32))
             fixed = None
-            if options.bias_correction == "auto" and not convnet:  # a transformer's FULLY_CONNECTED drift: none seen
+            if options.bias_correction == "auto" and not has_convolutions(fp32):  # a transformer: none seen to help
                 settings["bias_correction"] = {"applied": False, "reason": "no convolution (a transformer-like model: "
                                                "MiniLM gained nothing, at +60 s)"}
             else:
-                fixed = bias_correction_step(model, None, samples, judge, budget, options.bias_correction, MIN_GAIN,
-                                             settings, notes, where, correct)
+                correct = tflite_corrector(Path(fp32).read_bytes())
+                fixed = bias_correction_step(model, None, samples, judge, budget, options.bias_correction, settings,
+                                             notes, where, correct)
             model = fixed.model if fixed is not None else model
             result = judge.check(model)
             notes.append(f"check after quantization: {result.text()}; {budget.describe()}")

@@ -78,7 +78,9 @@ def _held_out_cosine(d: dict[str, Any], model: Path) -> float:
 def test_bias_correction_recovers_the_drift_and_stays_integer_only(drifting: dict[str, Any],
                                                                    tmp_path: Path) -> None:
     from edgekit.formats.tflite_graph import io_types
+    from edgekit.quantization.tflite import has_convolutions
 
+    assert has_convolutions(drifting["fp32"].path)  # so "auto" corrects it
     plain, fixed = tmp_path / "plain.tflite", tmp_path / "fixed.tflite"
     off = _quantize(drifting, plain, False)
     rep = _quantize(drifting, fixed, "auto")
@@ -101,7 +103,7 @@ def test_a_model_without_convolutions_is_not_corrected(tmp_path: Path) -> None:
 
     import edgekit
     from edgekit.data import load_dataset
-    from edgekit.quantization.tflite import op_names
+    from edgekit.quantization.tflite import has_convolutions, weighted_ops
 
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
@@ -109,7 +111,7 @@ def test_a_model_without_convolutions_is_not_corrected(tmp_path: Path) -> None:
                               preprocess={"size": (8, 8), "mean": (0.5,) * 3, "std": (0.5,) * 3})
     ds = load_dataset("digits")
     fp32 = build_artifact(src, Format.TFLITE, Precision.FP32, tmp_path, dataset=ds, progress=lambda _m: None)
-    assert "FULLY_CONNECTED" in op_names(fp32.path) and "CONV_2D" not in op_names(fp32.path)
+    assert len(weighted_ops(fp32.path)) == 2 and not has_convolutions(fp32.path)  # two FULLY_CONNECTED, no conv
     rep = _quantize({"source": src, "dataset": ds, "fp32": fp32}, tmp_path / "q.tflite", "auto")
     assert rep.settings["bias_correction"]["applied"] is False
     assert "no convolution" in rep.settings["bias_correction"]["reason"]
