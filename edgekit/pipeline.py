@@ -49,6 +49,7 @@ from edgekit.metrics import n_items
 from edgekit.metrics_user import UserMetric
 from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.checks import DecisionBudget
+from edgekit.quantization.presets import PRESETS
 from edgekit.registry import (
     FORMATS,
     format_missing,
@@ -65,6 +66,7 @@ from edgekit.validation import (
     Progress as Progress,
 )
 from edgekit.validation import (
+    board_validation,
     check_data,
     cross_runtime,
     dataset_identity,
@@ -79,6 +81,7 @@ from edgekit.validation import (
 from edgekit.validation import (
     validate_artifact as validate_artifact,
 )
+from edgekit.variants import RECIPE_KEY, Variant, artifacts_for, plan_variants, recipe_family, recipe_notes
 
 
 def default_precisions(task: Task) -> tuple[Precision, ...]:
@@ -209,27 +212,33 @@ def build_artifact(
     canonical: Artifact | None = None,
     options: RunOptions = RunOptions(),
     isa_preset: str = "generic",
+    named: bool = False,
     progress: Progress = stderr_progress,
 ) -> Artifact:
     """Build (or reuse, when a complete one with the same recipe exists) one artifact.
 
     Its recipe (identity) is the generic part, the same for every format (edgekit version, source fingerprint,
     library versions, parent hash, and for a calibrated precision the data set, budget and tuning split),
-    merged with what the format's adapter says of its own options (:meth:`FormatAdapter.recipe`)."""
+    merged with what the format's adapter says of its own options (:meth:`FormatAdapter.recipe`). A build that
+    depends on the target's ISA family ``isa_preset`` records the recipe it used (:mod:`edgekit.variants`);
+    ``named``: its file name carries that recipe (the run builds several variants of this format+precision)."""
     adapter = _adapter(fmt)
     if precision not in adapter.precisions:
         raise ConfigError("precision not supported by this format", where=f"{fmt.value}",
                           expected=", ".join(p.value for p in adapter.precisions), got=precision.value,
                           hint=adapter.precision_hint(precision))
-    out_path = Path(out_dir) / adapter.file_name(precision)
     own_options = adapter.options_from(options.format_options)
+    family = recipe_family(adapter, precision, own_options, isa_preset)
+    out_path = Path(out_dir) / Variant(fmt, precision, family, isa_preset, (), named).file_name(
+        adapter.file_name(precision))
     recipe: dict[str, Any] = {"edgekit": __version__, "format": fmt.value, "precision": precision.value,
                               "source": source.fingerprint,
                               "libraries": library_versions(fmt, precision, source.kind)}
     if precision is not Precision.FP32:
         if canonical is None:
             raise ConfigError("an fp32 artifact is needed first", where=str(out_path))
-        recipe["isa_preset"] = isa_preset
+        if family is not None:  # a build that does not depend on the ISA is shared by every target
+            recipe[RECIPE_KEY] = family
     if canonical is not None:  # fp32 of a converted format names the canonical artifact it came from
         recipe["parent"] = canonical.sha256
     if precision is Precision.INT8:
@@ -336,9 +345,10 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
     preflight.check_same_model(art_dir, source, out, progress)
     precisions = options.precisions or default_precisions(source.task)
     local = next((t for t in targets if runs_here(t.access)), None)  # the first target on this machine
-    isa_preset = local.int8_preset if local else "generic"
-    notes: list[str] = [f"int8 preset '{isa_preset}' chosen from the ISA of target "
-                        f"'{local.name if local else '-'}' ({', '.join(local.isa) if local else 'n/a'})"]
+    isa_preset = local.int8_preset if local else targets[0].int8_preset if targets else "generic"
+    notes: list[str] = []
+    variants: list[Variant] = []  # every build that depends on a target's ISA: one per distinct recipe
+    assigned: dict[str, tuple[str, ...]] = {}  # named variant -> the targets it is for
     if Precision.INT8 in precisions:  # is the calibration set big and varied enough (edgekit.calibration_check)
         notes += calibration_notes(ds)
     formats = options.formats
@@ -378,19 +388,30 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
         for prec in precisions:
             if prec is Precision.FP32 or (options.precisions is None and prec not in _adapter(fmt).precisions):
                 continue  # a default precision this format does not have: nothing to say
-            try:
-                with native_calls():
-                    artifacts.append(build_artifact(source, fmt, prec, art_dir, dataset=ds, canonical=canonical,
-                                                    options=options, isa_preset=isa_preset, progress=progress))
-            except MissingDependencyError:
-                raise
-            except EdgekitError as exc:
-                if isinstance(exc, CalibrationError):
+            planned = plan_variants(fmt, prec, targets, _adapter(fmt), _adapter(fmt).options_from(
+                options.format_options), isa_preset) if prec in _adapter(fmt).precisions else [
+                Variant(fmt, prec, None, isa_preset, ())]
+            variants += planned
+            for variant in planned:
+                try:
+                    with native_calls():
+                        art = build_artifact(source, fmt, prec, art_dir, dataset=ds, canonical=canonical,
+                                             options=options, isa_preset=variant.isa_preset, named=variant.named,
+                                             progress=progress)
+                    artifacts.append(art)
+                    if variant.named:
+                        assigned[art.name] = variant.targets
+                except MissingDependencyError:
                     raise
-                if full := as_disk_full(exc, str(art_dir), size_estimate(canonical, prec)):
-                    raise full from exc
-                notes.append(f"{fmt.value} {prec.value} could not be built: {exc}")
-                progress(f"FAILED {fmt.value} {prec.value}: {exc}")
+                except EdgekitError as exc:
+                    if isinstance(exc, CalibrationError):
+                        raise
+                    if full := as_disk_full(exc, str(art_dir), size_estimate(canonical, prec)):
+                        raise full from exc
+                    what = f"{fmt.value} {prec.value}" + (f" ({variant.family})" if variant.named else "")
+                    notes.append(f"{what} could not be built: {exc}")
+                    progress(f"FAILED {what}: {exc}")
+    notes[:0] = recipe_notes(variants, targets, {name: p.why for name, p in PRESETS.items()})
     metrics: dict[str, Metrics] = {}
     with native_calls():  # the source and the runtimes run in this thread: see edgekit.bench.native_calls
         reference = reference_outputs(source, ds, out, options.eval_limit, progress)
@@ -414,7 +435,14 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
               for c in cross if not c.within_tolerance]
     bench_feeds = list(ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=8))  # type: ignore[arg-type]
     # each target's jobs go to the executor registered for its access (local, ssh boards in parallel, estimate)
-    executed = run_targets(targets, artifacts, metrics, bench_feeds, executor_options(options), progress)
+    on_boards = board_validation(source, ds, reference=reference, limit=options.eval_limit,
+                                 output_kinds=options.output_kinds, user_metrics=options.user_metrics)
+    if on_boards is None and not all(runs_here(t.access) for t in targets):
+        notes.append("every row's accuracy comes from this machine's kernels: a stateful model's sequences are "
+                     "validated here only, not on boards")
+    executed = run_targets(targets, artifacts, metrics, bench_feeds,
+                           replace(executor_options(options), validation=on_boards), progress,
+                           select=lambda t, arts: artifacts_for(t, arts, assigned))
     notes += executed.notes
     rows = list(executed.rows)
     result = RunResult(

@@ -91,6 +91,14 @@ class AccuracyBudget:
             out.append(line)
         return out
 
+    def metrics_failures(self, metrics: Metrics | None) -> list[str]:
+        """Why ``metrics`` are outside this budget (empty when within it; one line when there are none)."""
+        if metrics is None:
+            return ["not validated: no accuracy metrics to check against the budget"]
+        # one rule set (governs) shared with the int8 search: each line names the rule that refused; outputs a
+        # cosine does not fit (binary scores, regressions) are judged by their own metric, each line naming it
+        return self.failures(metrics.cosine_mean, metrics.accuracy_drop_points) + self.output_failures(metrics)
+
     def output_failures(self, metrics: Metrics) -> list[str]:
         """Why outputs that a cosine does not fit are outside the budget: a binary score whose decisions flip
         on more than ``max_flip_rate`` of the items, a regression output whose relative error exceeds
@@ -356,7 +364,7 @@ class BenchResult:
         return asdict(self)
 
 
-ROW_STATUSES = ("measured", "measured-remote", "estimated", "not-available", "failed")
+ROW_STATUSES = ("measured", "measured-remote", "validated-remote", "estimated", "not-available", "failed")
 ROW_KINDS = ("measurement", "estimate")
 
 
@@ -367,7 +375,9 @@ class Row:
     ``status`` is one of :data:`ROW_STATUSES`; ``reason`` says why a row has no numbers. ``kind`` (one of
     :data:`ROW_KINDS`) says what the row was meant to be: a measurement (by a runtime, here or on a board)
     or an estimate (by a compiler's performance model), also when it failed or was not available;
-    ``runtime`` then names the runtime or the estimator.
+    ``runtime`` then names the runtime or the estimator. ``accuracy_from`` says whose kernels computed the
+    metrics when not the build machine's (a board's: host, machine, runtime); ``validated-remote`` rows ran
+    on a board for accuracy only (an emulated board: its timings are not speed).
     """
 
     artifact: Artifact
@@ -379,6 +389,7 @@ class Row:
     reason: str | None = None
     host: str | None = None
     kind: str = "measurement"
+    accuracy_from: str | None = None
 
     @property
     def is_estimate(self) -> bool:

@@ -16,7 +16,8 @@ import numpy as np
 from edgekit import preflight
 from edgekit.artifacts import Artifact, content_sha256, read_hashed_array, recipe_key, write_hashed_array
 from edgekit.data import Dataset, check_compatible, check_label_names, check_label_range
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, RuntimeAdapterError
+from edgekit.executors.base import BoardValidation
 from edgekit.formats.base import TOLERANCES
 from edgekit.layout import to_layout
 from edgekit.metrics import Outputs, collect, compare, cross_runtime_agreement, pack_outputs, unpack_outputs
@@ -105,6 +106,31 @@ def validate_artifact(source: ModelSource, artifact: Artifact, ds: Dataset, *, r
     if labels is not None and limit is not None:
         labels = labels[:limit]
     return compare(reference, got, task=source.task, labels=labels, kinds=output_kinds, user_metrics=user_metrics)
+
+
+def board_validation(source: ModelSource, ds: Dataset, *, reference: Mapping[str, np.ndarray],
+                     limit: int | None = None, output_kinds: Mapping[str, str] | None = None,
+                     user_metrics: Sequence[UserMetric] = ()) -> BoardValidation | None:
+    """What a remote executor needs to validate an artifact on a board's own kernels: the held-out items (batch 1,
+    the source's layout) and a judge that compares the board's outputs with the source's exactly as
+    :func:`validate_artifact` does. None for the sequences of a stateful model (run in order with their state on
+    the build machine only, for now)."""
+    if isinstance(ds, SequenceDataset):
+        return None
+    feeds = list(ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=limit))  # type: ignore[arg-type]
+    labels = ds.labels("eval")
+    if labels is not None and limit is not None:
+        labels = labels[:limit]
+
+    def judge(outputs: Sequence[Sequence[np.ndarray]]) -> Metrics:
+        if len(outputs) != len(feeds):
+            raise RuntimeAdapterError("the board answered for another number of items", where="outputs",
+                                      expected=str(len(feeds)), got=len(outputs))
+        got = collect(zip(feeds, outputs, strict=True), source.task, source.io.output_names)
+        return compare(reference, got, task=source.task, labels=labels, kinds=output_kinds,
+                       user_metrics=user_metrics)
+
+    return BoardValidation(feeds, judge)
 
 
 def narrow_inputs(source: ModelSource, canonical: Artifact, notes: list[str]) -> ModelSource:

@@ -29,18 +29,31 @@ Feeds = Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
+class BoardValidation:
+    """Validation on a board's own kernels: the held-out ``feeds`` (batch 1, the source's layout) and ``judge``,
+    which turns the board's outputs (per feed, in model order) into the run's metrics against the source's
+    reference outputs, the same comparison a local validation makes."""
+
+    feeds: Sequence[Feeds]
+    judge: Callable[[Sequence[Sequence[np.ndarray]]], Metrics]
+
+
+@dataclass(frozen=True)
 class ExecutorOptions:
     """What every executor is told about a run.
 
     ``bench``: how to time an artifact; ``threads``: overrides the target's threads (None: the target's,
     else ``bench.threads``); ``hosts``: the machines of the run's remote targets (``--host`` /
-    ``--inventory``); ``hosts_per_target``: use at most this many of a target's hosts (None: all).
+    ``--inventory``); ``hosts_per_target``: use at most this many of a target's hosts (None: all);
+    ``validation``: where given, remote executors run the held-out items on each board and the row's accuracy is
+    the board's (:class:`BoardValidation`).
     """
 
     bench: BenchOptions = field(default_factory=BenchOptions)
     threads: int | None = None
     hosts: tuple[HostSpec, ...] = ()
     hosts_per_target: int | None = None
+    validation: BoardValidation | None = None
 
     def threads_for(self, spec: RuntimeSpec) -> int | None:
         """The thread count a job of ``spec`` runs with: the run's, else the target's, else the benchmark's."""
@@ -124,18 +137,21 @@ def get_executor(access: str) -> Executor:
 
 
 def run_targets(targets: Sequence[Target], artifacts: Sequence[Artifact], metrics: Mapping[str, Metrics],
-                feeds: Sequence[Feeds], options: ExecutorOptions, progress: Progress) -> ExecutorResult:
+                feeds: Sequence[Feeds], options: ExecutorOptions, progress: Progress,
+                select: Callable[[Target, Sequence[Artifact]], Sequence[Artifact]] | None = None) -> ExecutorResult:
     """Every target's rows, in target order: each target's jobs (:func:`plan_jobs`) go to the executor of its
     ``access`` (all jobs of one access at once, so an executor may run them in parallel). An executor whose
-    packages are missing gives ``not-available`` rows that carry the pip line."""
+    packages are missing gives ``not-available`` rows that carry the pip line. ``select`` narrows the artifacts
+    a target is given (the variants built for its own recipe, :func:`edgekit.variants.artifacts_for`)."""
     by_access: dict[str, list[TargetJob]] = {}
     rows: list[Row] = []
     notes: list[str] = []
     for target in targets:
-        jobs = plan_jobs(target, artifacts, metrics)
+        mine = select(target, artifacts) if select is not None else artifacts
+        jobs = plan_jobs(target, mine, metrics)
         by_access.setdefault(target.access, []).extend(jobs)
         if not jobs:
-            why_rows, why_notes = unplanned(target, artifacts)
+            why_rows, why_notes = unplanned(target, mine)
             rows += why_rows
             notes += why_notes
     for access, jobs in by_access.items():

@@ -13,18 +13,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgekit.artifacts import Artifact
 from edgekit.bench import BenchOptions, result_from_dict
 from edgekit.errors import EdgekitError
 from edgekit.executors.base import ExecutorOptions, ExecutorResult, Feeds, Progress, TargetJob
 from edgekit.executors.hosts import HostSpec
-from edgekit.executors.ssh import RemoteError, RemoteJob, connect, run_remote_job
-from edgekit.feeds import write_feeds_npz
+from edgekit.executors.ssh import RemoteError, RemoteJob, board_needs, connect, probe_board, run_remote_job
+from edgekit.feeds import read_outputs_npz, write_feeds_npz
 from edgekit.layout import to_layout
 from edgekit.results import BenchResult, Metrics, Row
 from edgekit.runtimes.base import RuntimeOptions
@@ -32,7 +34,9 @@ from edgekit.runtimes.base import RuntimeOptions
 
 @dataclass(frozen=True)
 class BenchJob:
-    """One artifact to benchmark with one runtime of one target, with the settings a local run would use."""
+    """One artifact to benchmark with one runtime of one target, with the settings a local run would use;
+    ``eval_feeds``: the held-out items in the artifact's layout, where the run validates on the board
+    (``judge`` turns the board's outputs into metrics)."""
 
     artifact: Artifact
     target: str
@@ -41,41 +45,94 @@ class BenchJob:
     runtime_options: RuntimeOptions
     feeds: Path
     metrics: Metrics | None = None
+    eval_feeds: Path | None = None
+    judge: Callable[[Sequence[Sequence[np.ndarray]]], Metrics] | None = None
 
 
 def _row(job: BenchJob, spec: HostSpec, status: str, reason: str | None = None,
-         result: BenchResult | None = None) -> Row:
-    return Row(job.artifact, job.target, job.runtime, status, job.metrics, result, reason=reason, host=spec.label)
+         result: BenchResult | None = None, metrics: Metrics | None = None, accuracy_from: str | None = None) -> Row:
+    return Row(job.artifact, job.target, job.runtime, status, metrics or job.metrics, result, reason=reason,
+               host=spec.label, accuracy_from=accuracy_from)
+
+
+class _Board:
+    """One host's connection and what its probe said (machine, runtimes' versions, emulated or not)."""
+
+    def __init__(self, spec: HostSpec) -> None:
+        self.spec = spec
+        self.conn: Any = None
+        self.probe: dict[str, Any] | None = None
+        self.validated: dict[tuple[str, str], tuple[Metrics, str]] = {}
+
+    async def ready(self, runtimes: Sequence[str]) -> Any:
+        if self.conn is None:
+            self.conn = await connect(self.spec)
+        if self.probe is None:
+            self.probe = await probe_board(self.conn, self.spec, [board_needs(r)[0] for r in runtimes])
+        return self.conn
+
+    def kernels(self, runtime: str) -> str:
+        """Whose kernels: ``host (machine[, emulated on x86_64], runtime version)``."""
+        p = self.probe or {}
+        info = p.get("modules", {}).get(board_needs(runtime)[0], {})
+        emulated = f", emulated on {p.get('shell_machine')}" if p.get("emulated") else ""
+        return f"{self.spec.label} ({p.get('machine', '?')}{emulated}, {runtime} {info.get('version', '?')})"
+
+
+async def _validate(board: _Board, job: BenchJob, tmp: Path, progress: Progress) -> tuple[Metrics, str]:
+    """Run the held-out items on the board (agent ``outputs`` mode) and judge them: the board's metrics."""
+    key = (job.artifact.name, job.runtime)
+    if key not in board.validated:
+        assert job.eval_feeds is not None and job.judge is not None
+        progress(f"validate {job.artifact.name} on {job.target}/{job.runtime} at {board.spec.label} (its kernels)")
+        out = tmp / f"outputs-{abs(hash((board.spec.label, *key)))}.npz"
+        agent_job = {"mode": "outputs", "runtime": job.runtime, "runtime_options": job.runtime_options.to_dict()}
+        await run_remote_job(board.conn, board.spec, RemoteJob(agent_job, job.artifact.path, job.eval_feeds,
+                                                               fetch_outputs=out))
+        board.validated[key] = (job.judge(read_outputs_npz(out)), board.kernels(job.runtime))
+    return board.validated[key]
 
 
 async def _host_rows(spec: HostSpec, jobs: Sequence[BenchJob], progress: Progress) -> list[Row]:
     rows: list[Row] = []
-    conn: Any = None
+    board = _Board(spec)
+    runtimes = sorted({j.runtime for j in jobs})
     try:
-        for job in jobs:
-            try:
-                if conn is None:
-                    conn = await connect(spec)
-                progress(f"benchmark {job.artifact.name} on {job.target}/{job.runtime} at {spec.label}")
-                agent_job = {"mode": "bench", "runtime": job.runtime,
-                             "runtime_options": job.runtime_options.to_dict(),
-                             "bench_options": dataclasses.asdict(job.bench)}
-                data = await run_remote_job(conn, spec, RemoteJob(agent_job, job.artifact.path, job.feeds))
-                env = dict(data.get("environment") or {})
-                env["remote"] = {"host": spec.label, "host_key": spec.host_key_policy, "python": spec.python,
-                                 "executor": "ssh"}
-                rows.append(_row(job, spec, "measured-remote", result=result_from_dict({**data, "environment": env})))
-            except EdgekitError as exc:
-                kind = getattr(exc, "agent_error_type", "")
-                status = "not-available" if kind == "DeviceUnavailableError" else "failed"
-                rows.append(_row(job, spec, status, reason=str(exc) if spec.label in str(exc) else
-                                 f"{spec.label}: {exc}"))
-                progress(f"FAILED {job.artifact.name} at {spec.label}: {exc}")
-                if isinstance(exc, RemoteError) and conn is not None and _closed(conn):
-                    conn = None  # reconnect (bounded retries) for the next job
+        with tempfile.TemporaryDirectory(prefix="edgekit-board-") as tmp:
+            for job in jobs:
+                metrics: Metrics | None = None
+                accuracy_from: str | None = None
+                try:
+                    conn = await board.ready(runtimes)
+                    if job.eval_feeds is not None:
+                        metrics, accuracy_from = await _validate(board, job, Path(tmp), progress)
+                    if (board.probe or {}).get("emulated"):
+                        rows.append(_row(job, spec, "validated-remote", metrics=metrics, accuracy_from=accuracy_from,
+                                         reason=f"emulated board ({board.kernels(job.runtime)}): accuracy on its "
+                                                "kernels; its timings are not the board's speed, so none is reported"))
+                        continue
+                    progress(f"benchmark {job.artifact.name} on {job.target}/{job.runtime} at {spec.label}")
+                    agent_job = {"mode": "bench", "runtime": job.runtime,
+                                 "runtime_options": job.runtime_options.to_dict(),
+                                 "bench_options": dataclasses.asdict(job.bench)}
+                    data = await run_remote_job(conn, spec, RemoteJob(agent_job, job.artifact.path, job.feeds))
+                    env = dict(data.get("environment") or {})
+                    env["remote"] = {"host": spec.label, "host_key": spec.host_key_policy, "python": spec.python,
+                                     "executor": "ssh"}
+                    result = result_from_dict({**data, "environment": env})
+                    rows.append(_row(job, spec, "measured-remote", result=result, metrics=metrics,
+                                     accuracy_from=accuracy_from))
+                except EdgekitError as exc:
+                    kind = getattr(exc, "agent_error_type", "")
+                    status = "not-available" if kind == "DeviceUnavailableError" else "failed"
+                    rows.append(_row(job, spec, status, reason=str(exc) if spec.label in str(exc) else
+                                     f"{spec.label}: {exc}", metrics=metrics, accuracy_from=accuracy_from))
+                    progress(f"FAILED {job.artifact.name} at {spec.label}: {exc}")
+                    if isinstance(exc, RemoteError) and board.conn is not None and _closed(board.conn):
+                        board.conn = None  # reconnect (bounded retries) for the next job
     finally:
-        if conn is not None:
-            conn.close()
+        if board.conn is not None:
+            board.conn.close()
     return rows
 
 
@@ -130,10 +187,17 @@ class SshExecutor:
                 feeds_file = Path(tmp) / f"feeds-{job.artifact.layout or 'native'}.npz"
                 if not feeds_file.exists():
                     write_feeds_npz([to_layout(f, job.artifact.layout) for f in feeds], feeds_file)
+                eval_file: Path | None = None
+                if options.validation is not None:
+                    eval_file = Path(tmp) / f"eval-{job.artifact.layout or 'native'}.npz"
+                    if not eval_file.exists():
+                        write_feeds_npz([to_layout(f, job.artifact.layout) for f in options.validation.feeds],
+                                        eval_file)
                 bench_job = BenchJob(job.artifact, job.target.name, job.runtime.name,
                                      dataclasses.replace(options.bench, threads=threads),
                                      RuntimeOptions(threads=threads, providers=job.runtime.providers,
-                                                    device=job.runtime.device), feeds_file, job.metrics)
+                                                    device=job.runtime.device), feeds_file, job.metrics,
+                                     eval_file, options.validation.judge if options.validation else None)
                 for host in chosen:
                     index[(host, len(per_host.setdefault(host, [])))] = i
                     per_host[host].append(bench_job)

@@ -380,6 +380,24 @@ for name in sys.argv[1:]:
 print(json.dumps(out))
 """
 
+async def probe_board(conn: Any, spec: HostSpec, modules: Sequence[str]) -> dict[str, Any]:
+    """What the board's Python says (version, machine, executable, each of ``modules``: imports? version) and what
+    its shell's ``uname -m`` says (``shell_machine``). ``emulated`` is True when they differ: the Python is an
+    emulated one (qemu-user: an aarch64 Python on an x86 host), whose kernels are the emulated ISA's but whose
+    timings are not the board's speed."""
+    proc = await run_command(conn, [spec.python, "-c", _PROBE, *modules], spec.connect_timeout + 60.0, "the probe",
+                             spec)
+    try:
+        data: dict[str, Any] = json.loads(str(proc.stdout).strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError) as exc:
+        raise RemoteError(f"the board's Python '{spec.python}' did not run: {_tail(proc.stderr) or 'no output'}",
+                          where=spec.label, hint=f"edgekit doctor --target TARGET --host {spec.label}") from exc
+    shell = await run_command(conn, ["uname", "-m"], spec.connect_timeout + 15.0, "uname -m", spec)
+    data["shell_machine"] = str(shell.stdout or "").strip()
+    data["emulated"] = bool(data["shell_machine"]) and data["shell_machine"] != data.get("machine")
+    return data
+
+
 def board_needs(runtime: str) -> tuple[str, tuple[str, ...]]:
     """(module to import on the board, pip packages that install it there) for a registered runtime: its
     first non-edgekit ``requires`` and its ``pip`` (default: its ``requires``) in the registry."""

@@ -16,6 +16,7 @@ from edgekit.errors import ConfigError, ExportError, RuntimeAdapterError, Source
 from edgekit.formats.base import BuildContext, BuildOutput, FormatOptions, own_options, verify
 from edgekit.quantization.onnx import StaticInt8Options
 from edgekit.quantization.onnx_dynamic import DynamicInt8Options
+from edgekit.quantization.presets import PRESETS, resolve_preset
 from edgekit.sources.base import ModelSource
 from edgekit.types import Format, Precision
 
@@ -122,6 +123,18 @@ class OnnxAdapter:
 
     def file_name(self, precision: Precision) -> str:
         return f"model.{precision.value}.onnx"
+
+    def recipe_family(self, precision: Precision, options: object, isa_preset: str) -> str | None:
+        """The int8 recipe an ISA family gets (:mod:`edgekit.variants`): static int8 the preset it resolves to
+        (``vnni``, ``avx2``, ``arm64``, ...; a fixed ``--int8-preset`` is the same for every target), dynamic int8
+        its weights' width (``reduce_range`` unless the option fixes it); None for the other precisions."""
+        o = own_options(self, options, OnnxOptions)
+        if precision is Precision.INT8:
+            return resolve_preset(o.static_int8.preset, isa_preset).name
+        if precision is Precision.INT8_DYNAMIC and o.dynamic_int8.reduce_range is None:
+            preset = PRESETS.get(isa_preset, PRESETS["generic"])
+            return "7bit" if preset.reduce_range else "8bit"
+        return None
 
     def cannot_build(self, source: ModelSource) -> str | None:
         """No converter to ONNX from a ``.tflite`` file or an OpenVINO IR is installed with edgekit."""

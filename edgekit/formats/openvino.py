@@ -29,6 +29,7 @@ from edgekit.artifacts import atomic_path
 from edgekit.errors import ConfigError, ExportError, SourceError, require
 from edgekit.formats.base import BuildContext, BuildOutput, FormatOptions, own_options, verify
 from edgekit.quantization.openvino import OvInt8Options, OvWeightOptions
+from edgekit.quantization.presets import int8_kernels_saturate
 from edgekit.runtimes.base import RuntimeOptions
 from edgekit.runtimes.openvino import OpenVinoRuntime, ov_message, read_model, telemetry_off
 from edgekit.types import Format, Precision
@@ -158,6 +159,14 @@ class OpenVinoAdapter:
 
     def file_name(self, precision: Precision) -> str:
         return f"model.{precision.value}.xml"
+
+    def recipe_family(self, precision: Precision, options: object, isa_preset: str) -> str | None:
+        """Static int8 depends on the ISA family through NNCF's overflow fix (7-bit weights where u8 x s8 kernels
+        saturate, :mod:`edgekit.variants`); a fixed ``overflow_fix`` option and the other precisions do not."""
+        o = own_options(self, options, OpenVinoOptions)
+        if precision is not Precision.INT8 or o.int8.overflow_fix != "auto":
+            return None
+        return "overflow-fix" if int8_kernels_saturate(isa_preset) else "full-range"
 
     def build(self, precision: Precision, ctx: BuildContext, out_path: Path) -> BuildOutput:
         options = own_options(self, ctx.options, OpenVinoOptions)

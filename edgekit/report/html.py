@@ -286,7 +286,9 @@ def _results(result: RunResult) -> str:
             f" ({0.0 - drop:+.1f})" if drop is not None else "")
         cos = DASH if m is None or m.cosine_mean is None else f"{m.cosine_mean:.4f} / {m.cosine_min or 0.0:.4f}"
         size = artifact_size(r.artifact)
-        status = r.status + (f" on {r.host}" if r.host else "") + (f": {r.reason}" if r.reason else "")
+        status = (r.status + (f" on {r.host}" if r.host else "")
+                  + (f" (accuracy on {r.accuracy_from})" if r.accuracy_from else "")
+                  + (f": {r.reason}" if r.reason else ""))
         body.append([r.artifact.name, r.artifact.precision.value, _num(None if size is None else size / 2**20, ".3f"),
                      r.target, r.runtime, acc, cos, _num(_p50(r), ".3f"), _num(b.stats.p90_ms if b else None, ".3f"),
                      _num(speed[i], ".2f"), _num(b.peak_rss_mb if b else None, ".0f"), status])

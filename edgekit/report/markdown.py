@@ -111,6 +111,7 @@ def _size_mib(row: Row) -> str:
 
 def _status(row: Row) -> str:
     text = row.status + (f" on {row.host}" if row.host else "")
+    text += f" (accuracy on {row.accuracy_from})" if row.accuracy_from else ""
     return text + (f": {row.reason}" if row.reason else "")
 
 

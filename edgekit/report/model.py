@@ -76,6 +76,7 @@ def row_dict(row: Row, speedup: float | None) -> dict[str, Any]:
         "kind": row.kind,
         "reason": row.reason,
         "host": row.host,
+        "accuracy_from": row.accuracy_from or "build machine",
         "metrics": jsonable(row.metrics.to_dict()) if row.metrics is not None else None,
         "bench": jsonable(row.bench.to_dict()) if row.bench is not None else None,
         "speedup_vs_fp32": speedup,

@@ -55,12 +55,7 @@ def speedups(rows: Sequence[Row]) -> dict[int, float | None]:
 
 def budget_failures(row: Row, budget: AccuracyBudget) -> list[str]:
     """Why ``row``'s metrics are outside ``budget`` (empty when within it, or a note when unvalidated)."""
-    m = row.metrics
-    if m is None:
-        return ["not validated: no accuracy metrics to check against the budget"]
-    # one rule set (budget.governs) shared with the int8 search: each line names the rule that refused; outputs a
-    # cosine does not fit (binary scores, regressions) are judged by their own metric, each line naming the output
-    return budget.failures(m.cosine_mean, m.accuracy_drop_points) + budget.output_failures(m)
+    return budget.metrics_failures(row.metrics)
 
 
 def describe(row: Row, speedup: float | None) -> str:
@@ -112,6 +107,15 @@ def recommend(rows: Sequence[Row], budget: AccuracyBudget) -> tuple[Recommendati
     recs: list[Recommendation] = []
     for (target, runtime), idx in _group(rows).items():
         if not any(rows[i].status in MEASURED for i in idx):
+            checked = [i for i in idx if rows[i].status == "validated-remote"]
+            if checked:  # an emulated board: accuracy on its kernels, no speed to choose by
+                ok = [rows[i].artifact.name for i in checked if not budget_failures(rows[i], budget)]
+                recs.append(Recommendation(
+                    target=target, runtime=runtime, artifact=None,
+                    reason="no speed measured (emulated board): within budget on its kernels: "
+                           + (", ".join(ok) if ok else "none"),
+                    rejected=tuple(f"{rows[i].artifact.name}: " + "; ".join(budget_failures(rows[i], budget))
+                                   for i in checked if budget_failures(rows[i], budget))))
             continue
         eligible: list[int] = []
         excluded: dict[int, list[str]] = {}

@@ -43,6 +43,7 @@ from edgekit.executors.ssh import (
     run_one,
 )
 from edgekit.runtimes.base import RuntimeOptions
+from edgekit.targets import load_target
 from edgekit.types import Format, IOSpec, Precision, TensorSpec
 
 pytest.importorskip("asyncssh")
@@ -428,8 +429,6 @@ def test_parse_host_and_inventory(tmp_path: Path) -> None:
 
 
 def test_ssh_target_without_host_is_not_available(model: tuple[Artifact, Path]) -> None:
-    from edgekit.targets import load_target
-
     art, _ = model
     feeds = make_feeds(2, SIZE)
     jobs = plan_jobs(load_target("raspberry-pi-5"), [art])
@@ -542,11 +541,24 @@ def test_cli_run_on_raspberry_pi_5_over_ssh_matches_local_rows(ssh_env: SshEnv, 
     local = [r for r in rows if r["target"] == "local-cpu" and r["runtime"] == "onnxruntime"]
     remote = [r for r in rows if r["target"] == "raspberry-pi-5"]
     assert len(local) == len(remote) == 2
-    assert all(r["status"] == "measured-remote" and r["host"] == f"{s.user}@127.0.0.1:{s.port}" for r in remote)
+    label = f"{s.user}@127.0.0.1:{s.port}"
+    assert all(r["status"] == "measured-remote" and r["host"] == label for r in remote)
     assert [sorted(r) for r in remote] == [sorted(r) for r in local]  # the same row shape
+    # per-target recipes: this x86 machine's int8 and the Pi's (arm64: s8 x s8) are two builds, each target
+    # gets its own; fp32 is one build for both
+    local_family = load_target("local-cpu").int8_preset
+    assert [r["artifact"] for r in local] == ["model.fp32.onnx", f"model.int8-{local_family}.onnx"]
+    assert [r["artifact"] for r in remote] == ["model.fp32.onnx", "model.int8-arm64.onnx"]
+    arm = next(a for a in report["artifacts"] if a["name"] == "model.int8-arm64.onnx")
+    assert arm["recipe"]["isa_recipe"] == "arm64" and arm["settings"]["activation_type"] == "int8"
+    # the board's rows carry the board's own validation (here the "board" is this machine's Python: the fp32
+    # numbers equal the local ones), and say whose kernels computed them
+    assert all(r["accuracy_from"].startswith(label) for r in remote)
+    assert all(r["accuracy_from"] == "build machine" for r in local)
+    assert remote[0]["metrics"] == local[0]["metrics"]
     for lr, rr in zip(local, remote, strict=True):
-        assert rr["artifact"] == lr["artifact"] and rr["metrics"] == lr["metrics"]
         assert sorted(rr["bench"]) == sorted(lr["bench"]) if isinstance(lr["bench"], dict) else True
+    assert any(n.startswith("int8 recipe of raspberry-pi-5 (aarch64") and "arm64" in n for n in report["notes"])
     # the --host applies to every ssh target of the run: raspberry-pi-4 measured on the same host
     assert {r["status"] for r in rows if r["target"] == "raspberry-pi-4" and r["runtime"] == "onnxruntime"} == {
         "measured-remote"}

@@ -1,0 +1,93 @@
+"""Per-target recipes (edgekit.variants): one build per distinct recipe family among the targets that take a
+format+precision, named after its family only where there are several; each target is given its own."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from edgekit.artifacts import Artifact
+from edgekit.formats.onnx import OnnxAdapter, OnnxOptions
+from edgekit.formats.openvino import OpenVinoAdapter, OpenVinoOptions
+from edgekit.quantization.onnx import StaticInt8Options
+from edgekit.registry import get_format
+from edgekit.targets import Target, load_target
+from edgekit.types import Format, IOSpec, Precision, TensorSpec
+from edgekit.variants import Variant, artifacts_for, plan_variants, recipe_notes
+
+
+def _x86(isa: tuple[str, ...], name: str = "local-cpu") -> Target:
+    return dataclasses.replace(load_target("local-cpu"), name=name, arch="x86_64", isa=isa)
+
+
+VNNI = _x86(("avx2", "avx512f", "avx512_vnni"))
+AVX2 = _x86(("avx2",), name="intel-cpu")
+PI5 = load_target("raspberry-pi-5")
+PI4 = load_target("raspberry-pi-4")
+
+
+def _plan(fmt: Format, prec: Precision, targets: list[Target], options: object | None = None) -> list[Variant]:
+    from edgekit.pipeline import RunOptions
+
+    adapter = get_format(fmt.value)
+    own = options if options is not None else adapter.options_from(RunOptions().format_options)
+    return plan_variants(fmt, prec, targets, adapter, own, "generic")
+
+
+def test_x86_and_arm_targets_get_one_onnx_int8_build_each_and_the_two_pis_share_one() -> None:
+    plan = _plan(Format.ONNX, Precision.INT8, [VNNI, PI5, PI4])
+    assert [(v.family, v.targets, v.named) for v in plan] == [
+        ("vnni", ("local-cpu",), True), ("arm64", ("raspberry-pi-5", "raspberry-pi-4"), True)]
+    assert [v.file_name("model.int8.onnx") for v in plan] == ["model.int8-vnni.onnx", "model.int8-arm64.onnx"]
+    assert plan[1].isa_preset == "arm64"
+
+
+def test_one_recipe_keeps_the_plain_name() -> None:
+    plan = _plan(Format.ONNX, Precision.INT8, [VNNI])
+    assert [(v.family, v.named, v.file_name("model.int8.onnx")) for v in plan] == [
+        ("vnni", False, "model.int8.onnx")]
+    # a run with only the Pi gets the Pi's recipe (was: 'generic', the ISA its target file declares ignored)
+    assert [v.family for v in _plan(Format.ONNX, Precision.INT8, [PI5])] == ["arm64"]
+
+
+def test_builds_that_do_not_depend_on_the_isa_are_shared() -> None:
+    for fmt, prec in ((Format.ONNX, Precision.FP16), (Format.TFLITE, Precision.INT8),
+                      (Format.TFLITE, Precision.FP16)):
+        plan = _plan(fmt, prec, [VNNI, PI5])
+        assert [(v.family, v.named) for v in plan] == [(None, False)], (fmt, prec)
+        assert set(plan[0].targets) == {"local-cpu", "raspberry-pi-5"}
+    # a fixed --int8-preset is the same recipe for every target: one build
+    fixed = OnnxOptions(static_int8=StaticInt8Options(preset="ort-default"))
+    assert [v.family for v in _plan(Format.ONNX, Precision.INT8, [VNNI, PI5], fixed)] == ["ort-default"]
+
+
+def test_openvino_int8_differs_only_by_the_overflow_fix_and_only_for_targets_with_openvino() -> None:
+    plan = _plan(Format.OPENVINO, Precision.INT8, [VNNI, AVX2, PI5])
+    assert [(v.family, v.targets) for v in plan] == [("full-range", ("local-cpu",)),
+                                                       ("overflow-fix", ("intel-cpu",))]
+    fixed = OpenVinoOptions(int8=dataclasses.replace(OpenVinoOptions().int8, overflow_fix="disable"))
+    assert [v.family for v in _plan(Format.OPENVINO, Precision.INT8, [VNNI, AVX2], fixed)] == [None]
+    assert isinstance(get_format("onnx"), OnnxAdapter) and isinstance(get_format("openvino"), OpenVinoAdapter)
+
+
+def test_each_target_is_given_only_its_own_variant() -> None:
+    io = IOSpec((TensorSpec("x", (1, 4), "float32"),), (TensorSpec("y", (1, 2), "float32"),))
+
+    def art(name: str, prec: Precision) -> Artifact:
+        return Artifact(path=Path(name), format=Format.ONNX, precision=prec, io=io, sha256="0" * 64)
+
+    arts = [art("model.fp32.onnx", Precision.FP32), art("model.int8-vnni.onnx", Precision.INT8),
+            art("model.int8-arm64.onnx", Precision.INT8)]
+    assigned = {"model.int8-vnni.onnx": ("local-cpu",), "model.int8-arm64.onnx": ("raspberry-pi-5",)}
+    assert [a.name for a in artifacts_for(VNNI, arts, assigned)] == ["model.fp32.onnx", "model.int8-vnni.onnx"]
+    assert [a.name for a in artifacts_for(PI5, arts, assigned)] == ["model.fp32.onnx", "model.int8-arm64.onnx"]
+
+
+def test_the_report_line_names_the_target_its_isa_and_why() -> None:
+    from edgekit.quantization.presets import PRESETS
+
+    plan = _plan(Format.ONNX, Precision.INT8, [VNNI, PI5])
+    lines = recipe_notes(plan, [VNNI, PI5], {n: p.why for n, p in PRESETS.items()})
+    assert len(lines) == 2
+    assert lines[1].startswith("int8 recipe of raspberry-pi-5 (aarch64; neon, asimddp): ISA family 'arm64'")
+    assert "onnx int8: arm64 (own build)" in lines[1] and "s8 x s8" in lines[1]
