@@ -172,7 +172,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--formats", help="comma list of onnx,openvino,tflite; run: default every installed format; "
                                      "export/quantize: default onnx")
     p.add_argument("--precisions", help="comma list of fp32,fp16,int8,int8-dynamic,int8-weights (OpenVINO's "
-                                        "weight-only int8); default depends on the task")
+                                        "weight-only int8),bf16 (OpenVINO on AVX-512 BF16 / AMX CPUs); default "
+                                        "depends on the task and the targets")
     p.add_argument("--threads", type=int, help="threads for validation and benchmarks (default: the target's)")
     p.add_argument("--max-drop", type=float, default=1.0, help="accuracy budget: max points lost (default 1.0)")
     p.add_argument("--min-cosine", type=float, default=0.99, help="accuracy budget: min mean cosine (0.99)")
@@ -398,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_args(p)
     _add_run_args(p)
     p.add_argument("--precision", required=True, help="fp16 | int8 | int8-dynamic (ONNX, TFLite) | "
-                                                      "int8-weights (OpenVINO)")
+                                                      "int8-weights | bf16 (OpenVINO)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_quantize)
     p = sub.add_parser("validate", help="compare an artifact with its source on held-out items")

@@ -184,8 +184,8 @@ def _refuse_conflicts(args: argparse.Namespace) -> None:
     if _given(args, "command") != "quantize" or not isinstance(precision, str):
         return
     if precision.strip().lower() == "fp32":
-        _refuse("--precision", "fp32 is not a quantized precision", precision, "fp16, int8, int8-dynamic or "
-                "int8-weights", "edgekit export builds the fp32 artifacts")
+        _refuse("--precision", "fp32 is not a quantized precision", precision, "fp16, int8, int8-dynamic, "
+                "int8-weights or bf16", "edgekit export builds the fp32 artifacts")
     from edgekit.errors import MissingDependencyError
     from edgekit.registry import get_format
     from edgekit.types import Precision

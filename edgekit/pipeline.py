@@ -88,8 +88,9 @@ def default_precisions(task: Task) -> tuple[Precision, ...]:
     """Precisions built when the user names none: dynamic-range and weight-only int8 only where they suit
     (transformers); each format builds those of them it has (:func:`run`)."""
     if task in (Task.TEXT_CLASSIFICATION, Task.FEATURE_EXTRACTION):
-        return (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8_WEIGHTS, Precision.INT8)
-    return (Precision.FP32, Precision.FP16, Precision.INT8)
+        return (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8_WEIGHTS, Precision.INT8,
+                Precision.BF16)
+    return (Precision.FP32, Precision.FP16, Precision.INT8, Precision.BF16)
 
 
 def canonical_first(formats: Iterable[Format]) -> tuple[Format, ...]:
@@ -344,9 +345,16 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
     check_data(ds, source, options)
     preflight.check_same_model(art_dir, source, out, progress)
     precisions = options.precisions or default_precisions(source.task)
+    notes: list[str] = []
+    if options.precisions is None and Precision.BF16 in precisions:  # only where some target computes bf16
+        wanting = [t for t in targets if any(Precision.BF16 in r.precisions for r in t.runtimes)]
+        if not any(t.has_bf16 for t in wanting):
+            precisions = tuple(p for p in precisions if p is not Precision.BF16)
+            notes.append("bf16 not built: not available here: " + ("; ".join(
+                f"{t.name} has no AVX-512 BF16 / AMX-BF16 (its ISA: {', '.join(t.isa) or 'none declared'})"
+                for t in wanting) or "no target of the run runs bf16"))
     local = next((t for t in targets if runs_here(t.access)), None)  # the first target on this machine
     isa_preset = local.int8_preset if local else targets[0].int8_preset if targets else "generic"
-    notes: list[str] = []
     variants: list[Variant] = []  # every build that depends on a target's ISA: one per distinct recipe
     assigned: dict[str, tuple[str, ...]] = {}  # named variant -> the targets it is for
     if Precision.INT8 in precisions:  # is the calibration set big and varied enough (edgekit.calibration_check)

@@ -52,6 +52,11 @@ class Target:
         return next((r for r in self.runtimes if r.name == name), None)
 
     @property
+    def has_bf16(self) -> bool:
+        """Whether the target's CPU computes bfloat16 natively (AVX-512 BF16 or AMX-BF16, as declared or read)."""
+        return bool(set(self.isa) & {"avx512_bf16", "amx_bf16"})
+
+    @property
     def int8_preset(self) -> str:
         """The int8 recipe family that suits this target's ISA (like optimum's avx2/avx512_vnni/arm64)."""
         isa = set(self.isa)

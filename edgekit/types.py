@@ -54,7 +54,9 @@ class Precision(_NamedEnum):
     ``int8`` is static: weights and activations int8, activation ranges calibrated. ``int8-dynamic`` has int8
     weights and activations quantized at run time from their observed range (ONNX Runtime, TFLite).
     ``int8-weights`` is weight-only: int8 weights, float activations (OpenVINO ``nncf.compress_weights``).
-    The three are different numerics and are never compared as one precision.
+    The three are different numerics and are never compared as one precision. ``bf16``: fp32 weights computed
+    in bfloat16 by a runtime whose hardware has it (OpenVINO's CPU plugin on AVX-512 BF16 / AMX), the precision
+    recorded in the artifact itself.
     """
 
     FP32 = "fp32"
@@ -62,6 +64,7 @@ class Precision(_NamedEnum):
     INT8 = "int8"
     INT8_DYNAMIC = "int8-dynamic"
     INT8_WEIGHTS = "int8-weights"
+    BF16 = "bf16"
 
 
 class Task(_NamedEnum):

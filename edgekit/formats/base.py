@@ -44,6 +44,7 @@ class Tolerance:
 TOLERANCES: dict[Precision, Tolerance] = {
     Precision.FP32: Tolerance(atol=1e-3, rtol=1e-3, min_cosine=0.9999),
     Precision.FP16: Tolerance(atol=1e-2, rtol=2e-2, min_cosine=0.999),
+    Precision.BF16: Tolerance(atol=5e-2, rtol=5e-2, min_cosine=0.995),  # 8 mantissa bits (fp16: 11)
 }
 
 

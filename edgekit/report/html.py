@@ -31,7 +31,7 @@ HTML_NAME = "report.html"
 
 #: Fill colours (also what the browser test looks for in the screenshot).
 PRECISION_COLOURS = {"fp32": "#1f77b4", "fp16": "#ff7f0e", "int8": "#2ca02c", "int8-dynamic": "#9467bd",
-                     "int8-weights": "#8c564b"}
+                     "int8-weights": "#8c564b", "bf16": "#e377c2"}
 OTHER_COLOUR = "#e377c2"
 OVER_BUDGET = "#b4b4b4"
 FRONT = "#d62728"

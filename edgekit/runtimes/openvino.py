@@ -129,6 +129,28 @@ def read_model(core: Any, path: Path) -> Any:
                                        "version does not support: rebuild it") from exc
 
 
+#: Where an IR records the CPU inference precision it was built for (OpenVINO reads ``runtime_options`` from the
+#: model's rt_info at compile time, so a plain OpenVINO user gets the same precision): edgekit's bf16 artifacts.
+RT_PRECISION = ("runtime_options", "INFERENCE_PRECISION_HINT")
+#: The CPU plugin's OPTIMIZATION_CAPABILITIES entry each recorded precision needs.
+NEEDS_CAPABILITY = {"bf16": "BF16", "f16": "FP16"}
+
+
+def recorded_precision(model: Any) -> str | None:
+    """The CPU inference precision an IR records for itself (``bf16``), or None (run as the runtime says)."""
+    try:
+        return str(model.get_rt_info(list(RT_PRECISION)).astype(str)) if model.has_rt_info(list(RT_PRECISION)) \
+            else None
+    except Exception:
+        return None
+
+
+def cpu_capabilities() -> tuple[str, ...]:
+    """The CPU plugin's OPTIMIZATION_CAPABILITIES on this machine (``BF16`` where AVX-512 BF16 / AMX exist)."""
+    ov = require("openvino", "openvino", "the OpenVINO runtime")
+    return tuple(str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
 def available_devices() -> tuple[str, ...]:
     """Devices OpenVINO sees on this machine (``CPU``, ``GPU.0``, ``NPU`` ...)."""
     ov = require("openvino", "openvino", "the OpenVINO runtime")
@@ -245,7 +267,17 @@ class OpenVinoRuntime:
         config: dict[str, Any] = {"PERFORMANCE_HINT": self.config.hint}
         if options.threads and device.startswith(("CPU", "AUTO")):
             config["INFERENCE_NUM_THREADS"] = int(options.threads)
-        if device == "CPU" and self.config.cpu_precision != "default":
+        own = recorded_precision(model)
+        if device == "CPU" and own is not None:  # the artifact's own precision (bf16): never quietly run in f32
+            need = NEEDS_CAPABILITY.get(own)
+            caps = tuple(str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+            if need is not None and need not in caps:
+                raise DeviceUnavailableError(
+                    f"this CPU cannot run {own}: OpenVINO's CPU plugin reports no {need} capability "
+                    f"(it has {', '.join(caps)})", where=str(path),
+                    hint=f"{own} needs AVX-512 BF16 or AMX on x86; use the fp32/int8 artifacts here")
+            config["INFERENCE_PRECISION_HINT"] = own
+        elif device == "CPU" and self.config.cpu_precision != "default":
             config["INFERENCE_PRECISION_HINT"] = self.config.cpu_precision
         if self.config.streams is not None:
             config["NUM_STREAMS"] = int(self.config.streams)
