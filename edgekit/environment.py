@@ -122,6 +122,20 @@ def _physical_cores(blocks: list[dict[str, str]]) -> int | None:
     return len(topo) or None
 
 
+def _core_types(blocks: list[dict[str, str]]) -> dict[str, str] | None:
+    """Which CPUs are which kind where a machine mixes them (None on a uniform one): Intel hybrid parts list
+    their performance / efficient cores under ``/sys/devices/cpu_core`` and ``cpu_atom``; Arm big.LITTLE shows
+    different ``CPU part`` numbers per processor in /proc/cpuinfo. Timings depend on which kind ran them."""
+    core, atom = _read("/sys/devices/cpu_core/cpus"), _read("/sys/devices/cpu_atom/cpus")
+    if core and atom:
+        return {"performance": core, "efficient": atom}
+    parts: dict[str, list[str]] = {}
+    for block in blocks:
+        if "CPU part" in block and "processor" in block:
+            parts.setdefault(f"part {block['CPU part']}", []).append(block["processor"])
+    return {k: ",".join(v) for k, v in parts.items()} if len(parts) > 1 else None
+
+
 def _cpu(env: dict[str, Any]) -> None:
     blocks = _cpuinfo()
     model = _cpu_model(blocks)
@@ -145,6 +159,9 @@ def _cpu(env: dict[str, Any]) -> None:
         value = _read(cpufreq / name)
         if value:
             env[key] = int(value) if value.isdigit() else value
+    types = _core_types(blocks)
+    if types:
+        env["core_types"] = types
     board = _read("/proc/device-tree/model")
     if board:
         env["board_model"] = board.rstrip("\x00")

@@ -18,7 +18,8 @@ from edgekit.resources import bundled_dir
 from edgekit.types import Precision
 
 ISA_FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8",
-                "neon", "asimddp", "i8mm", "sve")
+                "avx512_bf16", "amx_bf16", "avx512_fp16", "amx_fp16",
+                "neon", "asimddp", "asimdhp", "i8mm", "sve")
 
 
 @dataclass(frozen=True)

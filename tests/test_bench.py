@@ -195,3 +195,19 @@ def test_environment_has_cpu_and_runtime_versions() -> None:
 def test_environment_reads_thread_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert environment()["thread_env"]["OMP_NUM_THREADS"] == "3"
+
+
+def test_core_types_are_recorded_where_a_machine_mixes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """big.LITTLE: different CPU part numbers per processor (a 2+2 cpuinfo as an RK3399-like board shows it);
+    a uniform machine records none. (The Intel-hybrid sysfs lists are read as they are; not on this VM.)"""
+    from edgekit import environment as env_module
+    from edgekit.environment import _core_types
+
+    monkeypatch.setattr(env_module, "_read", lambda _path: None)
+
+    def block(n: int, part: str) -> dict[str, str]:
+        return {"processor": str(n), "CPU implementer": "0x41", "CPU part": part}
+
+    mixed = [block(0, "0xd03"), block(1, "0xd03"), block(2, "0xd08"), block(3, "0xd08")]
+    assert _core_types(mixed) == {"part 0xd03": "0,1", "part 0xd08": "2,3"}
+    assert _core_types([block(0, "0xd0b"), block(1, "0xd0b")]) is None

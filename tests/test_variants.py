@@ -89,5 +89,6 @@ def test_the_report_line_names_the_target_its_isa_and_why() -> None:
     plan = _plan(Format.ONNX, Precision.INT8, [VNNI, PI5])
     lines = recipe_notes(plan, [VNNI, PI5], {n: p.why for n, p in PRESETS.items()})
     assert len(lines) == 2
-    assert lines[1].startswith("int8 recipe of raspberry-pi-5 (aarch64; neon, asimddp): ISA family 'arm64'")
+    assert lines[1].startswith("int8 recipe of raspberry-pi-5 (aarch64; neon, asimddp, asimdhp): ISA family "
+                               "'arm64'")
     assert "onnx int8: arm64 (own build)" in lines[1] and "s8 x s8" in lines[1]

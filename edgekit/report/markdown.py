@@ -190,13 +190,22 @@ def _budget(result: RunResult) -> list[str]:
             f"{100.0 * b.max_sequence_error:g}%."]
 
 
+def _build_kernels(result: RunResult) -> str:
+    """'this machine's kernels (CPU, machine)': whose kernels computed the accuracy of local and estimated rows."""
+    env = result.environment or {}
+    what = ", ".join(str(v) for v in (env.get("cpu_model"), env.get("machine")) if v)
+    return "this machine's kernels" + (f" ({what})" if what else "")
+
+
 def _results(result: RunResult) -> list[str]:
     speed = speedups(result.rows)
     lines = ["## Results", "",
              "One row per artifact × target × runtime. Accuracy is on the held-out items with the change "
              "vs the source in points; agreement, cosine and max-abs compare outputs with the source; "
              "`vs fp32` is the p50 speed-up over the fp32 artifact of the same format on the same target "
-             "and runtime. Compiler estimates are listed apart, under Compiler estimates.", ""]
+             "and runtime. Compiler estimates are listed apart, under Compiler estimates. "
+             f"Accuracy comes from {_build_kernels(result)} unless a row's status says whose kernels "
+             "computed it (a board's: \"accuracy on ...\").", ""]
     shown = [(i, r) for i, r in enumerate(result.rows) if not r.is_estimate]
     if not shown:
         return [*lines, "No artifact was validated or benchmarked."]
