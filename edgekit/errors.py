@@ -240,3 +240,16 @@ def require(module: str, extra: str | None, purpose: str) -> Any:
             where=module,
             hint=install_hint(extra, module),
         ) from exc
+
+
+def not_found_hint(path: object) -> str:
+    """The hint of a "file not found": where it was looked for (a relative path is resolved from the current
+    folder, which is often not the one the user thinks of)."""
+    from pathlib import Path
+
+    p = Path(str(path))
+    where = p if p.is_absolute() else Path.cwd() / p
+    parent = next((q for q in where.parents if q.is_dir()), None)
+    near = "" if parent is None or parent == where.parent else f"; the nearest folder that exists is {parent}"
+    return f"no file at {where}: check the path{near}"
+

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import CalibrationError, QuantizationError, first_line, require
+from edgekit.errors import CalibrationError, QuantizationError, first_line, not_found_hint, require
 from edgekit.quantization.calibration import ChunkReader, Feeds, FeedStream, PeakRss
 
 HISTOGRAM_CHUNK_BYTES = 256 << 20  # activations held at once by the entropy / percentile calibrators
@@ -45,7 +45,8 @@ def load_model(path: Path) -> Any:
     """Load an ONNX model or raise :class:`QuantizationError` naming the file."""
     onnx = require("onnx", None, "quantizing ONNX models")
     if not Path(path).is_file():
-        raise QuantizationError("model file not found", where=str(path), hint="export the fp32 model first")
+        raise QuantizationError("model file not found", where=str(path),
+                                hint=not_found_hint(path) + "; export the fp32 model first")
     try:
         model = onnx.load(str(path))
     except Exception as exc:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import MissingDependencyError, RuntimeAdapterError
+from edgekit.errors import MissingDependencyError, RuntimeAdapterError, not_found_hint
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -45,7 +45,7 @@ def check_tflite_file(path: Path) -> None:
     """Raise :class:`RuntimeAdapterError` unless ``path`` is a readable TFLite flatbuffer."""
     p = Path(path)
     if not p.is_file():
-        raise RuntimeAdapterError("model file not found", where=str(p))
+        raise RuntimeAdapterError("model file not found", where=str(p), hint=not_found_hint(p))
     with open(p, "rb") as fh:
         head = fh.read(8)
     if len(head) < 8 or head[4:8] != _FLATBUFFER_ID:

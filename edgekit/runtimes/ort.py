@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import DeviceUnavailableError, RuntimeAdapterError, first_line, require
+from edgekit.errors import DeviceUnavailableError, RuntimeAdapterError, first_line, not_found_hint, require
 from edgekit.runtimes.base import RuntimeOptions
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -81,7 +81,7 @@ class OrtRuntime:
                 where=str(path), expected=", ".join(sorted(available)), got=list(providers),
                 hint="install an onnxruntime build with that provider or change the target's providers")
         if not Path(path).exists():
-            raise RuntimeAdapterError("model file not found", where=str(path))
+            raise RuntimeAdapterError("model file not found", where=str(path), hint=not_found_hint(path))
         try:
             sess = ort.InferenceSession(str(path), sess_options=so, providers=usable)
         except Exception as exc:

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgekit.artifacts import sha256_file
 from edgekit.data import ImagePreprocess, Preprocess
-from edgekit.errors import SourceError, first_line, require
+from edgekit.errors import SourceError, first_line, not_found_hint, require
 from edgekit.sources.base import ModelSource, apply_image_options
 from edgekit.types import IOSpec, Task, TensorSpec
 
@@ -39,7 +39,7 @@ def check_onnx_file(path: Path) -> Any:
     """Load and check an ONNX file; missing, truncated or corrupt files raise :class:`SourceError`."""
     onnx = require("onnx", None, "reading ONNX files")
     if not path.is_file():
-        raise SourceError("model file not found", where=str(path))
+        raise SourceError("model file not found", where=str(path), hint=not_found_hint(path))
     if path.stat().st_size == 0:
         raise SourceError("model file is empty", where=str(path), hint="re-export or re-download the model")
     try:

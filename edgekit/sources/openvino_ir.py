@@ -16,7 +16,7 @@ import numpy as np
 
 from edgekit.artifacts import sha256_file
 from edgekit.data import ImagePreprocess, Preprocess
-from edgekit.errors import EdgekitError, SourceError, require
+from edgekit.errors import EdgekitError, SourceError, not_found_hint, require
 from edgekit.layout import to_layout
 from edgekit.sources.base import ModelSource, apply_image_options
 from edgekit.sources.tflite_file import as_nchw, nhwc_image
@@ -41,7 +41,7 @@ def load_openvino_ir(path: Path, *, task: Task | str = Task.GENERIC,
     """An OpenVINO IR as a source (see the module docstring). A missing ``.bin`` is one :class:`SourceError`."""
     path = Path(path)
     if not path.is_file():
-        raise SourceError("model file not found", where=str(path))
+        raise SourceError("model file not found", where=str(path), hint=not_found_hint(path))
     weights = path.with_suffix(".bin")
     if not weights.is_file():
         raise SourceError("the OpenVINO IR's weights file is missing", where=str(weights),

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgekit.artifacts import sha256_file
 from edgekit.data import ImagePreprocess, Preprocess
-from edgekit.errors import EdgekitError, SourceError, first_line, require
+from edgekit.errors import EdgekitError, SourceError, first_line, not_found_hint, require
 from edgekit.layout import to_layout
 from edgekit.sources.base import ModelSource, apply_image_options
 from edgekit.types import Dim, IOSpec, Task, TensorSpec
@@ -36,7 +36,7 @@ def custom_ops(path: Path) -> tuple[str, ...]:
 
 def _check_file(path: Path) -> None:
     if not path.is_file():
-        raise SourceError("model file not found", where=str(path))
+        raise SourceError("model file not found", where=str(path), hint=not_found_hint(path))
     with open(path, "rb") as fh:
         head = fh.read(8)
     if len(head) < 8 or head[4:8] != b"TFL3":
