@@ -314,13 +314,28 @@ def parse_agent_output(stdout: str | bytes | None, stderr: str | bytes | None, s
     return result
 
 
-async def run_remote_job(conn: Any, spec: HostSpec, job: RemoteJob) -> dict[str, Any]:
-    """Run one agent job on an open connection: temp dir, push, run, parse, fetch, clean up."""
+async def _make_run_dir(conn: Any, spec: HostSpec) -> str:
     made = await run_command(conn, mktemp_command(spec), spec.connect_timeout + 15.0, "mktemp", spec)
     run_dir = str(made.stdout or "").strip()
     if made.exit_status != 0 or not run_dir.startswith("/") or "\n" in run_dir:
         raise RemoteError(f"cannot create a temp dir on {spec.label}: {_tail(made.stderr) or run_dir or 'no output'}",
                           where=spec.remote_tmp or "$TMPDIR", hint="set a writable remote_tmp with free space")
+    return run_dir
+
+
+async def run_managed(conn: Any, spec: HostSpec, argv: Sequence[str], timeout: float, what: str) -> Any:
+    """Run ``argv`` on the board the way the agent runs: in a temp dir, in a process group of its own, killed and
+    removed on every way out (done, error, time-out, Ctrl-C). For commands that run the board's Python."""
+    run_dir = await _make_run_dir(conn, spec)
+    try:
+        return await run_command(conn, launch_command(run_dir, argv), timeout, what, spec)
+    finally:
+        await _cleanup(conn, run_dir)
+
+
+async def run_remote_job(conn: Any, spec: HostSpec, job: RemoteJob) -> dict[str, Any]:
+    """Run one agent job on an open connection: temp dir, push, run, parse, fetch, clean up."""
+    run_dir = await _make_run_dir(conn, spec)
     try:
         await _push(conn, spec, run_dir, job)
         proc = await run_command(conn, launch_command(run_dir, agent_command(spec, run_dir)), spec.run_timeout,
@@ -385,8 +400,8 @@ async def probe_board(conn: Any, spec: HostSpec, modules: Sequence[str]) -> dict
     its shell's ``uname -m`` says (``shell_machine``). ``emulated`` is True when they differ: the Python is an
     emulated one (qemu-user: an aarch64 Python on an x86 host), whose kernels are the emulated ISA's but whose
     timings are not the board's speed."""
-    proc = await run_command(conn, [spec.python, "-c", _PROBE, *modules], spec.connect_timeout + 60.0, "the probe",
-                             spec)
+    proc = await run_managed(conn, spec, [spec.python, "-c", _PROBE, *modules], spec.connect_timeout + 60.0,
+                             "the probe")
     try:
         data: dict[str, Any] = json.loads(str(proc.stdout).strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError) as exc:

@@ -1,24 +1,21 @@
 """The SSH executor and the fleet against REAL sshd processes on loopback high ports.
 
 Each server is Debian's ``/usr/sbin/sshd -D -e -f <private config>`` with a throw-away host key and an
-authorized client key in a temp dir; the remote Python is this venv's interpreter (numpy + onnxruntime).
+authorized client key in a temp dir (tests/ssh_helpers.py); the remote Python is this venv's interpreter (numpy +
+onnxruntime). The emulated aarch64 board's tests are in test_arm_board.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import getpass
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,124 +46,11 @@ from edgekit.types import Format, IOSpec, Precision, TensorSpec
 pytest.importorskip("asyncssh")
 pytest.importorskip("onnxruntime")
 from onnx_helpers import make_feeds, make_model
+from ssh_helpers import SshEnv, descendants, free_port, keygen, needs_sshd, running_sshd
 
-SSHD = Path("/usr/sbin/sshd")
-pytestmark = pytest.mark.skipif(not SSHD.exists() or not Path("/usr/bin/ssh-keygen").exists(),
-                                reason="openssh-server missing: run `make setup` as root (installs it)")
+pytestmark = needs_sshd
 SIZE = 64
 FAST = BenchOptions(threads=1, warmup_runs=2, min_runs=10, min_seconds=0.2, memory_pass=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (by /proc ppid), deepest last."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-@dataclass
-class Sshd:
-    """One running sshd: its port, process and the host key line for known_hosts."""
-
-    port: int
-    proc: subprocess.Popen[bytes]
-    host_pub: str
-    log: Path
-
-    def kill_all(self) -> None:
-        """Kill the daemon and every session below it (the board 'dies')."""
-        for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-
-def _keygen(path: Path) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    return path.with_suffix(".pub").read_text().strip()
-
-
-def start_sshd(folder: Path, name: str, client_pub: str) -> Sshd:
-    if os.geteuid() == 0:
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    host_pub = _keygen(folder / f"{name}_host")
-    (folder / f"{name}_authorized_keys").write_text(client_pub + "\n")
-    port = _free_port()
-    config = folder / f"{name}.conf"
-    config.write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {folder / f'{name}_host'}",
-        f"PidFile {folder / f'{name}.pid'}", f"AuthorizedKeysFile {folder / f'{name}_authorized_keys'}",
-        "StrictModes no", "UsePAM no", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-        "PubkeyAuthentication yes", "PermitRootLogin prohibit-password", "Subsystem sftp internal-sftp",
-        "MaxSessions 20", "MaxStartups 50", "LogLevel ERROR", ""]))
-    log = folder / f"{name}.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"sshd exited: {log.read_text()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return Sshd(port, proc, host_pub, log)
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"sshd did not listen: {log.read_text()}")
-
-
-@dataclass
-class SshEnv:
-    folder: Path
-    key: Path
-    client_pub: str
-    known_hosts: Path
-    servers: dict[str, Sshd]
-
-    def spec(self, server: str, **kw: object) -> HostSpec:
-        base = HostSpec(host="127.0.0.1", user=getpass.getuser(), port=self.servers[server].port, key=self.key,
-                        python=sys.executable, known_hosts=self.known_hosts, connect_timeout=10.0, retries=1,
-                        run_timeout=120.0)
-        return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
-
-    def add(self, name: str) -> Sshd:
-        server = start_sshd(self.folder, name, self.client_pub)
-        self.servers[name] = server
-        with open(self.known_hosts, "a") as fh:
-            fh.write(f"[127.0.0.1]:{server.port} {server.host_pub}\n")
-        return server
-
-
-@contextlib.contextmanager
-def running_sshd(folder: Path, *names: str) -> Iterator[SshEnv]:
-    """One real sshd per name on loopback ports, a throw-away client key and known_hosts in ``folder``;
-    every server is stopped on the way out."""
-    key = folder / "client"
-    env = SshEnv(folder, key, _keygen(key), folder / "known_hosts", {})
-    env.known_hosts.write_text("")
-    try:
-        for name in names:
-            env.add(name)
-        yield env
-    finally:
-        for server in env.servers.values():
-            if server.proc.poll() is None:
-                server.proc.terminate()
-                server.proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -257,7 +141,7 @@ def test_fleet_host_dying_mid_run_keeps_the_other_hosts_results(ssh_env: SshEnv,
     def killer() -> None:  # kill the board once its agent is running
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            for pid in _descendants(doomed.proc.pid):
+            for pid in descendants(doomed.proc.pid):
                 with contextlib.suppress(OSError):
                     if b"edgekit.agent" in Path(f"/proc/{pid}/cmdline").read_bytes():
                         time.sleep(0.5)
@@ -302,7 +186,7 @@ def test_closed_port_is_a_clear_error_after_bounded_retries(ssh_env: SshEnv, mod
     import asyncio
 
     art, feeds = model
-    spec = ssh_env.spec("a", port=_free_port(), retries=2)
+    spec = ssh_env.spec("a", port=free_port(), retries=2)
     t0 = time.monotonic()
     with pytest.raises(RemoteError, match=r"cannot connect to .* after 3 attempt\(s\): .*(refused|Connect)"):
         asyncio.run(run_one(spec, RemoteJob(_job("outputs"), art.path, feeds)))
@@ -415,7 +299,7 @@ def test_parse_host_and_inventory(tmp_path: Path) -> None:
         with pytest.raises(ConfigError):
             parse_host(bad)
     inv = tmp_path / "hosts.toml"
-    _keygen(tmp_path / "id_test")  # a key the inventory names must be a private key file (checked on load)
+    keygen(tmp_path / "id_test")  # a key the inventory names must be a private key file (checked on load)
     inv.write_text('[defaults]\nkey = "id_test"\npython = "/usr/bin/python3"\n'
                    '[[host]]\nname = "kitchen"\naddress = "pi@192.168.1.20"\ntarget = "raspberry-pi-5"\n'
                    '[[host]]\naddress = "nv@jet:2200"\ntarget = "jetson-orin-nano"\nrun_timeout = 60\n')
@@ -564,70 +448,3 @@ def test_cli_run_on_raspberry_pi_5_over_ssh_matches_local_rows(ssh_env: SshEnv, 
         "measured-remote"}
     md = (out / "report.md").read_text()
     assert "measured-remote on" in md
-
-
-def _conv_model(path: Path) -> None:
-    """A small fp32 CNN (Conv-Relu-Conv-Relu-GlobalAveragePool-Flatten-Gemm-Softmax), seeded weights."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(3)
-    w1 = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
-    w2 = (rng.standard_normal((16, 8, 3, 3)) * 0.2).astype(np.float32)
-    fc = (rng.standard_normal((10, 16)) * 0.5).astype(np.float32)
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
-             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
-             helper.make_node("Relu", ["c2"], ["r2"]), helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
-             helper.make_node("Flatten", ["g"], ["f"]), helper.make_node("Gemm", ["f", "fc"], ["l"], transB=1),
-             helper.make_node("Softmax", ["l"], ["y"], axis=1)]
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])
-    graph = helper.make_graph(nodes, "small_cnn", [x],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
-                              initializer=[numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2"),
-                                           numpy_helper.from_array(fc, "fc")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("EDGEKIT_ARM_PYTHON"),
-                    reason="set up by `make arm-emulated` (scripts/emulated-arm-board.sh): EDGEKIT_ARM_PYTHON")
-def test_emulated_arm_board_matches_x86(ssh_env: SshEnv, model: tuple[Artifact, Path], tmp_path: Path) -> None:
-    """The agent and the aarch64 wheels under qemu-user, reached over real SSH: outputs of the same fp32
-    artifacts match this x86 machine's within 1e-4 max-abs (correctness, not speed)."""
-    import asyncio
-
-    import onnxruntime as ort
-
-    from edgekit.agent import read_feeds_npz
-
-    spec = ssh_env.spec("a", python=os.environ["EDGEKIT_ARM_PYTHON"], run_timeout=1500.0)
-    art, feeds = model
-    cnn = tmp_path / "cnn.onnx"
-    _conv_model(cnn)
-    cnn_feeds = tmp_path / "cnn-feeds.npz"
-    rng = np.random.default_rng(5)
-    write_feeds_npz([{"x": rng.random((1, 3, 32, 32), dtype=np.float32)} for _ in range(4)], cnn_feeds)
-    record: dict[str, object] = {}
-    for name, path, fds in (("matmul_relu", art.path, feeds), ("small_cnn", cnn, cnn_feeds)):
-        out = tmp_path / f"{name}-arm.npz"
-        t0 = time.monotonic()
-        asyncio.run(run_one(spec, RemoteJob(_job("outputs"), path, fds, fetch_outputs=out)))
-        arm_s = time.monotonic() - t0
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        x86 = [sess.run(None, f)[0] for f in read_feeds_npz(fds)]
-        arm = [o[0] for o in read_outputs_npz(out)]
-        max_abs = max(float(np.max(np.abs(a - b))) for a, b in zip(arm, x86, strict=True))
-        record[name] = {"max_abs_vs_x86": max_abs, "feeds": len(x86), "outputs_job_wall_s": round(arm_s, 2)}
-        assert max_abs <= 1e-4, (name, max_abs)
-    bench = dataclasses.replace(FAST, warmup_runs=1, min_runs=3, min_seconds=0.1, memory_pass=False)
-    data = asyncio.run(run_one(spec, RemoteJob(_job("bench", bench), cnn, cnn_feeds)))
-    res = result_from_dict(data)
-    assert res.environment["machine"] == "aarch64" and res.stats.n >= 3
-    record["small_cnn_bench_emulated"] = {"p50_ms": res.stats.p50_ms, "n": res.stats.n,
-                                          "cpu_model": res.environment.get("cpu_model"),
-                                          "python": res.environment.get("python"),
-                                          "runtime_versions": res.environment.get("runtime_versions")}
-    local = benchmark("onnxruntime", cnn, read_feeds_npz(cnn_feeds), bench, RuntimeOptions(threads=1))
-    record["small_cnn_bench_x86_p50_ms"] = local.stats.p50_ms
-    if os.environ.get("EDGEKIT_ARM_RESULT"):
-        Path(os.environ["EDGEKIT_ARM_RESULT"]).write_text(json.dumps(record, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""Faults on the way to a board, against REAL sshd on loopback (the fixtures of tests/executors/test_ssh.py):
+"""Faults on the way to a board, against REAL sshd on loopback (tests/ssh_helpers.py, as tests/executors/test_ssh.py):
 an agent that outlives its time-out or a Ctrl-C, inventory numbers that hang, and key files that are a local
 mistake rather than a board that is down. See tests/faults/CASES.md ("Boards").
 """
@@ -25,8 +25,8 @@ import pytest
 pytest.importorskip("asyncssh")
 pytest.importorskip("onnxruntime")
 
-from executors.test_ssh import SSHD, SshEnv, _keygen, running_sshd  # the real-sshd helpers of the executor tests
 from onnx_helpers import make_feeds, make_model
+from ssh_helpers import SshEnv, keygen, needs_sshd, running_sshd  # the real-sshd helpers (tests/ssh_helpers.py)
 
 from edgekit.agent import write_feeds_npz
 from edgekit.artifacts import Artifact, sha256_file
@@ -34,8 +34,7 @@ from edgekit.errors import ConfigError
 from edgekit.executors.ssh import HostSpec, RemoteError, RemoteJob, load_inventory, run_one
 from edgekit.types import Format, IOSpec, Precision, TensorSpec
 
-pytestmark = pytest.mark.skipif(not SSHD.exists() or not Path("/usr/bin/ssh-keygen").exists(),
-                                reason="openssh-server missing: run `make setup` as root (installs it)")
+pytestmark = needs_sshd
 CLI = [sys.executable, "-c", "import sys; from edgekit.cli import main; sys.exit(main())"]
 JOB = {"mode": "bench", "runtime": "onnxruntime", "runtime_options": {"threads": 1},
        "bench_options": {"threads": 1, "warmup_runs": 1, "min_runs": 5, "min_seconds": 0.1, "memory_pass": False}}
@@ -288,7 +287,7 @@ def test_generated_keys_are_checked_by_content_not_by_name(tmp_path: Path) -> No
     from edgekit.executors.hosts import check_private_key
 
     key = tmp_path / "odd.pub"
-    _keygen(tmp_path / "pair")
+    keygen(tmp_path / "pair")
     (tmp_path / "pair").rename(key)
     assert check_private_key(key, "--ssh-key") == key
     public = tmp_path / "public-without-suffix"
