@@ -36,6 +36,7 @@ from edgekit.errors import (
 )
 from edgekit.executors.base import ExecutorOptions, run_targets
 from edgekit.executors.hosts import HostSpec
+from edgekit.finalists import decide
 from edgekit.formats.base import (
     BuildContext,
     Feeds,
@@ -453,6 +454,9 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
                            select=lambda t, arts: artifacts_for(t, arts, assigned))
     notes += executed.notes
     rows = list(executed.rows)
+    with native_calls():  # one answer per target measured here: its finalists re-measured interleaved
+        decisions = decide(rows, options.budget, [t for t in targets if runs_here(t.access)], bench_feeds,
+                           executor_options(options), progress)
     result = RunResult(
         model=source.describe(),
         dataset={**ds.describe(), "eval_items": n_items(reference),
@@ -461,6 +465,7 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
         recommendations=recommend(rows, options.budget),
         environment=environment(sorted({r.name for t in targets for r in t.runtimes})),
         notes=tuple(notes), cross_runtime=tuple(cross), provenance=provenance(options.command, source, ds, artifacts),
+        decisions=decisions,
     )
     if baseline is not None:
         result = replace(result, baseline=baseline.compare(result, str(out)))

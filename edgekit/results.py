@@ -409,6 +409,34 @@ class Recommendation:
 
 
 @dataclass(frozen=True)
+class Finalist:
+    """One candidate of a target's interleaved re-measurement: its row (index into ``RunResult.rows``), the
+    samples it got in the shared shuffled rounds, and its speed against the pick: the median of the per-round
+    ratios ``this / pick`` with a bootstrap 95% interval (None for the pick itself)."""
+
+    row: int
+    artifact: str
+    runtime: str
+    median_ms: float
+    samples_ms: tuple[float, ...]
+    ratio: float | None = None
+    interval: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One answer per target: what to ship (``artifact`` on ``runtime``), why, and the finalists it was chosen
+    from (re-measured interleaved in one process, ``rounds`` shuffled rounds)."""
+
+    target: str
+    artifact: str | None
+    runtime: str | None
+    reason: str
+    finalists: tuple[Finalist, ...] = ()
+    rounds: int = 0
+
+
+@dataclass(frozen=True)
 class CrossRuntime:
     """How far two runtimes disagree on the same artifact and held-out items (outputs of one vs the other).
 
@@ -439,3 +467,4 @@ class RunResult:
     # how the run was made: command line, edgekit version and git state, libraries, hashes (edgekit.provenance)
     provenance: dict[str, Any] = field(default_factory=dict)
     baseline: Comparison | None = None  # this run against --baseline (edgekit.compare)
+    decisions: tuple[Decision, ...] = ()  # one per target measured here (edgekit.finalists)

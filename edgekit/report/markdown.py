@@ -280,6 +280,28 @@ def _estimates(result: RunResult) -> list[str]:
     return lines + _table(_ESTIMATE_HEAD, (_estimate_row(r) for r in rows))
 
 
+def _decisions(result: RunResult) -> list[str]:
+    """One answer per target measured here, from its finalists re-measured interleaved (edgekit.finalists)."""
+    if not result.decisions:
+        return []
+    lines = ["## Decision per target", "",
+             "For each target measured on this machine, the candidates within the budget (the fastest few by their "
+             "own rows) were loaded together and timed again in one process, in shuffled rounds on the same input; "
+             "ratios are per-round medians vs the pick with a bootstrap 95% interval (1.10 = 10% slower than the "
+             "pick). A more accurate candidate whose interval reaches 1.0 is no measurable difference in speed and "
+             "is preferred.", ""]
+    for d in result.decisions:
+        pick = f"**{text(d.artifact)}** on {text(d.runtime)}" if d.artifact else "**nothing**"
+        lines += [f"### {text(d.target)}: {pick}", "", paragraph(d.reason), ""]
+        if d.finalists:
+            lines += _table(["finalist", "runtime", f"median ms (n={d.rounds})", "vs pick [95%]"], (
+                [text(f.artifact), text(f.runtime), f"{f.median_ms:.3f}",
+                 "the pick" if f.ratio is None or f.interval is None
+                 else f"{f.ratio:.3f} [{f.interval[0]:.3f}, {f.interval[1]:.3f}]"] for f in d.finalists))
+            lines.append("")
+    return lines
+
+
 def _recommendations(result: RunResult) -> list[str]:
     lines = ["## Recommendation", ""]
     if not result.recommendations:
@@ -381,6 +403,6 @@ def _latency(result: RunResult) -> list[str]:
 def render_markdown(result: RunResult) -> str:
     """The whole Markdown report for ``result``."""
     sections = [_title(result), _dataset(result), _budget(result), _results(result), _outputs(result),
-                _estimates(result), _recommendations(result), _baseline(result), _cross_runtime(result), _notes(result),
-                _environment(result), _latency(result)]
+                _estimates(result), _decisions(result), _recommendations(result), _baseline(result),
+                _cross_runtime(result), _notes(result), _environment(result), _latency(result)]
     return "\n\n".join("\n".join(s).strip("\n") for s in sections if s) + "\n"

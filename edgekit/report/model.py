@@ -34,7 +34,7 @@ from edgekit.outcome import exit_status, unmet_targets
 from edgekit.preflight import REPORT_MARKER
 from edgekit.report.recommend import speedups
 from edgekit.report.values import artifact_size, jsonable
-from edgekit.results import Recommendation, Row, RunResult
+from edgekit.results import Decision, Recommendation, Row, RunResult
 
 SCHEMA_NAME = "edgekit.report"
 SCHEMA_VERSION = 1
@@ -88,6 +88,14 @@ def recommendation_dict(rec: Recommendation) -> dict[str, Any]:
             "rejected": list(rec.rejected)}
 
 
+def decision_dict(d: Decision) -> dict[str, Any]:
+    """One target's answer and its interleaved finalists (raw samples kept)."""
+    return {"target": d.target, "artifact": d.artifact, "runtime": d.runtime, "reason": d.reason, "rounds": d.rounds,
+            "finalists": [{"artifact": f.artifact, "runtime": f.runtime, "median_ms": f.median_ms,
+                           "ratio_vs_pick": f.ratio, "interval_95": list(f.interval) if f.interval else None,
+                           "samples_ms": list(f.samples_ms)} for f in d.finalists]}
+
+
 def to_json_dict(result: RunResult, *, created: datetime | None = None) -> dict[str, Any]:
     """The versioned report document for ``result`` (plain JSON types only)."""
     when = (created or datetime.now(UTC)).astimezone(UTC)
@@ -103,6 +111,7 @@ def to_json_dict(result: RunResult, *, created: datetime | None = None) -> dict[
         "artifacts": [artifact_dict(a) for a in result.artifacts],
         "rows": [row_dict(r, speed[i]) for i, r in enumerate(result.rows)],
         "recommendations": [recommendation_dict(r) for r in result.recommendations],
+        "decisions": [decision_dict(d) for d in result.decisions],
         "notes": list(result.notes),
         "cross_runtime": [jsonable({**dataclasses.asdict(c), "metrics": c.metrics.to_dict()})
                           for c in result.cross_runtime],

@@ -90,6 +90,27 @@ def describe(row: Row, speedup: float | None) -> str:
     return ", ".join(parts)
 
 
+def refusals(rows: Sequence[Row], idx: Sequence[int], budget: AccuracyBudget,
+             speed: dict[int, float | None]) -> dict[int, list[str]]:
+    """For each row index of ``idx``: why it cannot be recommended (empty: it can): not measured, no latency,
+    outside the budget (each rule named), or a lowered precision slower than fp32 (``speed``: :func:`speedups`)."""
+    out: dict[int, list[str]] = {}
+    for i in idx:
+        row = rows[i]
+        why: list[str] = []
+        if row.status not in MEASURED:
+            why.append(row.status + (f" ({row.reason})" if row.reason else "") + ": not measured here")
+        elif row.bench is None:
+            why.append("no latency measured")
+        else:
+            why.extend(budget_failures(row, budget))
+            s = speed[i]
+            if row.artifact.precision is not Precision.FP32 and s is not None and s < 1.0:
+                why.append(f"{row.artifact.precision.value} is slower than fp32 here ({s:.2f}x): not recommended")
+        out[i] = why
+    return out
+
+
 def _group(rows: Sequence[Row]) -> dict[tuple[str, str], list[int]]:
     groups: dict[tuple[str, str], list[int]] = {}
     for i, row in enumerate(rows):
@@ -117,25 +138,9 @@ def recommend(rows: Sequence[Row], budget: AccuracyBudget) -> tuple[Recommendati
                     rejected=tuple(f"{rows[i].artifact.name}: " + "; ".join(budget_failures(rows[i], budget))
                                    for i in checked if budget_failures(rows[i], budget))))
             continue
-        eligible: list[int] = []
-        excluded: dict[int, list[str]] = {}
-        for i in idx:
-            row = rows[i]
-            why: list[str] = []
-            if row.status not in MEASURED:
-                why.append(row.status + (f" ({row.reason})" if row.reason else "") + ": not measured here")
-            elif row.bench is None:
-                why.append("no latency measured")
-            else:
-                why.extend(budget_failures(row, budget))
-                s = speed[i]
-                if row.artifact.precision is not Precision.FP32 and s is not None and s < 1.0:
-                    why.append(f"{row.artifact.precision.value} is slower than fp32 here ({s:.2f}x): "
-                               "not recommended")
-            if why:
-                excluded[i] = why
-            else:
-                eligible.append(i)
+        why_not = refusals(rows, idx, budget, speed)
+        eligible = [i for i in idx if not why_not[i]]
+        excluded = {i: why for i, why in why_not.items() if why}
         rejected: list[str] = []
         if eligible:
             best = min(eligible, key=lambda i: (_p50(rows[i]) or 0.0, i))

@@ -1,0 +1,184 @@
+"""One answer per target, from an interleaved re-measurement of its finalists.
+
+Each artifact's row was timed on its own, one after the other; a machine that got busier in between shifts one
+row's latency and not another's (under load, an fp32 baseline timed while the machine was busy once made an fp16
+artifact look 14x faster). So, for every target measured on this machine, the candidates the recommendation
+could pick (within the budget and not slower than fp32: :func:`edgekit.report.recommend.refusals`), the fastest
+``max_finalists`` of them by their own rows, are loaded together and timed in one process in shuffled rounds: one
+call each per round, on the same real held-out input. The pick is the lowest median; every other finalist gets
+the median of its per-round ratios to the pick with a bootstrap 95% interval (:func:`paired_ratio`). A more
+accurate finalist whose interval holds 1.0 is "no measurable difference" in speed and is recommended instead:
+the budget is a floor, not a goal, and a speed-up that noise can explain buys nothing.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from edgekit.bench import native_calls
+from edgekit.errors import EdgekitError
+from edgekit.executors.base import ExecutorOptions, Feeds
+from edgekit.layout import to_layout
+from edgekit.registry import get_runtime
+from edgekit.report.recommend import describe, refusals, speedups
+from edgekit.results import AccuracyBudget, Decision, Finalist, Metrics, Row
+from edgekit.runtimes.base import RuntimeOptions, Session
+from edgekit.targets import Target
+
+Progress = Callable[[str], None]
+#: Rounds at least (one call per finalist each), and the bootstrap's resamples.
+MIN_ROUNDS = 20
+BOOTSTRAP = 2000
+
+
+def paired_ratio(a_ms: Sequence[float], b_ms: Sequence[float], seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """``a / b`` as the median of the per-round ratios (rounds paired: both timed in the same round), with a
+    bootstrap 95% interval of that median over the rounds."""
+    ratios = np.asarray(a_ms, dtype=np.float64) / np.asarray(b_ms, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    boots = np.median(ratios[rng.integers(0, len(ratios), size=(BOOTSTRAP, len(ratios)))], axis=1)
+    return float(np.median(ratios)), (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5)))
+
+
+def _accuracy_key(m: Metrics | None) -> tuple[float, float]:
+    """Higher is more accurate: accuracy against labels where there are labels, then the mean cosine."""
+    if m is None:
+        return (float("-inf"), float("-inf"))
+    return (m.accuracy if m.accuracy is not None else float("-inf"),
+            m.cosine_mean if m.cosine_mean is not None else float("-inf"))
+
+
+def _more_accurate(a: Metrics | None, b: Metrics | None) -> bool:
+    """Whether ``a`` is measurably more accurate than ``b`` (a whole item's worth of accuracy, else 1e-4 cosine)."""
+    ka, kb = _accuracy_key(a), _accuracy_key(b)
+    if ka[0] != kb[0]:
+        return ka[0] > kb[0] + 1e-9
+    return ka[1] > kb[1] + 1e-4
+
+
+def interleave(sessions: Sequence[Session], feeds: Sequence[Sequence[Feeds]], rounds: int, warmup: int,
+               max_seconds: float, seed: int = 0) -> list[list[float]]:
+    """Time every session on the same input per round, in a shuffled order each round; ``feeds[k]`` are session
+    ``k``'s inputs (laid out for its artifact), used in turn. Warm-up calls first. Stops after ``rounds`` rounds
+    or ``max_seconds`` (at least :data:`MIN_ROUNDS` rounds). GC off while timing; Ctrl-C between two calls."""
+    order = list(range(len(sessions)))
+    shuffle = random.Random(seed).shuffle
+    samples: list[list[float]] = [[] for _ in sessions]
+    with native_calls(defer=True) as check:
+        for k, sess in enumerate(sessions):
+            for i in range(warmup):
+                sess.run(feeds[k][i % len(feeds[k])])
+                check()
+        gc_was = gc.isenabled()
+        gc.disable()
+        try:
+            deadline = time.monotonic() + max_seconds
+            for r in range(rounds):
+                shuffle(order)
+                for k in order:
+                    t0 = time.perf_counter_ns()
+                    sessions[k].run(feeds[k][r % len(feeds[k])])
+                    samples[k].append((time.perf_counter_ns() - t0) / 1e6)
+                    check()
+                if r + 1 >= MIN_ROUNDS and time.monotonic() > deadline:
+                    break
+        finally:
+            if gc_was:
+                gc.enable()
+    return samples
+
+
+def _why(rows: Sequence[Row], finalists: Sequence[Finalist], pick: Finalist, speed: dict[int, float | None],
+         swapped_from: Finalist | None) -> str:
+    head = f"{pick.artifact} on {pick.runtime}: "
+    if swapped_from is not None and swapped_from.ratio is not None and swapped_from.interval is not None:
+        lo, hi = swapped_from.interval
+        head += (f"no measurable difference in speed from the fastest, {swapped_from.artifact} on "
+                 f"{swapped_from.runtime} ({swapped_from.median_ms:.3f} vs {pick.median_ms:.3f} ms interleaved; "
+                 f"ratio {swapped_from.ratio:.3f} [{lo:.3f}, {hi:.3f}] reaches 1.0), and more accurate: "
+                 "recommended. ")
+    else:
+        head += f"fastest within budget, interleaved median {pick.median_ms:.3f} ms. "
+    head += describe(rows[pick.row], speed[pick.row])
+    others = [f for f in finalists if f is not pick]
+    if not others:
+        return head + "; the only candidate within budget"
+    runner = min(others, key=lambda f: f.median_ms)
+    if runner.ratio is not None and runner.interval is not None:
+        lo, hi = runner.interval
+        verdict = ("no measurable difference" if lo <= 1.0 <= hi else
+                   f"{'slower' if runner.ratio > 1 else 'faster'} by {abs(runner.ratio - 1) * 100:.1f}% "
+                   f"[{(lo - 1) * 100:+.1f}%, {(hi - 1) * 100:+.1f}%]")
+        head += (f"; runner-up {runner.artifact} on {runner.runtime}: {runner.median_ms:.3f} ms, {verdict} "
+                 f"(ratio {runner.ratio:.3f} [{lo:.3f}, {hi:.3f}])")
+    return head
+
+
+def decide(rows: Sequence[Row], budget: AccuracyBudget, targets: Sequence[Target], feeds: Sequence[Feeds],
+           options: ExecutorOptions, progress: Progress, *, max_finalists: int = 4,
+           seed: int = 0) -> tuple[Decision, ...]:
+    """One :class:`Decision` per target in ``targets`` (those measured on this machine), from the interleaved
+    re-measurement of its finalists (see the module docstring)."""
+    speed = speedups(rows)
+    out: list[Decision] = []
+    for target in targets:
+        idx = [i for i, r in enumerate(rows) if r.target == target.name and r.status == "measured"]
+        why_not = refusals(rows, idx, budget, speed)
+        eligible = sorted((i for i in idx if not why_not[i]),
+                          key=lambda i: (b.stats.p50_ms if (b := rows[i].bench) else 0.0))[:max_finalists]
+        if not eligible:
+            out.append(Decision(target.name, None, None, "nothing measured here is within the budget "
+                                f"({budget.describe()}) and no slower than fp32"))
+            continue
+        sessions: list[Session] = []
+        laid: list[list[Feeds]] = []
+        kept: list[int] = []
+        for i in eligible:
+            row = rows[i]
+            spec = target.runtime(row.runtime)
+            threads = options.threads or (spec.threads if spec else None) or options.bench.threads
+            try:
+                with native_calls():
+                    sessions.append(get_runtime(row.runtime).load(row.artifact.path, RuntimeOptions(
+                        threads=threads, providers=spec.providers if spec else (), device=spec.device if spec
+                        else None)))
+            except EdgekitError as exc:  # measured a moment ago; if it cannot load now, say so and go on
+                progress(f"finalists of {target.name}: {row.artifact.name} on {row.runtime} left out ({exc})")
+                continue
+            laid.append([to_layout(f, row.artifact.layout) for f in feeds])
+            kept.append(i)
+        rounds = max(MIN_ROUNDS, options.bench.min_runs)
+        progress(f"finalists of {target.name}: {len(kept)} re-measured interleaved ({rounds} shuffled rounds)")
+        samples = interleave(sessions, laid, rounds, options.bench.warmup_runs,
+                             max(options.bench.min_seconds * len(kept), 1.0), seed)
+        del sessions
+        medians = [float(np.median(s)) for s in samples]
+        fastest = int(np.argmin(medians))
+        finalists = [Finalist(i, rows[i].artifact.name, rows[i].runtime, medians[k], tuple(samples[k]))
+                     for k, i in enumerate(kept)]
+        finalists = [f if k == fastest else _vs(f, samples[k], samples[fastest], seed)
+                     for k, f in enumerate(finalists)]
+        pick, swapped = finalists[fastest], None
+        ties = [f for f in finalists if f.interval is not None and f.interval[0] <= 1.0
+                and _more_accurate(rows[f.row].metrics, rows[pick.row].metrics)]
+        if ties:  # no measurable difference in speed, more accurate: that one, re-based
+            better = max(ties, key=lambda f: _accuracy_key(rows[f.row].metrics))
+            k = finalists.index(better)
+            swapped = Finalist(pick.row, pick.artifact, pick.runtime, pick.median_ms, pick.samples_ms)
+            finalists = [Finalist(f.row, f.artifact, f.runtime, f.median_ms, f.samples_ms) if j == k
+                         else _vs(f, samples[j], samples[k], seed) for j, f in enumerate(finalists)]
+            pick = finalists[k]
+            swapped = next(f for f in finalists if f.row == swapped.row)
+        out.append(Decision(target.name, pick.artifact, pick.runtime,
+                            _why(rows, finalists, pick, speed, swapped), tuple(finalists), len(samples[0])))
+    return tuple(out)
+
+
+def _vs(f: Finalist, mine: Sequence[float], pick: Sequence[float], seed: int) -> Finalist:
+    ratio, interval = paired_ratio(mine, pick, seed)
+    return Finalist(f.row, f.artifact, f.runtime, f.median_ms, f.samples_ms, ratio, interval)
