@@ -210,8 +210,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         check_report_owner(out)
         opts = run_options(args, _options(args))  # option mistakes (a bad --ssh-key) before the slow source load
         result = run(_source(args), args.calibration, out, opts)
-    for rec in result.recommendations:
-        print(f"{rec.target}/{rec.runtime}: {rec.artifact or 'nothing'} - {rec.reason}")
+    decided = {d.target for d in result.decisions}
+    for d in result.decisions:  # one answer per target measured here (interleaved finalists)
+        print(f"{d.target}: {d.artifact or 'nothing'}" + (f" on {d.runtime}" if d.runtime else "") + f" - {d.reason}")
+    for rec in result.recommendations:  # the other targets (boards, emulated boards): per runtime
+        if rec.target not in decided:
+            print(f"{rec.target}/{rec.runtime}: {rec.artifact or 'nothing'} - {rec.reason}")
     print(f"report: {Path(args.out) / 'report.md'}")
     return finish_run(result, args.out)  # 0, 3 (a target without an artifact within budget), 4 (a regression)
 

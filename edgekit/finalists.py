@@ -5,10 +5,11 @@ row's latency and not another's (under load, an fp32 baseline timed while the ma
 artifact look 14x faster). So, for every target measured on this machine, the candidates the recommendation
 could pick (within the budget and not slower than fp32: :func:`edgekit.report.recommend.refusals`), the fastest
 ``max_finalists`` of them by their own rows, are loaded together and timed in one process in shuffled rounds: one
-call each per round, on the same real held-out input. The pick is the lowest median; every other finalist gets
-the median of its per-round ratios to the pick with a bootstrap 95% interval (:func:`paired_ratio`). A more
-accurate finalist whose interval holds 1.0 is "no measurable difference" in speed and is recommended instead:
-the budget is a floor, not a goal, and a speed-up that noise can explain buys nothing.
+turn each per round (a short burst, its last call timed), on the same real held-out input. The pick is the
+lowest median; every other finalist gets the median of its per-round ratios to the pick with a bootstrap 95%
+interval (:func:`paired_ratio`). A more accurate finalist whose interval holds 1.0 is "no measurable difference"
+in speed and is recommended instead: the budget is a floor, not a goal, and a speed-up that noise can explain
+buys nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ Progress = Callable[[str], None]
 #: Rounds at least (one call per finalist each), and the bootstrap's resamples.
 MIN_ROUNDS = 20
 BOOTSTRAP = 2000
+#: Calls per candidate per round; the last is timed (see :func:`interleave`).
+BURST = 3
 
 
 def paired_ratio(a_ms: Sequence[float], b_ms: Sequence[float], seed: int = 0) -> tuple[float, tuple[float, float]]:
@@ -62,10 +65,13 @@ def _more_accurate(a: Metrics | None, b: Metrics | None) -> bool:
 
 
 def interleave(sessions: Sequence[Session], feeds: Sequence[Sequence[Feeds]], rounds: int, warmup: int,
-               max_seconds: float, seed: int = 0) -> list[list[float]]:
+               max_seconds: float, seed: int = 0, burst: int = BURST) -> list[list[float]]:
     """Time every session on the same input per round, in a shuffled order each round; ``feeds[k]`` are session
-    ``k``'s inputs (laid out for its artifact), used in turn. Warm-up calls first. Stops after ``rounds`` rounds
-    or ``max_seconds`` (at least :data:`MIN_ROUNDS` rounds). GC off while timing; Ctrl-C between two calls."""
+    ``k``'s inputs (laid out for its artifact), used in turn. Each turn is ``burst`` back-to-back calls of which
+    the last is recorded: the steady-state latency a serving loop sees (a candidate's first call after another
+    model ran finds its weights out of the caches: about 2x slower here, for every candidate alike). Warm-up calls
+    first. Stops after ``rounds`` rounds or ``max_seconds`` (at least :data:`MIN_ROUNDS` rounds). GC off while
+    timing; Ctrl-C between two calls."""
     order = list(range(len(sessions)))
     shuffle = random.Random(seed).shuffle
     samples: list[list[float]] = [[] for _ in sessions]
@@ -81,8 +87,11 @@ def interleave(sessions: Sequence[Session], feeds: Sequence[Sequence[Feeds]], ro
             for r in range(rounds):
                 shuffle(order)
                 for k in order:
+                    feed = feeds[k][r % len(feeds[k])]
+                    for _ in range(burst - 1):
+                        sessions[k].run(feed)
                     t0 = time.perf_counter_ns()
-                    sessions[k].run(feeds[k][r % len(feeds[k])])
+                    sessions[k].run(feed)
                     samples[k].append((time.perf_counter_ns() - t0) / 1e6)
                     check()
                 if r + 1 >= MIN_ROUNDS and time.monotonic() > deadline:

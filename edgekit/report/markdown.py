@@ -286,7 +286,8 @@ def _decisions(result: RunResult) -> list[str]:
         return []
     lines = ["## Decision per target", "",
              "For each target measured on this machine, the candidates within the budget (the fastest few by their "
-             "own rows) were loaded together and timed again in one process, in shuffled rounds on the same input; "
+             "own rows) were loaded together and timed again in one process, in shuffled rounds on the same input "
+             "(each candidate's turn: 3 calls, the last timed); "
              "ratios are per-round medians vs the pick with a bootstrap 95% interval (1.10 = 10% slower than the "
              "pick). A more accurate candidate whose interval reaches 1.0 is no measurable difference in speed and "
              "is preferred.", ""]
