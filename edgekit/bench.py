@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgekit.errors import BenchmarkError, ConfigError, EdgekitError
+from edgekit.machine_load import noise_between, snapshot
 from edgekit.results import BenchResult, LatencyStats
 from edgekit.runtimes.base import RuntimeOptions, Session
 
@@ -405,7 +406,9 @@ def benchmark(runtime_name: str, path: Path, feeds: Sequence[Mapping[str, np.nda
             raise BenchmarkError(f"{runtime_name} could not load the artifact: {exc}", where=str(path),
                                  hint="check that the runtime supports this file's format") from exc
         load_ms = (time.perf_counter_ns() - t0) / 1e6
+        before = snapshot()
         first_ms, warmup_ms, samples_ms = time_session(session, feeds, options, progress)
+        noise = noise_between(before, snapshot(), samples_ms)
         try:
             info = dict(session.info())
         except Exception as exc:  # info is descriptive; never lose a measurement over it
@@ -424,7 +427,7 @@ def benchmark(runtime_name: str, path: Path, feeds: Sequence[Mapping[str, np.nda
     return BenchResult(runtime=runtime_name, threads=ropts.threads, load_ms=load_ms,
                        first_inference_ms=first_ms, warmup_ms=warmup_ms, samples_ms=samples_ms,
                        stats=summarize(samples_ms), peak_rss_mb=peak, memory=memory, session_info=info,
-                       environment=env)
+                       environment=env, noise=noise)
 
 
 def _package_root() -> str:

@@ -39,6 +39,8 @@ def add_baseline_args(p: argparse.ArgumentParser) -> None:
                    "this one with, as 'edgekit compare RUN_A THIS' does; written into the report")
     p.add_argument("--fail-on", metavar="GATE", help=f"with --baseline: exit 4 on a regression, e.g. "
                    f"{_EXAMPLE} (see 'edgekit compare --help')")
+    p.add_argument("--strict-timing", action="store_true", help="recommend nothing from a row timed while other "
+                   "processes kept the machine busy (its noise record says so); such a target exits 3")
     p.epilog = EXIT_CODES_HELP
     p.formatter_class = argparse.RawDescriptionHelpFormatter
 
@@ -46,6 +48,7 @@ def add_baseline_args(p: argparse.ArgumentParser) -> None:
 def run_options(args: argparse.Namespace, opts: Any) -> Any:
     """``opts`` (:class:`edgekit.pipeline.RunOptions`) with the baseline, the gate and the command line."""
     return replace(opts, baseline=getattr(args, "baseline", None), fail_on=getattr(args, "fail_on", None),
+                   strict_timing=bool(getattr(args, "strict_timing", False)),
                    command=tuple(getattr(args, "command_line", None) or sys.argv))
 
 

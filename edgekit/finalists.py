@@ -7,9 +7,9 @@ could pick (within the budget and not slower than fp32: :func:`edgekit.report.re
 ``max_finalists`` of them by their own rows, are loaded together and timed in one process in shuffled rounds: one
 turn each per round (a short burst, its last call timed), on the same real held-out input. The pick is the
 lowest median; every other finalist gets the median of its per-round ratios to the pick with a bootstrap 95%
-interval (:func:`paired_ratio`). A more accurate finalist whose interval holds 1.0 is "no measurable difference"
-in speed and is recommended instead: the budget is a floor, not a goal, and a speed-up that noise can explain
-buys nothing.
+interval (:func:`paired_ratio`). A more accurate finalist whose interval reaches within :data:`EQUIVALENCE` of
+1.0 is "no measurable difference" in speed and is recommended instead: the budget is a floor, not a goal, and a
+speed-up that noise can explain buys nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from edgekit.bench import native_calls
 from edgekit.errors import EdgekitError
 from edgekit.executors.base import ExecutorOptions, Feeds
 from edgekit.layout import to_layout
+from edgekit.machine_load import noise_between, snapshot
 from edgekit.registry import get_runtime
 from edgekit.report.recommend import describe, refusals, speedups
 from edgekit.results import AccuracyBudget, Decision, Finalist, Metrics, Row
@@ -37,6 +38,9 @@ MIN_ROUNDS = 20
 BOOTSTRAP = 2000
 #: Calls per candidate per round; the last is timed (see :func:`interleave`).
 BURST = 3
+#: A speed difference smaller than this share is no difference worth an accuracy loss: two byte-identical models
+#: measured 0.5% apart with a tight interval (placement in memory, timer granularity at microseconds).
+EQUIVALENCE = 0.02
 
 
 def paired_ratio(a_ms: Sequence[float], b_ms: Sequence[float], seed: int = 0) -> tuple[float, tuple[float, float]]:
@@ -109,8 +113,8 @@ def _why(rows: Sequence[Row], finalists: Sequence[Finalist], pick: Finalist, spe
         lo, hi = swapped_from.interval
         head += (f"no measurable difference in speed from the fastest, {swapped_from.artifact} on "
                  f"{swapped_from.runtime} ({swapped_from.median_ms:.3f} vs {pick.median_ms:.3f} ms interleaved; "
-                 f"ratio {swapped_from.ratio:.3f} [{lo:.3f}, {hi:.3f}] reaches 1.0), and more accurate: "
-                 "recommended. ")
+                 f"ratio {swapped_from.ratio:.3f} [{lo:.3f}, {hi:.3f}] is within {EQUIVALENCE:.0%} of 1.0), and more "
+                 "accurate: recommended. ")
     else:
         head += f"fastest within budget, interleaved median {pick.median_ms:.3f} ms. "
     head += describe(rows[pick.row], speed[pick.row])
@@ -120,7 +124,7 @@ def _why(rows: Sequence[Row], finalists: Sequence[Finalist], pick: Finalist, spe
     runner = min(others, key=lambda f: f.median_ms)
     if runner.ratio is not None and runner.interval is not None:
         lo, hi = runner.interval
-        verdict = ("no measurable difference" if lo <= 1.0 <= hi else
+        verdict = ("no measurable difference" if lo <= 1.0 + EQUIVALENCE and hi >= 1.0 - EQUIVALENCE else
                    f"{'slower' if runner.ratio > 1 else 'faster'} by {abs(runner.ratio - 1) * 100:.1f}% "
                    f"[{(lo - 1) * 100:+.1f}%, {(hi - 1) * 100:+.1f}%]")
         head += (f"; runner-up {runner.artifact} on {runner.runtime}: {runner.median_ms:.3f} ms, {verdict} "
@@ -130,14 +134,14 @@ def _why(rows: Sequence[Row], finalists: Sequence[Finalist], pick: Finalist, spe
 
 def decide(rows: Sequence[Row], budget: AccuracyBudget, targets: Sequence[Target], feeds: Sequence[Feeds],
            options: ExecutorOptions, progress: Progress, *, max_finalists: int = 4,
-           seed: int = 0) -> tuple[Decision, ...]:
+           seed: int = 0, strict_timing: bool = False) -> tuple[Decision, ...]:
     """One :class:`Decision` per target in ``targets`` (those measured on this machine), from the interleaved
     re-measurement of its finalists (see the module docstring)."""
     speed = speedups(rows)
     out: list[Decision] = []
     for target in targets:
         idx = [i for i, r in enumerate(rows) if r.target == target.name and r.status == "measured"]
-        why_not = refusals(rows, idx, budget, speed)
+        why_not = refusals(rows, idx, budget, speed, strict_timing)
         eligible = sorted((i for i in idx if not why_not[i]),
                           key=lambda i: (b.stats.p50_ms if (b := rows[i].bench) else 0.0))[:max_finalists]
         if not eligible:
@@ -163,8 +167,10 @@ def decide(rows: Sequence[Row], budget: AccuracyBudget, targets: Sequence[Target
             kept.append(i)
         rounds = max(MIN_ROUNDS, options.bench.min_runs)
         progress(f"finalists of {target.name}: {len(kept)} re-measured interleaved ({rounds} shuffled rounds)")
+        before = snapshot()
         samples = interleave(sessions, laid, rounds, options.bench.warmup_runs,
                              max(options.bench.min_seconds * len(kept), 1.0), seed)
+        noise = noise_between(before, snapshot(), [x for s in samples for x in s])
         del sessions
         medians = [float(np.median(s)) for s in samples]
         fastest = int(np.argmin(medians))
@@ -173,7 +179,7 @@ def decide(rows: Sequence[Row], budget: AccuracyBudget, targets: Sequence[Target
         finalists = [f if k == fastest else _vs(f, samples[k], samples[fastest], seed)
                      for k, f in enumerate(finalists)]
         pick, swapped = finalists[fastest], None
-        ties = [f for f in finalists if f.interval is not None and f.interval[0] <= 1.0
+        ties = [f for f in finalists if f.interval is not None and f.interval[0] <= 1.0 + EQUIVALENCE
                 and _more_accurate(rows[f.row].metrics, rows[pick.row].metrics)]
         if ties:  # no measurable difference in speed, more accurate: that one, re-based
             better = max(ties, key=lambda f: _accuracy_key(rows[f.row].metrics))
@@ -183,8 +189,12 @@ def decide(rows: Sequence[Row], budget: AccuracyBudget, targets: Sequence[Target
                          else _vs(f, samples[j], samples[k], seed) for j, f in enumerate(finalists)]
             pick = finalists[k]
             swapped = next(f for f in finalists if f.row == swapped.row)
-        out.append(Decision(target.name, pick.artifact, pick.runtime,
-                            _why(rows, finalists, pick, speed, swapped), tuple(finalists), len(samples[0])))
+        why = _why(rows, finalists, pick, speed, swapped)
+        if noise["noisy"]:
+            why += (f". The machine was busy meanwhile ({noise['why']}): the ratios are paired per round, so the "
+                    "load hit every finalist alike; the absolute times are not this machine's quiet speed")
+        out.append(Decision(target.name, pick.artifact, pick.runtime, why, tuple(finalists), len(samples[0]),
+                            noise))
     return tuple(out)
 
 

@@ -125,6 +125,7 @@ class RunOptions:
     formats: tuple[Format, ...] | None = None
     precisions: tuple[Precision, ...] | None = None
     targets: tuple[str, ...] = ("local-cpu",)
+    strict_timing: bool = False  # --strict-timing: never recommend from a row timed under noise
     budget: AccuracyBudget = field(default_factory=AccuracyBudget)
     bench: BenchOptions = field(default_factory=BenchOptions)
     threads: int | None = None
@@ -456,13 +457,13 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
     rows = list(executed.rows)
     with native_calls():  # one answer per target measured here: its finalists re-measured interleaved
         decisions = decide(rows, options.budget, [t for t in targets if runs_here(t.access)], bench_feeds,
-                           executor_options(options), progress)
+                           executor_options(options), progress, strict_timing=options.strict_timing)
     result = RunResult(
         model=source.describe(),
         dataset={**ds.describe(), "eval_items": n_items(reference),
                  "calibration_items": min(ds.count("calibration"), options.calibration_limit or 10**9)},
         budget=options.budget, artifacts=tuple(artifacts), rows=tuple(rows),
-        recommendations=recommend(rows, options.budget),
+        recommendations=recommend(rows, options.budget, strict_timing=options.strict_timing),
         environment=environment(sorted({r.name for t in targets for r in t.runtimes})),
         notes=tuple(notes), cross_runtime=tuple(cross), provenance=provenance(options.command, source, ds, artifacts),
         decisions=decisions,

@@ -359,6 +359,12 @@ class BenchResult:
     memory: dict[str, Any] = field(default_factory=dict)
     session_info: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
+    noise: dict[str, Any] = field(default_factory=dict)  # how busy the machine was meanwhile (machine_load)
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the machine was measurably busy with other work while this was timed."""
+        return bool(self.noise.get("noisy"))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -434,6 +440,7 @@ class Decision:
     reason: str
     finalists: tuple[Finalist, ...] = ()
     rounds: int = 0
+    noise: dict[str, Any] = field(default_factory=dict)  # how busy the machine was during the rounds
 
 
 @dataclass(frozen=True)

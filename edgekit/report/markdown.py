@@ -112,6 +112,8 @@ def _size_mib(row: Row) -> str:
 def _status(row: Row) -> str:
     text = row.status + (f" on {row.host}" if row.host else "")
     text += f" (accuracy on {row.accuracy_from})" if row.accuracy_from else ""
+    if row.bench is not None and row.bench.noisy:
+        text += f" ⚠ timed under noise: {row.bench.noise.get('why')}"
     return text + (f": {row.reason}" if row.reason else "")
 
 
@@ -289,8 +291,8 @@ def _decisions(result: RunResult) -> list[str]:
              "own rows) were loaded together and timed again in one process, in shuffled rounds on the same input "
              "(each candidate's turn: 3 calls, the last timed); "
              "ratios are per-round medians vs the pick with a bootstrap 95% interval (1.10 = 10% slower than the "
-             "pick). A more accurate candidate whose interval reaches 1.0 is no measurable difference in speed and "
-             "is preferred.", ""]
+             "pick). A more accurate candidate whose interval reaches within 2% of 1.0 is no measurable difference "
+             "in speed and is preferred.", ""]
     for d in result.decisions:
         pick = f"**{text(d.artifact)}** on {text(d.runtime)}" if d.artifact else "**nothing**"
         lines += [f"### {text(d.target)}: {pick}", "", paragraph(d.reason), ""]

@@ -91,6 +91,7 @@ def recommendation_dict(rec: Recommendation) -> dict[str, Any]:
 def decision_dict(d: Decision) -> dict[str, Any]:
     """One target's answer and its interleaved finalists (raw samples kept)."""
     return {"target": d.target, "artifact": d.artifact, "runtime": d.runtime, "reason": d.reason, "rounds": d.rounds,
+            "noise": d.noise,
             "finalists": [{"artifact": f.artifact, "runtime": f.runtime, "median_ms": f.median_ms,
                            "ratio_vs_pick": f.ratio, "interval_95": list(f.interval) if f.interval else None,
                            "samples_ms": list(f.samples_ms)} for f in d.finalists]}

@@ -91,9 +91,10 @@ def describe(row: Row, speedup: float | None) -> str:
 
 
 def refusals(rows: Sequence[Row], idx: Sequence[int], budget: AccuracyBudget,
-             speed: dict[int, float | None]) -> dict[int, list[str]]:
+             speed: dict[int, float | None], strict_timing: bool = False) -> dict[int, list[str]]:
     """For each row index of ``idx``: why it cannot be recommended (empty: it can): not measured, no latency,
-    outside the budget (each rule named), or a lowered precision slower than fp32 (``speed``: :func:`speedups`)."""
+    outside the budget (each rule named), a lowered precision slower than fp32 (``speed``: :func:`speedups`), or,
+    with ``strict_timing``, timed while the machine was busy with other work."""
     out: dict[int, list[str]] = {}
     for i in idx:
         row = rows[i]
@@ -107,6 +108,8 @@ def refusals(rows: Sequence[Row], idx: Sequence[int], budget: AccuracyBudget,
             s = speed[i]
             if row.artifact.precision is not Precision.FP32 and s is not None and s < 1.0:
                 why.append(f"{row.artifact.precision.value} is slower than fp32 here ({s:.2f}x): not recommended")
+            if strict_timing and row.bench.noisy:
+                why.append(f"timed under noise ({row.bench.noise.get('why')}) and --strict-timing is set")
         out[i] = why
     return out
 
@@ -118,7 +121,7 @@ def _group(rows: Sequence[Row]) -> dict[tuple[str, str], list[int]]:
     return groups
 
 
-def recommend(rows: Sequence[Row], budget: AccuracyBudget) -> tuple[Recommendation, ...]:
+def recommend(rows: Sequence[Row], budget: AccuracyBudget, strict_timing: bool = False) -> tuple[Recommendation, ...]:
     """One :class:`Recommendation` per (target, runtime) pair with measured rows, in first-seen order.
 
     ``rejected`` holds one line per artifact not chosen in that pair, saying why (over budget, slower
@@ -138,7 +141,7 @@ def recommend(rows: Sequence[Row], budget: AccuracyBudget) -> tuple[Recommendati
                     rejected=tuple(f"{rows[i].artifact.name}: " + "; ".join(budget_failures(rows[i], budget))
                                    for i in checked if budget_failures(rows[i], budget))))
             continue
-        why_not = refusals(rows, idx, budget, speed)
+        why_not = refusals(rows, idx, budget, speed, strict_timing)
         eligible = [i for i in idx if not why_not[i]]
         excluded = {i: why for i, why in why_not.items() if why}
         rejected: list[str] = []
