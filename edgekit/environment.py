@@ -17,7 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -293,3 +293,17 @@ def _providers() -> dict[str, list[str]]:
     with _best_effort():
         providers = {k: list(v) for k, v in metadata.packages_distributions().items()}
     return providers
+
+
+def machine_notes(env: Mapping[str, Any]) -> list[str]:
+    """What of this machine's description bears on its timings: a frequency governor that lets the clock move
+    (anything but ``performance``), mixed core types (which kind ran the benchmark decides its speed)."""
+    out: list[str] = []
+    governor = env.get("cpufreq_governor")
+    if isinstance(governor, str) and governor != "performance":
+        out.append(f"CPU frequency governor '{governor}': the clock follows the load, so timings can move between "
+                   "rows; 'performance' (cpupower frequency-set -g performance) holds it")
+    if env.get("core_types"):
+        kinds = "; ".join(f"{k}: CPUs {v}" for k, v in env["core_types"].items())
+        out.append(f"this CPU mixes core types ({kinds}): pin the benchmark (taskset) to one kind for stable numbers")
+    return out

@@ -327,7 +327,7 @@ def run(
 def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, options: RunOptions,
          progress: Progress) -> RunResult:
     from edgekit.compare import read_baseline
-    from edgekit.environment import environment
+    from edgekit.environment import environment, machine_notes
     from edgekit.provenance import provenance
     from edgekit.report import recommend, write_report
 
@@ -464,8 +464,9 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
                  "calibration_items": min(ds.count("calibration"), options.calibration_limit or 10**9)},
         budget=options.budget, artifacts=tuple(artifacts), rows=tuple(rows),
         recommendations=recommend(rows, options.budget, strict_timing=options.strict_timing),
-        environment=environment(sorted({r.name for t in targets for r in t.runtimes})),
-        notes=tuple(notes), cross_runtime=tuple(cross), provenance=provenance(options.command, source, ds, artifacts),
+        environment=(env := environment(sorted({r.name for t in targets for r in t.runtimes}))),
+        notes=tuple(notes + machine_notes(env)), cross_runtime=tuple(cross),
+        provenance=provenance(options.command, source, ds, artifacts),
         decisions=decisions,
     )
     if baseline is not None:

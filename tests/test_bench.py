@@ -211,3 +211,13 @@ def test_core_types_are_recorded_where_a_machine_mixes_them(monkeypatch: pytest.
     mixed = [block(0, "0xd03"), block(1, "0xd03"), block(2, "0xd08"), block(3, "0xd08")]
     assert _core_types(mixed) == {"part 0xd03": "0,1", "part 0xd08": "2,3"}
     assert _core_types([block(0, "0xd0b"), block(1, "0xd0b")]) is None
+
+
+def test_machine_notes_name_a_moving_clock_and_mixed_cores() -> None:
+    from edgekit.environment import machine_notes
+
+    assert machine_notes({"cpufreq_governor": "performance"}) == []
+    (line,) = machine_notes({"cpufreq_governor": "powersave"})
+    assert "governor 'powersave'" in line and "cpupower frequency-set -g performance" in line
+    (line,) = machine_notes({"core_types": {"performance": "0-7", "efficient": "8-15"}})
+    assert "performance: CPUs 0-7; efficient: CPUs 8-15" in line and "taskset" in line
