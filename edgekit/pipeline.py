@@ -48,6 +48,7 @@ from edgekit.formats.base import (
 from edgekit.heartbeat import duration, estimate_line, heartbeat, time_one
 from edgekit.metrics import n_items
 from edgekit.metrics_user import UserMetric
+from edgekit.progress_bar import counted
 from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.checks import DecisionBudget
 from edgekit.quantization.presets import PRESETS
@@ -184,9 +185,15 @@ def _dataset(calibration: str | Path | Dataset) -> Dataset:
     return calibration if isinstance(calibration, Dataset) else load_dataset(calibration)
 
 
-def _stream(ds: Dataset, source: ModelSource, split: str, limit: int | None) -> Callable[[], Iterator[Feeds]]:
+def _stream(ds: Dataset, source: ModelSource, split: str, limit: int | None,
+            progress: Progress | None = None, what: str = "") -> Callable[[], Iterator[Feeds]]:
+    """A fresh iterator over ``split`` each call; counted (:func:`edgekit.progress_bar.counted`) when ``progress``
+    is given."""
+    total = min(ds.count(split), limit or 10**9)  # type: ignore[arg-type]
+
     def make() -> Iterator[Feeds]:
-        return ds.batches(split, source.io, source.preprocess, batch_size=1, limit=limit)  # type: ignore[arg-type]
+        items = ds.batches(split, source.io, source.preprocess, batch_size=1, limit=limit)  # type: ignore[arg-type]
+        return counted(items, total, what or f"{split} items", progress) if progress is not None else items
     return make
 
 
@@ -267,7 +274,8 @@ def build_artifact(
         else None
     ctx = BuildContext(
         source=source, canonical=canonical,
-        calibration=_stream(dataset, source, "calibration", options.calibration_limit) if dataset else (
+        calibration=_stream(dataset, source, "calibration", options.calibration_limit, progress,
+                            f"{fmt.value} {precision.value}: calibration items") if dataset else (
             lambda: iter(())),
         check_feeds=check, isa_preset=isa_preset, options=own_options, split=split,
         budget=DecisionBudget(options.budget, options.tuning.margin),
@@ -434,7 +442,7 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
             try:
                 metrics[art.name] = validate_artifact(source, art, ds, reference=reference, limit=options.eval_limit,
                                                       threads=options.threads, output_kinds=options.output_kinds,
-                                                      user_metrics=options.user_metrics)
+                                                      user_metrics=options.user_metrics, progress=progress)
             except RuntimeAdapterError as exc:  # one artifact that cannot run or answers in other shapes
                 notes.append(f"{art.name} could not be validated: {exc}")
                 progress(f"FAILED validating {art.name}: {exc}")

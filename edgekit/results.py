@@ -282,7 +282,8 @@ class Metrics:
     def accuracy_drop_points(self) -> float | None:
         if self.accuracy is None or self.source_accuracy is None:
             return None
-        return 100.0 * (self.source_accuracy - self.accuracy)
+        # rounded to 1e-9 pt: 100 * (1.0 - 0.99) is 1.0000000000000009, which a 1-pt budget refused
+        return round(100.0 * (self.source_accuracy - self.accuracy), 9)
 
     @property
     def flip_rate(self) -> float | None:

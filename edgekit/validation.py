@@ -4,8 +4,6 @@ data checks done before any work."""
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +20,8 @@ from edgekit.formats.base import TOLERANCES
 from edgekit.layout import to_layout
 from edgekit.metrics import Outputs, collect, compare, cross_runtime_agreement, pack_outputs, unpack_outputs
 from edgekit.metrics_user import UserMetric, check_outputs
+from edgekit.progress_bar import counted
+from edgekit.progress_bar import stderr_progress as stderr_progress
 from edgekit.registry import get_runtime, reference_runtime, runtimes_for_format
 from edgekit.results import CrossRuntime, Metrics
 from edgekit.runtimes.base import RuntimeOptions
@@ -43,11 +43,6 @@ class ValidationOptions(Protocol):
     def threads(self) -> int | None: ...
     @property
     def output_kinds(self) -> Mapping[str, str] | None: ...
-
-
-def stderr_progress(message: str) -> None:
-    """Default progress printer: one timestamped line per step on stderr."""
-    print(f"[edgekit {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 
@@ -80,6 +75,8 @@ def reference_outputs(source: ModelSource, ds: Dataset, out_dir: Path, limit: in
     fixed = ds.fixed_batch(source.io, source.preprocess)
     batch = fixed or 32  # sources run fastest batched
     feeds = ds.batches("eval", source.io, source.preprocess, batch_size=batch, limit=limit)  # type: ignore[arg-type]
+    n = min(ds.count("eval"), limit or 10**9)
+    feeds = counted(feeds, -(-n // batch), f"reference outputs (batches of {batch})", progress)
     ref = collect(((f, source.run_reference(f)) for f in feeds), source.task, source.io.output_names)
     write_hashed_array(cache, pack_outputs(ref))
     return ref
@@ -88,7 +85,7 @@ def reference_outputs(source: ModelSource, ds: Dataset, out_dir: Path, limit: in
 def validate_artifact(source: ModelSource, artifact: Artifact, ds: Dataset, *, reference: Mapping[str, np.ndarray],
                       limit: int | None = None, threads: int | None = None,
                       output_kinds: Mapping[str, str] | None = None,
-                      user_metrics: Sequence[UserMetric] = ()) -> Metrics:
+                      user_metrics: Sequence[UserMetric] = (), progress: Progress | None = None) -> Metrics:
     """Run ``artifact`` (with its format's local runtime) on the held-out split and compare every output with the
     source's (:func:`reference_outputs`), each with the metrics that fit its kind (``output_kinds`` names the
     kind of outputs where :func:`edgekit.metrics.infer_kind` would be wrong). Labels of the split give accuracy
@@ -101,6 +98,8 @@ def validate_artifact(source: ModelSource, artifact: Artifact, ds: Dataset, *, r
     sess = get_runtime(reference_runtime(artifact.format.value)).load(artifact.path,
                                                                       RuntimeOptions(threads=threads))
     feeds = ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=limit)  # type: ignore[arg-type]
+    if progress is not None:  # counts and an ETA (a bar on a terminal)
+        feeds = counted(feeds, min(ds.count("eval"), limit or 10**9), f"validate {artifact.name}", progress)
     got = collect(((f, sess.run(to_layout(f, artifact.layout))) for f in feeds), source.task, source.io.output_names)
     labels = ds.labels("eval")
     if labels is not None and limit is not None:

@@ -312,3 +312,14 @@ def test_the_command_line_takes_the_new_kinds_metrics_and_budget(tmp_path: Path)
     assert onnx_options is not None and onnx_options.static_int8.op_types_to_exclude == ("Add", "Mul")
     assert main(["run", "--model", "m.onnx", "--calibration", "c", "--out", str(tmp_path / "o2"),
                  "--metric", f"y={f}:missing"]) == 2  # one line, no traceback
+
+
+def test_an_accuracy_drop_of_exactly_the_budget_is_within_it() -> None:
+    """99 of 100 against 100 of 100 is a 1.0-point drop; float arithmetic made it 1.0000000000000009 and a
+    --max-drop 1 budget refused it (found by the pick-vs-defaults benchmark)."""
+    from edgekit.results import AccuracyBudget, Metrics
+
+    m = Metrics(n=100, cosine_mean=0.999, cosine_min=0.99, max_abs=0.1, mean_abs=0.01, accuracy=0.99,
+                source_accuracy=1.0)
+    assert m.accuracy_drop_points == 1.0
+    assert AccuracyBudget(max_drop_points=1.0).metrics_failures(m) == []
