@@ -46,6 +46,8 @@ from edgekit.formats.base import (
     merge_recipe,
 )
 from edgekit.heartbeat import duration, estimate_line, heartbeat, time_one
+from edgekit.layer_views import ITEMS as LAYER_ITEMS
+from edgekit.layer_views import layer_reports
 from edgekit.metrics import n_items
 from edgekit.metrics_user import UserMetric
 from edgekit.progress_bar import counted
@@ -447,6 +449,8 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
                 notes.append(f"{art.name} could not be validated: {exc}")
                 progress(f"FAILED validating {art.name}: {exc}")
         cross = cross_runtime(source, artifacts, ds, options, progress)
+        layers = layer_reports(artifacts, _check_feeds(ds, source, LAYER_ITEMS), progress) \
+            if any(a.precision is Precision.INT8 for a in artifacts) else []
     notes += [f"{c.other_runtime} disagrees with {c.reference_runtime} on {c.artifact} beyond the fp32 tolerance: "
               f"max-abs {c.metrics.max_abs:.3g} (limit {c.tolerance['max_abs']:.3g})"
               + (f", min cosine {c.metrics.cosine_min:.6f}" if c.metrics.cosine_min is not None else "")
@@ -475,7 +479,7 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
         environment=(env := environment(sorted({r.name for t in targets for r in t.runtimes}))),
         notes=tuple(notes + machine_notes(env)), cross_runtime=tuple(cross),
         provenance=provenance(options.command, source, ds, artifacts),
-        decisions=decisions,
+        decisions=decisions, layers=tuple(layers),
     )
     if baseline is not None:
         result = replace(result, baseline=baseline.compare(result, str(out)))

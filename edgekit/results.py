@@ -476,3 +476,4 @@ class RunResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     baseline: Comparison | None = None  # this run against --baseline (edgekit.compare)
     decisions: tuple[Decision, ...] = ()  # one per target measured here (edgekit.finalists)
+    layers: tuple[dict[str, Any], ...] = ()  # per-layer error of each int8 artifact (edgekit.layer_views)

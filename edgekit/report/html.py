@@ -312,10 +312,35 @@ def _outputs(result: RunResult) -> str:
 
 
 def _layers(result: RunResult) -> str:
-    """The per-layer error view (issue 13): the cosine / max-abs of each matched intermediate tensor of an int8
-    artifact against fp32. RunResult carries no per-layer data yet; when it does, draw it here."""
-    return ('<section id="layers"><h2>Per-layer error</h2><p class="notmeasured">Per-layer error: not measured in '
-            "this run.</p></section>")
+    """The per-layer error view: for each int8 artifact, one bar per layer (its cosine vs fp32, graph order), the
+    layers where the error jumps listed below with whether the quantizer kept them in float."""
+    if not result.layers:
+        return ('<section id="layers"><h2>Per-layer error</h2><p class="notmeasured">Per-layer error: no int8 '
+                "artifact in this run.</p></section>")
+    parts = ['<section id="layers"><h2>Per-layer error (int8 vs fp32)</h2>']
+    for rep in result.layers:
+        layers = rep.get("layers", [])
+        parts.append(f"<h3>{esc(rep['artifact'])}</h3>")
+        if rep.get("note"):
+            parts.append(f'<p class="notmeasured">{esc(str(rep["note"]))}</p>')
+        if layers:
+            worst = min(float(la["cosine"]) for la in layers)
+            floor = min(0.9, worst)
+            w, h = 720, 120
+            step = w / len(layers)
+            tall = [h * (float(la["cosine"]) - floor) / (1 - floor + 1e-12) for la in layers]
+            bars = "".join(
+                f'<rect x="{i * step:.1f}" y="{h - tall[i]:.1f}" width="{max(step - 1, 1):.1f}" height="{tall[i]:.1f}" '
+                f'fill="{"#999" if la["kept_float"] else "#1f77b4"}"><title>{esc(la["tensor"])}: cosine '
+                f'{float(la["cosine"]):.5f}</title></rect>' for i, la in enumerate(layers))
+            parts.append(f'<svg class="layers" width="{w}" height="{h}" role="img" aria-label="per-layer cosine">'
+                         f"{bars}</svg><p>cosine per layer from {floor:.3f} (bottom) to 1.0; grey: kept in float</p>")
+        by_name = {la["tensor"]: la for la in layers}
+        rows = [(la["tensor"], la["op_type"], f"{la['cosine']:.5f}", f"{la['drop']:.5f}",
+                 "yes" if la["kept_float"] else "no") for t in rep.get("jumps", []) if (la := by_name.get(t))]
+        if rows:
+            parts.append(_table(("Error jumps at", "Op", "Cosine", "Drop", "Kept float"), rows))
+    return "".join(parts) + "</section>"
 
 
 def _notes(result: RunResult) -> str:

@@ -305,6 +305,29 @@ def _decisions(result: RunResult) -> list[str]:
     return lines
 
 
+def _layers(result: RunResult) -> list[str]:
+    """Where each int8 artifact's error enters: the layers with the largest cosine drop vs fp32
+    (:mod:`edgekit.layer_views`)."""
+    if not result.layers:
+        return []
+    lines = ["## Per-layer error (int8 vs fp32)", "",
+             "Each int8 artifact's intermediate tensors compared with its fp32 sibling's on a few calibration items "
+             "(cosine of each tensor; drop = the cosine of the layer's inputs minus its own: where the error "
+             "enters). Every layer is in `report.json` (`layers`).", ""]
+    for rep in result.layers:
+        by_name = {la["tensor"]: la for la in rep.get("layers", [])}
+        lines.append(f"### {text(rep['artifact'])}: {len(by_name)} layers on {rep.get('items', 0)} items")
+        if rep.get("note"):
+            lines += ["", paragraph(str(rep["note"]))]
+        jumps = [by_name[t] for t in rep.get("jumps", []) if t in by_name]
+        if jumps:
+            lines += ["", *_table(["layer (tensor)", "op", "cosine", "drop", "max-abs", "kept float"], (
+                [text(la["tensor"]), text(la["op_type"]), f"{la['cosine']:.5f}", f"{la['drop']:.5f}",
+                 f"{la['max_abs']:.3g}", "yes" if la["kept_float"] else "no"] for la in jumps))]
+        lines.append("")
+    return lines
+
+
 def _recommendations(result: RunResult) -> list[str]:
     lines = ["## Recommendation", ""]
     if not result.recommendations:
@@ -407,5 +430,5 @@ def render_markdown(result: RunResult) -> str:
     """The whole Markdown report for ``result``."""
     sections = [_title(result), _dataset(result), _budget(result), _results(result), _outputs(result),
                 _estimates(result), _decisions(result), _recommendations(result), _baseline(result),
-                _cross_runtime(result), _notes(result), _environment(result), _latency(result)]
+                _layers(result), _cross_runtime(result), _notes(result), _environment(result), _latency(result)]
     return "\n\n".join("\n".join(s).strip("\n") for s in sections if s) + "\n"

@@ -113,6 +113,7 @@ def to_json_dict(result: RunResult, *, created: datetime | None = None) -> dict[
         "rows": [row_dict(r, speed[i]) for i, r in enumerate(result.rows)],
         "recommendations": [recommendation_dict(r) for r in result.recommendations],
         "decisions": [decision_dict(d) for d in result.decisions],
+        "layers": list(result.layers),
         "notes": list(result.notes),
         "cross_runtime": [jsonable({**dataclasses.asdict(c), "metrics": c.metrics.to_dict()})
                           for c in result.cross_runtime],

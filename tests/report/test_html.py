@@ -44,7 +44,7 @@ class Page(HTMLParser):
         a = {k: v or "" for k, v in attrs}
         self.tags.append(tag)
         self.attrs += list(a.items())
-        if tag == "svg":
+        if tag == "svg" and a.get("class", "").startswith("chart "):  # the per-target charts
             self.charts.append(a["class"].removeprefix("chart "))
         if tag == "g" and "point" in a.get("class", "").split():
             self.points.append(a)
@@ -92,7 +92,10 @@ def test_the_run_writes_one_self_contained_html_beside_the_markdown(real_run: tu
                       if "recommended" in p["class"].split()} == picks
     assert len(page.points) == sum(r.bench is not None and r.metrics is not None for r in result.rows)
     text = " ".join(page.text)
-    assert all(a in text for _, a in picks) and "Per-layer error: not measured in this run." in text
+    assert all(a in text for _, a in picks) and "Per-layer error (int8 vs fp32)" in text
+    (layers,) = result.layers  # the int8 ONNX artifact's layers vs fp32, in the report and the JSON
+    assert layers["artifact"] == "model.int8.onnx" and layers["layers"] and layers["items"] == 8
+    assert ("aria-label", "per-layer cosine") in page.attrs
     output = result.rows[0].metrics.outputs[0].name  # type: ignore[union-attr]
     assert "Per-output agreement" in text and output in text
 
