@@ -32,7 +32,14 @@ from edgekit.cli_checks import (
     refuse_misapplied,
     task_budget,
 )
-from edgekit.cli_compare import add_baseline_args, add_compare_command, command_line, finish_run, run_options
+from edgekit.cli_compare import (
+    add_baseline_args,
+    add_compare_command,
+    add_reproduce_command,
+    command_line,
+    finish_run,
+    run_options,
+)
 from edgekit.errors import ConfigError, EdgekitError, UnknownNameError, first_line
 from edgekit.interrupts import (
     Terminated,
@@ -425,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ssh_args(p)
     p.set_defaults(func=_cmd_doctor)
     add_compare_command(sub)
+    add_reproduce_command(sub, main)
     add_calibration_command(sub)
     return parser
 

@@ -108,6 +108,28 @@ def add_compare_command(sub: Any) -> None:
     p.set_defaults(func=_cmd_compare)
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from edgekit.reproduce import reproduce
+
+    status, differs, report = reproduce(args.run, args.out, args.run_main)
+    print(f"reproduced into {report.parent} (exit {status}); compared with {args.run} in its report")
+    print("how the runs were made differs in:" if differs else "made the same way in every recorded respect "
+          "(command, edgekit, git, Python, libraries, hashes, machine)")
+    for line in differs:
+        print(f"  {line}")
+    return status
+
+
+def add_reproduce_command(sub: Any, run_main: Any) -> None:
+    """Register ``edgekit reproduce`` on the command's subparsers; ``run_main``: the CLI's ``main`` (runs the
+    recorded command)."""
+    p = sub.add_parser("reproduce", help="run a recorded 'edgekit run' again from its report.json, compared with "
+                       "it, and say what differs in how the two were made")
+    p.add_argument("run", metavar="RUN", help="the run to reproduce (--out folder or report.json)")
+    p.add_argument("--out", help="where the new run goes (default: RUN-reproduced beside it)")
+    p.set_defaults(func=_cmd_reproduce, run_main=run_main)
+
+
 def command_line(argv: Sequence[str] | None) -> list[str]:
     """The command line to record: ``sys.argv`` when run as a program, ``["edgekit", *argv]`` when called."""
     return list(sys.argv) if argv is None else ["edgekit", *argv]

@@ -8,6 +8,7 @@ package record leave that part None (or out) and never fail the run.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -75,6 +76,7 @@ def provenance(command: Sequence[str] | None, source: Any, dataset: Any,
     ``artifacts`` (``{name: {"sha256", "files"}}``, every file of each artifact)."""
     return {
         "command": list(command if command is not None else sys.argv),
+        "cwd": os.getcwd(),  # relative paths of the command are relative to it (edgekit reproduce)
         "edgekit": __version__,
         "git": git_state(),
         "python": sys.version.split()[0],
