@@ -88,6 +88,7 @@ bench: setup
 	$(BIN)/python benchmarks/int8_speed.py
 	$(BIN)/python benchmarks/int8_vs_peers.py
 	$(BIN)/python benchmarks/pick_vs_runtime_defaults.py
+	$(BIN)/python benchmarks/harness_overhead.py
 
 # Only the emulated board's tests (make test runs them too): the agent over SSH on the emulated Pi 5, outputs of
 # fp32 and int8 (ONNX, TFLite) artifacts vs this machine's. Correctness, not speed. Result in runs/arm-emulated/.
