@@ -173,22 +173,18 @@ def decide(rows: Sequence[Row], budget: AccuracyBudget, targets: Sequence[Target
         noise = noise_between(before, snapshot(), [x for s in samples for x in s])
         del sessions
         medians = [float(np.median(s)) for s in samples]
+        plain = [Finalist(i, rows[i].artifact.name, rows[i].runtime, medians[k], tuple(samples[k]))
+                 for k, i in enumerate(kept)]
         fastest = int(np.argmin(medians))
-        finalists = [Finalist(i, rows[i].artifact.name, rows[i].runtime, medians[k], tuple(samples[k]))
-                     for k, i in enumerate(kept)]
-        finalists = [f if k == fastest else _vs(f, samples[k], samples[fastest], seed)
-                     for k, f in enumerate(finalists)]
-        pick, swapped = finalists[fastest], None
-        ties = [f for f in finalists if f.interval is not None and f.interval[0] <= 1.0 + EQUIVALENCE
-                and _more_accurate(rows[f.row].metrics, rows[pick.row].metrics)]
-        if ties:  # no measurable difference in speed, more accurate: that one, re-based
-            better = max(ties, key=lambda f: _accuracy_key(rows[f.row].metrics))
-            k = finalists.index(better)
-            swapped = Finalist(pick.row, pick.artifact, pick.runtime, pick.median_ms, pick.samples_ms)
-            finalists = [Finalist(f.row, f.artifact, f.runtime, f.median_ms, f.samples_ms) if j == k
-                         else _vs(f, samples[j], samples[k], seed) for j, f in enumerate(finalists)]
-            pick = finalists[k]
-            swapped = next(f for f in finalists if f.row == swapped.row)
+        finalists = _rebased(plain, fastest, seed)
+        ties = [k for k, f in enumerate(finalists) if f.interval is not None and f.interval[0] <= 1.0 + EQUIVALENCE
+                and _more_accurate(rows[f.row].metrics, rows[finalists[fastest].row].metrics)]
+        chosen, swapped = fastest, None
+        if ties:  # no measurable difference in speed, more accurate: that one, the others' ratios re-based on it
+            chosen = max(ties, key=lambda k: _accuracy_key(rows[finalists[k].row].metrics))
+            finalists = _rebased(plain, chosen, seed)
+            swapped = finalists[fastest]
+        pick = finalists[chosen]
         why = _why(rows, finalists, pick, speed, swapped)
         if noise["noisy"]:
             why += (f". The machine was busy meanwhile ({noise['why']}): the ratios are paired per round, so the "
@@ -198,6 +194,13 @@ def decide(rows: Sequence[Row], budget: AccuracyBudget, targets: Sequence[Target
     return tuple(out)
 
 
-def _vs(f: Finalist, mine: Sequence[float], pick: Sequence[float], seed: int) -> Finalist:
-    ratio, interval = paired_ratio(mine, pick, seed)
-    return Finalist(f.row, f.artifact, f.runtime, f.median_ms, f.samples_ms, ratio, interval)
+def _rebased(plain: Sequence[Finalist], pick: int, seed: int) -> list[Finalist]:
+    """``plain`` (no ratios) with every finalist but ``plain[pick]`` given its ratio to the pick."""
+    out: list[Finalist] = []
+    for k, f in enumerate(plain):
+        if k == pick:
+            out.append(f)
+            continue
+        ratio, interval = paired_ratio(f.samples_ms, plain[pick].samples_ms, seed)
+        out.append(Finalist(f.row, f.artifact, f.runtime, f.median_ms, f.samples_ms, ratio, interval))
+    return out

@@ -82,6 +82,12 @@ def reference_outputs(source: ModelSource, ds: Dataset, out_dir: Path, limit: in
     return ref
 
 
+def eval_labels(ds: Dataset, limit: int | None) -> np.ndarray | None:
+    """The held-out split's labels (None without labels), cut to the ``limit`` items a run validates on."""
+    labels = ds.labels("eval")
+    return labels[:limit] if labels is not None and limit is not None else labels
+
+
 def validate_artifact(source: ModelSource, artifact: Artifact, ds: Dataset, *, reference: Mapping[str, np.ndarray],
                       limit: int | None = None, threads: int | None = None,
                       output_kinds: Mapping[str, str] | None = None,
@@ -101,9 +107,7 @@ def validate_artifact(source: ModelSource, artifact: Artifact, ds: Dataset, *, r
     if progress is not None:  # counts and an ETA (a bar on a terminal)
         feeds = counted(feeds, min(ds.count("eval"), limit or 10**9), f"validate {artifact.name}", progress)
     got = collect(((f, sess.run(to_layout(f, artifact.layout))) for f in feeds), source.task, source.io.output_names)
-    labels = ds.labels("eval")
-    if labels is not None and limit is not None:
-        labels = labels[:limit]
+    labels = eval_labels(ds, limit)
     return compare(reference, got, task=source.task, labels=labels, kinds=output_kinds, user_metrics=user_metrics)
 
 
@@ -117,9 +121,7 @@ def board_validation(source: ModelSource, ds: Dataset, *, reference: Mapping[str
     if isinstance(ds, SequenceDataset):
         return None
     feeds = list(ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=limit))  # type: ignore[arg-type]
-    labels = ds.labels("eval")
-    if labels is not None and limit is not None:
-        labels = labels[:limit]
+    labels = eval_labels(ds, limit)
 
     def judge(outputs: Sequence[Sequence[np.ndarray]]) -> Metrics:
         if len(outputs) != len(feeds):

@@ -73,8 +73,6 @@ def plan_variants(fmt: Format, precision: Precision, targets: Sequence[Target], 
     if not groups:
         return [Variant(fmt, precision, recipe_family(adapter, precision, options, default_preset), default_preset,
                         ())]
-    if None in groups and len(groups) > 1:  # cannot happen for one adapter; keep one plain build if it does
-        groups = {None: groups[None]}
     named = len(groups) > 1
     return [Variant(fmt, precision, family, preset, tuple(names), named)
             for family, (preset, names) in groups.items()]

@@ -159,6 +159,14 @@ def run_fleet(assignments: Sequence[tuple[HostSpec, Sequence[BenchJob]]],
     return asyncio.run(_fan_out(assignments, progress))
 
 
+def _laid_out(folder: Path, kind: str, feeds: Sequence[Feeds], layout: str) -> Path:
+    """``feeds`` in ``layout`` as one .npz in ``folder``, written once per kind and layout."""
+    path = folder / f"{kind}-{layout or 'native'}.npz"
+    if not path.exists():
+        write_feeds_npz([to_layout(f, layout) for f in feeds], path)
+    return path
+
+
 def hosts_for(target: str, hosts: Sequence[HostSpec]) -> list[HostSpec]:
     """The hosts that run ``target``: those naming it, else (CLI ``--host``) those naming no target."""
     named = [h for h in hosts if h.target == target]
@@ -184,15 +192,9 @@ class SshExecutor:
                                        reason="no --host given (or inventory entry) for this ssh target")]
                     continue
                 threads = options.threads_for(job.runtime)
-                feeds_file = Path(tmp) / f"feeds-{job.artifact.layout or 'native'}.npz"
-                if not feeds_file.exists():
-                    write_feeds_npz([to_layout(f, job.artifact.layout) for f in feeds], feeds_file)
-                eval_file: Path | None = None
-                if options.validation is not None:
-                    eval_file = Path(tmp) / f"eval-{job.artifact.layout or 'native'}.npz"
-                    if not eval_file.exists():
-                        write_feeds_npz([to_layout(f, job.artifact.layout) for f in options.validation.feeds],
-                                        eval_file)
+                feeds_file = _laid_out(Path(tmp), "feeds", feeds, job.artifact.layout)
+                eval_file = _laid_out(Path(tmp), "eval", options.validation.feeds, job.artifact.layout) \
+                    if options.validation is not None else None
                 bench_job = BenchJob(job.artifact, job.target.name, job.runtime.name,
                                      dataclasses.replace(options.bench, threads=threads),
                                      RuntimeOptions(threads=threads, providers=job.runtime.providers,

@@ -429,9 +429,9 @@ def doctor_remote(spec: HostSpec, runtimes: Sequence[str]) -> tuple[str, bool]:
 
     async def probe() -> Any:
         conn = await connect(spec)
-        try:
-            return await run_command(conn, [spec.python, "-c", _PROBE, *modules], spec.connect_timeout + 60.0,
-                                     "the probe", spec)
+        try:  # managed like the agent: a Ctrl-C during the probe leaves nothing running on the board
+            return await run_managed(conn, spec, [spec.python, "-c", _PROBE, *modules], spec.connect_timeout + 60.0,
+                                     "the probe")
         finally:
             conn.close()
 

@@ -131,15 +131,14 @@ def recommend(rows: Sequence[Row], budget: AccuracyBudget, strict_timing: bool =
     recs: list[Recommendation] = []
     for (target, runtime), idx in _group(rows).items():
         if not any(rows[i].status in MEASURED for i in idx):
-            checked = [i for i in idx if rows[i].status == "validated-remote"]
-            if checked:  # an emulated board: accuracy on its kernels, no speed to choose by
-                ok = [rows[i].artifact.name for i in checked if not budget_failures(rows[i], budget)]
+            fails = {i: budget_failures(rows[i], budget) for i in idx if rows[i].status == "validated-remote"}
+            if fails:  # an emulated board: accuracy on its kernels, no speed to choose by
+                ok = [rows[i].artifact.name for i, why in fails.items() if not why]
                 recs.append(Recommendation(
                     target=target, runtime=runtime, artifact=None,
                     reason="no speed measured (emulated board): within budget on its kernels: "
                            + (", ".join(ok) if ok else "none"),
-                    rejected=tuple(f"{rows[i].artifact.name}: " + "; ".join(budget_failures(rows[i], budget))
-                                   for i in checked if budget_failures(rows[i], budget))))
+                    rejected=tuple(f"{rows[i].artifact.name}: " + "; ".join(why) for i, why in fails.items() if why)))
             continue
         why_not = refusals(rows, idx, budget, speed, strict_timing)
         eligible = [i for i in idx if not why_not[i]]
