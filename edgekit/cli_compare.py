@@ -41,6 +41,9 @@ def add_baseline_args(p: argparse.ArgumentParser) -> None:
                    f"{_EXAMPLE} (see 'edgekit compare --help')")
     p.add_argument("--strict-timing", action="store_true", help="recommend nothing from a row timed while other "
                    "processes kept the machine busy (its noise record says so); such a target exits 3")
+    p.add_argument("--replace-report", action="store_true", help="replace the report already in --out; by default a "
+                   "run adds its targets to it (the other targets' rows are kept when the model, data and budget are "
+                   "the same)")
     p.epilog = EXIT_CODES_HELP
     p.formatter_class = argparse.RawDescriptionHelpFormatter
 
@@ -49,6 +52,7 @@ def run_options(args: argparse.Namespace, opts: Any) -> Any:
     """``opts`` (:class:`edgekit.pipeline.RunOptions`) with the baseline, the gate and the command line."""
     return replace(opts, baseline=getattr(args, "baseline", None), fail_on=getattr(args, "fail_on", None),
                    strict_timing=bool(getattr(args, "strict_timing", False)),
+                   merge_report=not getattr(args, "replace_report", False),
                    command=tuple(getattr(args, "command_line", None) or sys.argv))
 
 

@@ -152,13 +152,14 @@ def _breaches(row: RowComparison, gate: FailOn | None) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _machine(env: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+def machine_of(env: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """The CPU model and sorted ISA flags a report's ``environment`` records (what tells two machines apart)."""
     return str(env.get("cpu_model") or "unknown CPU"), tuple(sorted(env.get("cpu_flags") or ()))
 
 
 def _row_machine(row: Mapping[str, Any], doc: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
     env = (row.get("bench") or {}).get("environment") or doc.get("environment") or {}
-    return _machine(env)
+    return machine_of(env)
 
 
 def _describe_machines(a: tuple[str, tuple[str, ...]], b: tuple[str, tuple[str, ...]]) -> str:
@@ -214,7 +215,7 @@ def compare_reports(doc_a: Mapping[str, Any], doc_b: Mapping[str, Any], *, fail_
                             top1_points=_delta(ma, mb, "top1_agreement", 100.0), outputs=_output_deltas(ma, mb),
                             machine_differs=differs)
         out.append(RowComparison(**{**row.__dict__, "breaches": _breaches(row, fail_on)}))
-    top_a, top_b = _machine(doc_a.get("environment") or {}), _machine(doc_b.get("environment") or {})
+    top_a, top_b = machine_of(doc_a.get("environment") or {}), machine_of(doc_b.get("environment") or {})
     warnings = []
     if machines_differ or top_a != top_b:
         warnings.append("WARNING: the two runs were recorded on DIFFERENT MACHINES (" + _describe_machines(top_a, top_b)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from edgekit.bench import native_calls
+from edgekit.compare import bootstrap_ratio
 from edgekit.errors import EdgekitError
 from edgekit.executors.base import ExecutorOptions, Feeds
 from edgekit.layout import to_layout
@@ -29,7 +30,7 @@ from edgekit.machine_load import noise_between, snapshot
 from edgekit.registry import get_runtime
 from edgekit.report.recommend import describe, refusals, speedups
 from edgekit.results import AccuracyBudget, Decision, Finalist, Metrics, Row
-from edgekit.runtimes.base import RuntimeOptions, Session
+from edgekit.runtimes.base import RuntimeOptions, Session, timed_call
 from edgekit.targets import Target
 
 Progress = Callable[[str], None]
@@ -91,11 +92,11 @@ def interleave(sessions: Sequence[Session], feeds: Sequence[Sequence[Feeds]], ro
             for r in range(rounds):
                 shuffle(order)
                 for k in order:
-                    feed = feeds[k][r % len(feeds[k])]
+                    call = timed_call(sessions[k], feeds[k][r % len(feeds[k])])  # inputs bound off the clock
                     for _ in range(burst - 1):
-                        sessions[k].run(feed)
+                        call()
                     t0 = time.perf_counter_ns()
-                    sessions[k].run(feed)
+                    call()
                     samples[k].append((time.perf_counter_ns() - t0) / 1e6)
                     check()
                 if r + 1 >= MIN_ROUNDS and time.monotonic() > deadline:
@@ -107,16 +108,16 @@ def interleave(sessions: Sequence[Session], feeds: Sequence[Sequence[Feeds]], ro
 
 
 def _why(rows: Sequence[Row], finalists: Sequence[Finalist], pick: Finalist, speed: dict[int, float | None],
-         swapped_from: Finalist | None) -> str:
+         swapped_from: Finalist | None, timed: str = "interleaved") -> str:
     head = f"{pick.artifact} on {pick.runtime}: "
     if swapped_from is not None and swapped_from.ratio is not None and swapped_from.interval is not None:
         lo, hi = swapped_from.interval
         head += (f"no measurable difference in speed from the fastest, {swapped_from.artifact} on "
-                 f"{swapped_from.runtime} ({swapped_from.median_ms:.3f} vs {pick.median_ms:.3f} ms interleaved; "
+                 f"{swapped_from.runtime} ({swapped_from.median_ms:.3f} vs {pick.median_ms:.3f} ms {timed}; "
                  f"ratio {swapped_from.ratio:.3f} [{lo:.3f}, {hi:.3f}] is within {EQUIVALENCE:.0%} of 1.0), and more "
                  "accurate: recommended. ")
     else:
-        head += f"fastest within budget, interleaved median {pick.median_ms:.3f} ms. "
+        head += f"fastest within budget, {timed} median {pick.median_ms:.3f} ms. "
     head += describe(rows[pick.row], speed[pick.row])
     others = [f for f in finalists if f is not pick]
     if not others:
@@ -172,19 +173,7 @@ def decide(rows: Sequence[Row], budget: AccuracyBudget, targets: Sequence[Target
                              max(options.bench.min_seconds * len(kept), 1.0), seed)
         noise = noise_between(before, snapshot(), [x for s in samples for x in s])
         del sessions
-        medians = [float(np.median(s)) for s in samples]
-        plain = [Finalist(i, rows[i].artifact.name, rows[i].runtime, medians[k], tuple(samples[k]))
-                 for k, i in enumerate(kept)]
-        fastest = int(np.argmin(medians))
-        finalists = _rebased(plain, fastest, seed)
-        ties = [k for k, f in enumerate(finalists) if f.interval is not None and f.interval[0] <= 1.0 + EQUIVALENCE
-                and _more_accurate(rows[f.row].metrics, rows[finalists[fastest].row].metrics)]
-        chosen, swapped = fastest, None
-        if ties:  # no measurable difference in speed, more accurate: that one, the others' ratios re-based on it
-            chosen = max(ties, key=lambda k: _accuracy_key(rows[finalists[k].row].metrics))
-            finalists = _rebased(plain, chosen, seed)
-            swapped = finalists[fastest]
-        pick = finalists[chosen]
+        finalists, pick, swapped = _choose(rows, kept, samples, seed, paired_ratio)
         why = _why(rows, finalists, pick, speed, swapped)
         if noise["noisy"]:
             why += (f". The machine was busy meanwhile ({noise['why']}): the ratios are paired per round, so the "
@@ -194,13 +183,72 @@ def decide(rows: Sequence[Row], budget: AccuracyBudget, targets: Sequence[Target
     return tuple(out)
 
 
-def _rebased(plain: Sequence[Finalist], pick: int, seed: int) -> list[Finalist]:
+Ratio = Callable[[Sequence[float], Sequence[float], int], tuple[float, tuple[float, float]]]
+
+
+def unpaired_ratio(a_ms: Sequence[float], b_ms: Sequence[float], seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """``a / b`` as the ratio of the medians of two sample sets timed apart (not in shared rounds), with a
+    bootstrap 95% interval resampling each set on its own: wider than :func:`paired_ratio`'s, and blind to a
+    machine that changed between the two."""
+    ratio, low, high = bootstrap_ratio(b_ms, a_ms, seed=seed)
+    return ratio, (low, high)
+
+
+def _choose(rows: Sequence[Row], kept: Sequence[int], samples: Sequence[Sequence[float]], seed: int,
+            ratio: Ratio) -> tuple[list[Finalist], Finalist, Finalist | None]:
+    """The finalists (rows ``kept``, timed ``samples``) with ratios to the pick, the pick (the fastest, or a more
+    accurate one with no measurable difference in speed) and the fastest it replaced (None: the fastest)."""
+    plain = [Finalist(i, rows[i].artifact.name, rows[i].runtime, float(np.median(samples[k])), tuple(samples[k]))
+             for k, i in enumerate(kept)]
+    fastest = int(np.argmin([f.median_ms for f in plain]))
+    finalists = _rebased(plain, fastest, seed, ratio)
+    ties = [k for k, f in enumerate(finalists) if f.interval is not None and f.interval[0] <= 1.0 + EQUIVALENCE
+            and _more_accurate(rows[f.row].metrics, rows[finalists[fastest].row].metrics)]
+    if not ties:
+        return finalists, finalists[fastest], None
+    # no measurable difference in speed, more accurate: that one, the others' ratios re-based on it
+    chosen = max(ties, key=lambda k: _accuracy_key(rows[finalists[k].row].metrics))
+    finalists = _rebased(plain, chosen, seed, ratio)
+    return finalists, finalists[chosen], finalists[fastest]
+
+
+def decide_boards(rows: Sequence[Row], budget: AccuracyBudget, targets: Sequence[Target], *, max_finalists: int = 4,
+                  seed: int = 0, strict_timing: bool = False) -> tuple[Decision, ...]:
+    """One :class:`Decision` per board target (timed over SSH by the agent) that has measured rows, from those
+    rows as the agent timed them: one after another on the board, not interleaved, so each ratio is
+    :func:`unpaired_ratio` of the two rows' raw samples (``rounds`` 0). The same finalists, tie rule and reasons
+    as :func:`decide`; a board without speed rows (emulated, unreachable) keeps its recommendation lines only."""
+    speed = speedups(rows)
+    out: list[Decision] = []
+    for target in targets:
+        idx = [i for i, r in enumerate(rows) if r.target == target.name and r.status == "measured-remote"
+               and r.bench is not None and r.bench.samples_ms]
+        if not idx:
+            continue
+        why_not = refusals(rows, idx, budget, speed, strict_timing)
+        eligible = sorted((i for i in idx if not why_not[i]),
+                          key=lambda i: (b.stats.p50_ms if (b := rows[i].bench) else 0.0))[:max_finalists]
+        hosts = ", ".join(sorted({str(rows[i].host) for i in idx}))
+        if not eligible:
+            out.append(Decision(target.name, None, None, f"nothing measured on {hosts} is within the budget "
+                                f"({budget.describe()}) and no slower than fp32"))
+            continue
+        samples = [list(b.samples_ms) if (b := rows[i].bench) else [] for i in eligible]
+        finalists, pick, swapped = _choose(rows, eligible, samples, seed, unpaired_ratio)
+        why = _why(rows, finalists, pick, speed, swapped, "board")
+        why += (f". Timed on {hosts} by edgekit's agent, one artifact after another (not interleaved): each ratio "
+                "compares two rows' own samples, so a board that got busier in between is not corrected for")
+        out.append(Decision(target.name, pick.artifact, pick.runtime, why, tuple(finalists), 0))
+    return tuple(out)
+
+
+def _rebased(plain: Sequence[Finalist], pick: int, seed: int, ratio_of: Ratio = paired_ratio) -> list[Finalist]:
     """``plain`` (no ratios) with every finalist but ``plain[pick]`` given its ratio to the pick."""
     out: list[Finalist] = []
     for k, f in enumerate(plain):
         if k == pick:
             out.append(f)
             continue
-        ratio, interval = paired_ratio(f.samples_ms, plain[pick].samples_ms, seed)
+        ratio, interval = ratio_of(f.samples_ms, plain[pick].samples_ms, seed)
         out.append(Finalist(f.row, f.artifact, f.runtime, f.median_ms, f.samples_ms, ratio, interval))
     return out

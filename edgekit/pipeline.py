@@ -36,7 +36,7 @@ from edgekit.errors import (
 )
 from edgekit.executors.base import ExecutorOptions, run_targets
 from edgekit.executors.hosts import HostSpec
-from edgekit.finalists import decide
+from edgekit.finalists import decide, decide_boards
 from edgekit.formats.base import (
     BuildContext,
     Feeds,
@@ -61,6 +61,7 @@ from edgekit.registry import (
     is_canonical_format,
     runs_here,
 )
+from edgekit.report.merge import earlier_targets, merge_earlier, read_earlier
 from edgekit.results import AccuracyBudget, Metrics, RunResult
 from edgekit.sequences import StateLink, with_state
 from edgekit.sources.base import ModelSource
@@ -148,6 +149,7 @@ class RunOptions:
     baseline: str | Path | None = None
     fail_on: FailOn | str | None = None
     command: tuple[str, ...] | None = None
+    merge_report: bool = True  # add to the report of an earlier run in --out (edgekit.report.merge); False replaces it
 
 
 def _adapter(fmt: Format) -> FormatAdapter:
@@ -352,6 +354,8 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
     targets = [load_target(t) for t in options.targets]
     preflight.check_unique_targets(options.targets, targets)
     preflight.check_hosts(targets, options.hosts)
+    earlier = read_earlier(out, [t.name for t in targets], options.merge_report)  # a report this run adds to
+    also = earlier_targets(earlier)
     ds = with_state(ds, source, options.state, calibration_limit=options.calibration_limit,
                     eval_limit=options.eval_limit, progress=progress)  # edgekit.sequences
     check_data(ds, source, options)
@@ -409,7 +413,7 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
             if prec is Precision.FP32 or (options.precisions is None and prec not in _adapter(fmt).precisions):
                 continue  # a default precision this format does not have: nothing to say
             planned = plan_variants(fmt, prec, targets, _adapter(fmt), _adapter(fmt).options_from(
-                options.format_options), isa_preset) if prec in _adapter(fmt).precisions else [
+                options.format_options), isa_preset, also) if prec in _adapter(fmt).precisions else [
                 Variant(fmt, prec, None, isa_preset, ())]
             variants += planned
             for variant in planned:
@@ -469,7 +473,8 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
     rows = list(executed.rows)
     with native_calls():  # one answer per target measured here: its finalists re-measured interleaved
         decisions = decide(rows, options.budget, [t for t in targets if runs_here(t.access)], bench_feeds,
-                           executor_options(options), progress, strict_timing=options.strict_timing)
+                           executor_options(options), progress, strict_timing=options.strict_timing) + decide_boards(
+            rows, options.budget, [t for t in targets if not runs_here(t.access)], strict_timing=options.strict_timing)
     result = RunResult(
         model=source.describe(),
         dataset={**ds.describe(), "eval_items": n_items(reference),
@@ -481,6 +486,7 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
         provenance=provenance(options.command, source, ds, artifacts),
         decisions=decisions, layers=tuple(layers),
     )
+    result = merge_earlier(result, earlier)
     if baseline is not None:
         result = replace(result, baseline=baseline.compare(result, str(out)))
     json_path, md_path = write_report(result, out)

@@ -59,23 +59,28 @@ def takes(target: Target, fmt: Format, precision: Precision) -> bool:
 
 
 def plan_variants(fmt: Format, precision: Precision, targets: Sequence[Target], adapter: object, options: object,
-                  default_preset: str) -> list[Variant]:
+                  default_preset: str, also: Sequence[Target] = ()) -> list[Variant]:
     """The builds of ``fmt`` ``precision`` this run needs: one per distinct recipe family among the targets that
     take it (in target order); one build with ``default_preset`` when the build does not depend on the ISA or
-    no target takes it (the user asked for the format anyway)."""
+    no target takes it (the user asked for the format anyway). ``also``: targets of an earlier run in the same
+    folder whose report this run adds to (:mod:`edgekit.report.merge`): they count for the names (a recipe of
+    theirs next to another gets its own file name, so this run does not overwrite their artifact) but are not
+    built for."""
     groups: dict[str | None, tuple[str, list[str]]] = {}
-    for target in targets:
+    current = {t.name for t in targets}
+    for target in [*targets, *(t for t in also if t.name not in current)]:
         if not takes(target, fmt, precision):
             continue
         family = recipe_family(adapter, precision, options, target.int8_preset)
         _, names = groups.setdefault(family, (target.int8_preset, []))
         names.append(target.name)
-    if not groups:
+    mine = {family: (preset, names) for family, (preset, names) in groups.items() if current & set(names)}
+    if not mine:
         return [Variant(fmt, precision, recipe_family(adapter, precision, options, default_preset), default_preset,
                         ())]
     named = len(groups) > 1
-    return [Variant(fmt, precision, family, preset, tuple(names), named)
-            for family, (preset, names) in groups.items()]
+    return [Variant(fmt, precision, family, preset, tuple(n for n in names if n in current), named)
+            for family, (preset, names) in mine.items()]
 
 
 def artifacts_for(target: Target, artifacts: Sequence[Artifact],

@@ -26,12 +26,13 @@ PI5 = load_target("raspberry-pi-5")
 PI4 = load_target("raspberry-pi-4")
 
 
-def _plan(fmt: Format, prec: Precision, targets: list[Target], options: object | None = None) -> list[Variant]:
+def _plan(fmt: Format, prec: Precision, targets: list[Target], options: object | None = None,
+          also: tuple[Target, ...] = ()) -> list[Variant]:
     from edgekit.pipeline import RunOptions
 
     adapter = get_format(fmt.value)
     own = options if options is not None else adapter.options_from(RunOptions().format_options)
-    return plan_variants(fmt, prec, targets, adapter, own, "generic")
+    return plan_variants(fmt, prec, targets, adapter, own, "generic", also)
 
 
 def test_x86_and_arm_targets_get_one_onnx_int8_build_each_and_the_two_pis_share_one() -> None:
@@ -48,6 +49,19 @@ def test_one_recipe_keeps_the_plain_name() -> None:
         ("vnni", False, "model.int8.onnx")]
     # a run with only the Pi gets the Pi's recipe (was: 'generic', the ISA its target file declares ignored)
     assert [v.family for v in _plan(Format.ONNX, Precision.INT8, [PI5])] == ["arm64"]
+
+
+def test_targets_of_an_earlier_run_in_the_folder_name_the_variants_but_are_not_built_for() -> None:
+    # run 1: local-cpu alone wrote model.int8.onnx (vnni); run 2 adds the Pi to that report: its arm64 build
+    # gets its own name, so it does not overwrite the file run 1's rows were measured on
+    plan = _plan(Format.ONNX, Precision.INT8, [PI5], also=(VNNI,))
+    assert [(v.family, v.targets, v.file_name("model.int8.onnx")) for v in plan] == [
+        ("arm64", ("raspberry-pi-5",), "model.int8-arm64.onnx")]
+    # the same recipe as the earlier target: one shared plain name, built for this run's target only
+    assert [(v.family, v.targets, v.named) for v in _plan(Format.ONNX, Precision.INT8, [PI4], also=(PI5,))] == [
+        ("arm64", ("raspberry-pi-4",), False)]
+    # a target in both is this run's
+    assert [v.targets for v in _plan(Format.ONNX, Precision.INT8, [VNNI], also=(VNNI, PI5))] == [("local-cpu",)]
 
 
 def test_builds_that_do_not_depend_on_the_isa_are_shared() -> None:

@@ -163,7 +163,7 @@ def write_report(result: RunResult, out_dir: Path) -> tuple[Path, Path]:
     doc = to_json_dict(result)
     # all rendered before any is written; the first line marks the file as edgekit's (a report.md without it
     # is the user's, and a run refuses to overwrite it: edgekit.preflight.check_report_owner)
-    marker = f"{REPORT_MARKER}: written by edgekit; the next run in this folder replaces it -->\n"
+    marker = f"{REPORT_MARKER}: written by edgekit; the next run in this folder updates it -->\n"
     text = marker + render_markdown(result)
     page = render_html(result, marker)
     json_path, md_path = out / JSON_NAME, out / MARKDOWN_NAME

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,16 +117,32 @@ class LiteRTSession:
         raise RuntimeAdapterError("inputs missing for the model", expected=", ".join(self.input_names),
                                   got=sorted(feeds), hint="the data does not provide every model input")
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    def _set_inputs(self, feeds: Mapping[str, np.ndarray]) -> None:
         values = self._match(feeds)
+        for d, x in zip(self._inputs, values):  # noqa: B905 - runs on Python 3.9 boards; _match sized it
+            x = _to_tensor(x, d)
+            if tuple(x.shape) != tuple(d["shape"]):
+                self._it.resize_tensor_input(d["index"], list(x.shape))
+                self._it.allocate_tensors()
+                self._inputs = self._it.get_input_details()
+            self._it.set_tensor(d["index"], x)
+
+    def bind(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], object]:
+        """Copy ``feeds`` into the interpreter's input tensors (quantized for integer inputs) and return the bare
+        ``invoke`` (see :func:`edgekit.runtimes.base.timed_call`)."""
         try:
-            for d, x in zip(self._inputs, values):  # noqa: B905 - runs on Python 3.9 boards; _match sized it
-                x = _to_tensor(x, d)
-                if tuple(x.shape) != tuple(d["shape"]):
-                    self._it.resize_tensor_input(d["index"], list(x.shape))
-                    self._it.allocate_tensors()
-                    self._inputs = self._it.get_input_details()
-                self._it.set_tensor(d["index"], x)
+            self._set_inputs(feeds)
+        except RuntimeAdapterError:
+            raise
+        except Exception as exc:
+            raise RuntimeAdapterError(f"LiteRT refused the inputs: {exc}".splitlines()[0],
+                                      hint="check input shapes/dtypes and the artifact's layout (NCHW/NHWC)") from exc
+        invoke: Callable[[], object] = self._it.invoke
+        return invoke
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            self._set_inputs(feeds)
             self._it.invoke()
             return [_from_tensor(self._it.get_tensor(d["index"]), d) for d in self._outputs]
         except RuntimeAdapterError:

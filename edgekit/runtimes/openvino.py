@@ -10,7 +10,7 @@ nothing there.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,8 +181,29 @@ class OpenVinoSession:
         self._shapes = [p.get_partial_shape() for p in compiled.inputs]
         self._requested = requested
         self._facts = facts
+        self._bound: list[np.ndarray] = []
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    def bind(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], object]:
+        """Set ``feeds`` as the request's input tensors (shared with the arrays, no copy per call) and return the
+        bare native inference, outputs left in the request (see :func:`edgekit.runtimes.base.timed_call`)."""
+        self._check(feeds)
+        ov = require("openvino", "openvino", "the OpenVINO runtime")
+        # private copies: the request shares them, and a later run() writes its feeds into the bound tensors
+        self._bound = [np.array(feeds[n], order="C", copy=True) for n in self.input_names]
+        try:
+            for i, x in enumerate(self._bound):
+                self._request.set_input_tensor(i, ov.Tensor(x, shared_memory=True))
+        except Exception as exc:  # OpenVINO raises untyped RuntimeErrors
+            raise RuntimeAdapterError(f"OpenVINO refused the inputs: {ov_message(exc)}",
+                                      hint="check input names, shapes and dtypes") from exc
+        request = self._request
+
+        def call() -> None:
+            request.start_async()
+            request.wait()
+        return call
+
+    def _check(self, feeds: Mapping[str, np.ndarray]) -> None:
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise RuntimeAdapterError("inputs missing for the model", expected=", ".join(self.input_names),
@@ -193,8 +214,11 @@ class OpenVinoSession:
                 raise RuntimeAdapterError("input shape does not fit the model", where=f"input {name!r}",
                                           expected=str(shape), got=list(got),
                                           hint="check the preprocessing (size, channels, layout)")
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        call = self.bind(feeds)  # one input path for run and the timed call (infer(dict) after bind cost 1.3 ms)
         try:
-            self._request.infer({n: np.ascontiguousarray(feeds[n]) for n in self.input_names})
+            call()
             return [np.array(self._request.get_output_tensor(i).data, copy=True)
                     for i in range(len(self._compiled.outputs))]
         except Exception as exc:  # OpenVINO raises untyped RuntimeErrors

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,22 @@ class OrtSession:
         self._requested = requested
         self._threads = threads
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    def _feed(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise RuntimeAdapterError("inputs missing for the model", expected=", ".join(self.input_names),
                                       got=sorted(feeds), hint="the data does not provide every model input")
+        # exporters may prune unused inputs (e.g. token_type_ids); feed only what the graph declares
+        return {n: feeds[n] for n in self.input_names}
+
+    def bind(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], object]:
+        """The bare ``InferenceSession.run`` on ``feeds`` (see :func:`edgekit.runtimes.base.timed_call`)."""
+        return partial(self._sess.run, None, self._feed(feeds))
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        feed = self._feed(feeds)
         try:
-            # exporters may prune unused inputs (e.g. token_type_ids); feed only what the graph declares
-            return [np.asarray(o) for o in self._sess.run(None, {n: feeds[n] for n in self.input_names})]
+            return [np.asarray(o) for o in self._sess.run(None, feed)]
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise RuntimeAdapterError(f"onnxruntime failed to run the model: {exc}".splitlines()[0],
                                       hint="check input names, shapes and dtypes") from exc

@@ -448,3 +448,15 @@ def test_cli_run_on_raspberry_pi_5_over_ssh_matches_local_rows(ssh_env: SshEnv, 
         "measured-remote"}
     md = (out / "report.md").read_text()
     assert "measured-remote on" in md
+    # one answer per board target too, from its own rows (timed one after another there: unpaired ratios)
+    boards = {d["target"]: d for d in report["decisions"] if d["target"].startswith("raspberry")}
+    assert set(boards) == {"raspberry-pi-5", "raspberry-pi-4"}
+    pi5 = boards["raspberry-pi-5"]
+    assert pi5["rounds"] == 0 and pi5["artifact"] in {r["artifact"] for r in remote}
+    assert f"Timed on {label} by edgekit's agent, one artifact after another" in pi5["reason"]
+    for f in pi5["finalists"]:
+        row = next(r for r in remote if r["artifact"] == f["artifact"])
+        assert f["samples_ms"] == row["bench"]["samples_ms"]  # the row's own samples, not re-measured
+        if f["artifact"] != pi5["artifact"]:
+            lo, hi = f["interval_95"]
+            assert lo <= f["ratio_vs_pick"] <= hi
