@@ -33,6 +33,7 @@ extra in ``aeq-a16w8`` (16-bit activations: 0.15-1 s per item). Writes ``benchma
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -374,6 +375,9 @@ def markdown(res: dict[str, Any]) -> str:
              f"{', '.join(res['simd_flags']) or 'none'}; edgekit ISA {', '.join(m['isa'])} (int8 preset "
              f"`{m['int8_preset']}`). Python {m['python']}; "
              + ", ".join(f"{k} {v}" for k, v in res["versions"].items()) + ".", "",
+             *([f"Command: `{res['command']}`. Cells re-measured since: " + "; ".join(
+                 f"{', '.join(u['cells'])} ({u['date']}, `{u['command']}`)" for u in res["updates"]) + ".", ""]
+               if res.get("updates") else []),
              "Each cell: top-1 agreement with the fp32 model of the same runtime / mean cosine of the outputs (MiniLM: "
              "of the mean-pooled sentence embeddings) / speed-up (fp32 p50 / variant p50, 1 thread, single item). "
              "`-`: not applicable; `failed`: see the details.", "",
@@ -443,12 +447,33 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _updated(path: Path, new: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The results in ``path`` with the (model, runtime) cells of ``new`` put in; each update is listed under
+    ``updates`` (command, date, cells). Refused on another machine: its cells would not compare."""
+    old = json.loads(path.read_text(encoding="utf-8"))
+    if (old["machine"].get("cpu_model"), old["simd_flags"]) != (new["machine"].get("cpu_model"), new["simd_flags"]):
+        raise SystemExit(f"--update: {path} was measured on another machine ({old['machine'].get('cpu_model')}, "
+                         f"{old['simd_flags']}); run the whole benchmark here instead")
+    for key, model in new["models"].items():
+        if key not in old["models"] or "runtimes" not in old["models"][key] or "runtimes" not in model:
+            old["models"][key] = model
+            continue
+        old["models"][key]["runtimes"].update(model["runtimes"])
+    old.setdefault("updates", []).append({"command": new["command"], "date": time.strftime("%Y-%m-%d %H:%M UTC",
+                                          time.gmtime()), "cells": [f"{m} x {r}" for m in args.models
+                                                                    for r in args.runtimes],
+                                          "versions": new["versions"], "seconds": new["seconds"]})
+    return old
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
     ap.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"comma-separated, of {', '.join(RUNTIMES)}")
     ap.add_argument("--quick", action="store_true", help="30 held-out items, few latency rounds, *.quick.* files")
     ap.add_argument("--rounds", type=int, default=None, help="latency rounds (default 30; --quick 4)")
+    ap.add_argument("--update", action="store_true", help="re-measure only --models x --runtimes and put them into "
+                    "the existing results file (same machine required); the rest keeps its earlier measurement")
     args = ap.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
     args.runtimes = [r for r in args.runtimes.split(",") if r]
@@ -475,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
                     "text_cosine_mean": GOAL_TEXT_COSINE},
            "command": command.strip(), "seconds": time.perf_counter() - started, "models": models}
     stem = f"{NAME}.quick" if args.quick else NAME
+    if args.update:
+        res = _updated(RESULTS / f"{stem}.json", res, args)
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_json(RESULTS / f"{stem}.json", res)
     atomic_write_text(RESULTS / f"{stem}.md", markdown(res))

@@ -37,12 +37,17 @@ from edgekit.errors import CalibrationError, ConfigError, QuantizationError, fir
 from edgekit.formats.tflite_graph import float_io, io_types
 from edgekit.quantization.bias_correction import bias_correction_step
 from edgekit.quantization.calibration import CalibrationSplit, Feeds
-from edgekit.quantization.checks import DecisionBudget, Judge
+from edgekit.quantization.checks import Check, DecisionBudget, Judge
 from edgekit.quantization.report import QuantReport
-from edgekit.quantization.search import MIN_GAIN, Ranked, budget_note, sensitivity_search
+from edgekit.quantization.search import MIN_GAIN, Ranked, SearchResult, budget_note, sensitivity_search
 from edgekit.quantization.tflite_bias import tflite_corrector
 
 IO_TYPES = ("int8", "float")
+#: What the int8 build quantizes: "all" = full integer (every op, ``static_wi8_ai8``); "weighted" = the weighted ops
+#: (FULLY_CONNECTED / convolutions) static int8, embedding tables int8 weights, every other op float, and the search's
+#: island is dynamic-range int8 (weights int8, activations quantized at run time), not float; "auto" picks by model.
+SCOPES = ("auto", "all", "weighted")
+STATIC_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")  # "weighted": static int8 (XNNPACK QS8 kernels)
 WEIGHTED_OPS = {3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 9: "FULLY_CONNECTED", 67: "TRANSPOSE_CONV",
                 126: "BATCH_MATMUL"}  # builtin operator codes
 
@@ -51,10 +56,13 @@ WEIGHTED_OPS = {3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 9: "FULLY_CONNECTED", 67: 
 class TfliteInt8Options:
     """Full-integer int8: ``io`` is "int8" or "float"; ``max_items`` caps the ranges items used.
 
-    ``sensitivity_search``: keep the most sensitive ops float (at most ``max_float_ops``) until the budget
-    holds on the tuning items; ``None`` = only with float I/O (see the module docstring). ``bias_correction``:
+    ``sensitivity_search``: keep the most sensitive ops float (at most ``max_float_ops``; with scope "weighted":
+    dynamic-range int8, at most ``max_dynamic_ops``) until the budget holds on the tuning items; ``None`` = with
+    float I/O or scope "weighted" (see the module docstring). ``bias_correction``:
     re-centre each biased op's output-channel means on fp32's (:mod:`edgekit.quantization.tflite_bias`; ``"auto"``
     keeps it when the check on the tuning items improves: EfficientNet-Lite0 held-out cosine 0.980 -> 0.993).
+    ``scope`` (:data:`SCOPES`): full integer, or the weighted ops only with dynamic-range islands (transformers:
+    MiniLM 0.64 -> 0.996 held-out cosine at ~3x fp32 on XNNPACK, benchmarks/results/int8_vs_peers.md).
     """
 
     io: str = "int8"
@@ -62,20 +70,38 @@ class TfliteInt8Options:
     sensitivity_search: bool | None = None
     max_float_ops: int = 6
     bias_correction: bool | str = "auto"
+    scope: str = "auto"
+    max_dynamic_ops: int = 12
 
     def __post_init__(self) -> None:
         if self.io not in IO_TYPES:
             raise QuantizationError("unknown int8 I/O type", where="tflite.int8.io",
                                     expected=" | ".join(IO_TYPES), got=self.io)
-        if not isinstance(self.max_float_ops, int) or self.max_float_ops < 0:
-            raise ConfigError("must be an integer >= 0", where="tflite.int8.max_float_ops", got=self.max_float_ops)
+        for key in ("max_float_ops", "max_dynamic_ops"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError("must be an integer >= 0", where=f"tflite.int8.{key}", got=value)
+        if self.scope not in SCOPES:
+            raise ConfigError("unknown value", where="tflite.int8.scope", expected=" | ".join(SCOPES), got=self.scope)
         if not (isinstance(self.bias_correction, bool) or self.bias_correction == "auto"):
             raise ConfigError("unknown value", where="tflite.int8.bias_correction", expected="auto, True, False",
                               got=self.bias_correction)
 
-    @property
-    def search(self) -> bool:
-        return self.io == "float" if self.sensitivity_search is None else self.sensitivity_search
+    def search(self, scope: str) -> bool:
+        """Whether the sensitivity search runs for a build of ``scope`` ("all" / "weighted")."""
+        if self.sensitivity_search is not None:
+            return self.sensitivity_search
+        return self.io == "float" or scope == "weighted"
+
+    def scope_for(self, fp32: Path) -> tuple[str, str]:
+        """The scope a build of ``fp32`` gets and why (``"auto"``: "weighted" for a model without convolutions)."""
+        if self.scope != "auto":
+            return self.scope, f"tflite.int8.scope={self.scope!r}"
+        if has_convolutions(fp32):
+            return "all", "a convnet (scope auto)"
+        return "weighted", ("no convolution: a transformer-like model (scope auto; full-integer MiniLM measured "
+                            "cosine 0.64: the -3.4e38 attention-mask fill is dropped by min/max calibration, "
+                            "LayerNorm variances reach 5e4)")
 
 
 def _quantizer() -> Any:
@@ -158,36 +184,108 @@ def has_convolutions(fp32: Path) -> bool:
     return any(WEIGHTED_OPS.get(code) in ("CONV_2D", "DEPTHWISE_CONV_2D") for code, _ in _operators(fp32)[1])
 
 
-def weighted_ops(fp32: Path) -> list[str]:
-    """The scope (output tensor names) of every weighted op, as ai-edge-quantizer's recipes match them."""
+def weighted_ops(fp32: Path, only: Sequence[str] | None = None) -> list[str]:
+    """The scope (output tensor names) of every weighted op (of the kinds ``only``, by name), as ai-edge-quantizer's
+    recipes match them."""
+    return list(weighted_outputs(fp32, only))
+
+
+def weighted_outputs(fp32: Path, only: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """Each weighted op's scope (see :func:`weighted_ops`) -> its output tensors' names (names may hold ';')."""
     sg, ops = _operators(fp32)
-    return [";".join((sg.tensors[i].name or b"").decode() for i in op.outputs) for code, op in ops
-            if code in WEIGHTED_OPS]
+    out: dict[str, list[str]] = {}
+    for code, op in ops:
+        if code in WEIGHTED_OPS and (only is None or WEIGHTED_OPS[code] in only):
+            names = [(sg.tensors[i].name or b"").decode() for i in op.outputs]
+            out[";".join(names)] = names
+    return out
 
 
 class TfliteBackend:
     """The search backend of ai-edge-quantizer: an op kept float gets a ``no_quantize`` recipe entry
     (matched on its scope); each trial re-quantizes from the same calibration statistics."""
 
-    def __init__(self, qt: Any, stats: Any, io_kind: str, tmp: Path) -> None:
-        self._qt, self._stats, self._io, self._tmp = qt, stats, io_kind, tmp
+    def __init__(self, qt: Any, stats: Any, io_kind: str, tmp: Path, scope: str = "all",
+                 outputs: Mapping[str, Sequence[str]] | None = None) -> None:
+        self._qt, self._stats, self._io, self._tmp, self._scope = qt, stats, io_kind, tmp, scope
+        self._outputs = outputs or {}  # op scope -> output tensor names (for the range ranking)
         self._n = 0
 
     def build(self, kept_float: Sequence[str]) -> bytes:
-        from ai_edge_quantizer import recipe
-
-        entries = [{"regex": "^" + re.escape(scope) + ";", "operation": "*", "algorithm_key": "no_quantize",
-                    "op_config": {}} for scope in kept_float]
-        self._qt.load_quantization_recipe([*recipe.static_wi8_ai8(), *entries])
+        """The model with the ops of ``kept_float`` (scopes) as islands: float ("all"), dynamic int8 ("weighted")."""
+        self._qt.load_quantization_recipe(int8_recipe(self._scope, kept_float))
         data = _to_bytes(_quiet_quantize(self._qt, self._stats))
-        return float_io(data) if self._io == "float" else data
+        return float_io(data) if self._io == "float" and self._scope == "all" else data
 
     def run(self, model: bytes, feeds: Sequence[Feeds]) -> list[list[np.ndarray]]:
         self._n += 1  # a new file per trial: LiteRT maps the file it loads
         return run_tflite(model, feeds, self._tmp / f"trial{self._n}.tflite")
 
     def rank(self, candidates: Sequence[str], judge: Judge) -> list[Ranked] | None:
-        return None
+        """Scope "weighted": by the calibrated range of each op's output (max |x|), widest first: a static op
+        requantizes its output per tensor, and outlier channels (a transformer's FFN output: up to ~200 in
+        MiniLM) waste that range; free, where the gain ranking re-quantizes a large model once per candidate
+        (36 FCs of MiniLM: over 6 minutes). Else None: the gain ranking."""
+        if self._scope != "weighted":
+            return None
+
+        def widest(scope_name: str) -> float:
+            found = [max(abs(float(np.min(st["min"]))), abs(float(np.max(st["max"]))))
+                     for t in self._outputs.get(scope_name, ()) if (st := self._stats.get(t)) is not None]
+            return max(found, default=0.0)
+
+        return sorted((Ranked(c, widest(c), False, "calibrated output range (max |x|)") for c in candidates),
+                      key=lambda r: -r.score)
+
+
+def grow_islands(backend: TfliteBackend, candidates: Sequence[str], judge: Judge, model: bytes, check: Check,
+                 budget: DecisionBudget, limit: int, notes: list[str]) -> SearchResult:
+    """Scope "weighted": make the ``k`` widest-range ops dynamic-range int8 islands for ``k`` = 1, 2, 4, ... up to
+    ``limit``, until the check on the tuning items meets the aim; the best tried when none does. A handful of
+    builds (MiniLM: each re-quantizes 86 MB), where the one-op-at-a-time search took over 5 minutes; an island costs
+    no speed on XNNPACK (dynamic and static FCs ran alike), so taking a few more than the minimum is cheap."""
+    ranked = backend.rank(candidates, judge) or []
+    top = ", ".join(f"{r.name} {r.score:.3g}" for r in ranked[:5])
+    notes.append(f"island search: {len(ranked)} weighted ops ranked by calibrated output range (max |x|); top: {top}")
+    best = SearchResult(model, (), check)
+    k = 1
+    while ranked and k <= min(limit, len(ranked)):
+        names = tuple(r.name for r in ranked[:k])
+        trial = backend.build(names)
+        got = judge.check(trial)
+        notes.append(f"{k} widest as dynamic-range int8: {got.text()}")
+        if budget.improves(got, best.check, 0.0):
+            best = SearchResult(trial, names, got)
+        if budget.meets(got) or k == min(limit, len(ranked)):
+            break
+        k = min(2 * k, limit, len(ranked))
+    if best.kept:
+        notes.append(f"kept {len(best.kept)} ops as dynamic-range int8 islands: {', '.join(best.kept)}")
+    return best
+
+
+def int8_recipe(scope: str, islands: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """ai-edge-quantizer's recipe for an int8 build of ``scope`` with ``islands`` (op scopes, matched on their
+    output tensor names): kept float ("all"), or dynamic-range int8 ("weighted"). Later entries win."""
+    from ai_edge_quantizer import qtyping, recipe
+    from ai_edge_quantizer.recipe_manager import RecipeManager
+
+    def exact(scope_name: str) -> str:
+        return "^" + re.escape(scope_name) + ";"
+
+    if scope == "all":
+        return [*recipe.static_wi8_ai8(), *({"regex": exact(name), "operation": "*", "algorithm_key": "no_quantize",
+                                             "op_config": {}} for name in islands)]
+    ops = qtyping.TFLOperationName
+    rm = RecipeManager()
+    for op in STATIC_OPS:
+        rm.add_static_config(regex=".*", operation_name=getattr(ops, op), activation_num_bits=8, weight_num_bits=8)
+    rm.add_dynamic_config(regex=".*", operation_name=ops.EMBEDDING_LOOKUP, num_bits=8)  # the tables: size only
+    for name in islands:  # the island's own op kind matches its scope; the other kinds match nothing
+        for op in STATIC_OPS:
+            rm.add_dynamic_config(regex=exact(name), operation_name=getattr(ops, op), num_bits=8)
+    entries: list[dict[str, Any]] = rm.get_quantization_recipe()
+    return entries
 
 
 def run_tflite(model: bytes | Path, feeds: Sequence[Feeds], path: Path | None = None) -> list[list[np.ndarray]]:
@@ -243,15 +341,24 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
         raise QuantizationError(f"ai-edge-quantizer calibration failed: {first_line(exc, 200)}", where=where,
                                 hint="check that the calibration items match the model's inputs") from exc
     calibration_seconds = time.perf_counter() - t0
+    scope, why_scope = options.scope_for(fp32)
+    weighted = scope == "weighted"
+    search_on = options.search(scope)
     notes = [data.note(len(samples)),
-             f"full-integer int8 (ai-edge-quantizer static_wi8_ai8, min/max on the {len(samples)} ranges items)"]
-    settings: dict[str, Any] = {"method": "ai-edge-quantizer static_wi8_ai8 (min/max)",
-                                "sensitivity_search": options.search, "max_float_ops": options.max_float_ops,
+             f"full-integer int8 (ai-edge-quantizer static_wi8_ai8, min/max on the {len(samples)} ranges items)"
+             if not weighted else
+             f"weighted ops int8 ({', '.join(STATIC_OPS)} static, min/max on the {len(samples)} ranges items; "
+             f"embedding tables int8 weights; every other op float, model I/O unchanged): {why_scope}"]
+    limit = options.max_dynamic_ops if weighted else options.max_float_ops
+    settings: dict[str, Any] = {"method": "ai-edge-quantizer static_wi8_ai8 (min/max)" if not weighted else
+                                "ai-edge-quantizer static int8 weighted ops + dynamic-range islands (min/max)",
+                                "scope": scope, "sensitivity_search": search_on,
+                                ("max_dynamic_ops" if weighted else "max_float_ops"): limit,
                                 "budget": budget.as_dict()}
     kept: tuple[str, ...] = ()
     check: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="edgekit-aeq-", dir=Path(out_path).parent) as tmp_dir:
-        backend = TfliteBackend(qt, stats, options.io, Path(tmp_dir))
+        backend = TfliteBackend(qt, stats, options.io, Path(tmp_dir), scope, weighted_outputs(fp32))
         model = backend.build([])
         tuning = [_model_inputs(f, adapt, dtypes, where) for f in data.tuning]
         if not tuning:
@@ -259,9 +366,11 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
         else:
             judge = Judge(tuning, run_tflite(fp32, tuning), data.tuning_labels, backend.run)
             fixed = None
-            if options.bias_correction == "auto" and not has_convolutions(fp32):  # a transformer: none seen to help
-                settings["bias_correction"] = {"applied": False, "reason": "no convolution (a transformer-like model: "
-                                               "MiniLM gained nothing, at +60 s)"}
+            if options.bias_correction == "auto" and (weighted or not has_convolutions(fp32)):
+                settings["bias_correction"] = {"applied": False, "reason": "scope 'weighted' (float activations "
+                                               "between the int8 ops)" if weighted and has_convolutions(fp32) else
+                                               "no convolution (a transformer-like model: MiniLM gained nothing, at "
+                                               "+60 s)"}
             else:
                 correct = tflite_corrector(Path(fp32).read_bytes())
                 fixed = bias_correction_step(model, None, samples, judge, budget, options.bias_correction, settings,
@@ -269,10 +378,14 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
             model = fixed.model if fixed is not None else model
             result = judge.check(model)
             notes.append(f"check after quantization: {result.text()}; {budget.describe()}")
-            before, searched = result, options.search and not budget.meets(result)
-            if searched:
+            before, searched = result, search_on and not budget.meets(result)
+            if searched and weighted:
+                found = grow_islands(backend, weighted_ops(fp32, STATIC_OPS), judge, model, result, budget, limit,
+                                     notes)
+                model, kept, result = found.model, found.kept, found.check
+            elif searched:
                 found = sensitivity_search(backend, weighted_ops(fp32), judge, model, result, budget,
-                                           max_float=options.max_float_ops, notes=notes, what="weighted op")
+                                           max_float=limit, notes=notes, what="weighted op")
                 model, kept, result = found.model, found.kept, found.check
                 if fixed is not None and kept:  # the search re-quantized without the correction: correct again
                     again = correct(model, None, samples, where)
@@ -288,11 +401,16 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
                 notes.append(note)
             check = result.after(before) if searched else result.as_dict()
     io_now = io_types(model)
-    if options.io == "float":
+    if weighted:
+        notes.append(f"model I/O unchanged ({io_now}): only the weighted ops are quantized (tflite.int8.scope='all' "
+                     "gives a full-integer model with int8 I/O, for NPUs / MCUs)")
+    elif options.io == "float":
         notes.append("float input/output: QUANTIZE/DEQUANTIZE ops at the graph boundary")
     elif io_now != "int8":
         notes.append(f"int8 I/O asked, but the quantizer left {io_now} I/O")
-    if kept:
+    if kept and weighted:  # islands of int8 weights, not float ops
+        settings["dynamic_int8_ops"], kept = list(kept), ()
+    elif kept:
         settings["kept_float_ops"] = len(kept)
     atomic_write_bytes(out_path, model)
     settings["io"] = io_types(model)
