@@ -40,6 +40,7 @@ from edgekit.cli_compare import (
     finish_run,
     run_options,
 )
+from edgekit.cli_farm import add_farm_args, farm_options
 from edgekit.errors import ConfigError, EdgekitError, UnknownNameError, first_line
 from edgekit.interrupts import (
     Terminated,
@@ -110,6 +111,10 @@ def _options(args: argparse.Namespace) -> Any:
     if hosts:  # inventory targets join the run
         extra = tuple(dict.fromkeys(h.target for h in hosts if h.target and h.target not in opts.targets))
         opts = replace(opts, targets=opts.targets + extra, hosts=hosts)
+    if getattr(args, "farm", None) or getattr(args, "farm_tag", None) or getattr(args, "farm_place", None):
+        from edgekit.executors.hosts import HostSpec
+
+        opts = replace(opts, farm=farm_options(args, _ssh_flags(HostSpec("farm"), args)))
     return replace(opts, budget=budget, bench=bench, threads=getattr(args, "threads", None),
                    output_kinds=parse_output_kinds(getattr(args, "output_kind", None) or ()),
                    user_metrics=load_user_metrics(getattr(args, "metric", None) or ()),
@@ -123,26 +128,29 @@ def _options(args: argparse.Namespace) -> Any:
 
 def _hosts(args: argparse.Namespace) -> tuple[Any, ...]:
     """Boards from ``--host`` (any ssh target) and ``--inventory`` (host -> target), with the SSH flags."""
-    from edgekit.executors.hosts import check_private_key, load_inventory, parse_host
+    from edgekit.executors.hosts import load_inventory, parse_host
 
     hosts = [parse_host(h) for h in getattr(args, "host", None) or ()]
     if getattr(args, "inventory", None):
         hosts += list(load_inventory(Path(args.inventory)))
-    key = check_private_key(Path(args.ssh_key).expanduser(), "--ssh-key") if getattr(args, "ssh_key", None) else None
-    out = []
-    for h in hosts:
-        if key is not None:
-            h = replace(h, key=key)
-        if getattr(args, "remote_python", None):
-            h = replace(h, python=args.remote_python)
-        if getattr(args, "ssh_known_hosts", None):
-            h = replace(h, known_hosts=Path(args.ssh_known_hosts).expanduser())
-        if getattr(args, "remote_tmp", None):
-            h = replace(h, remote_tmp=args.remote_tmp)
-        if getattr(args, "insecure_no_host_key_check", False):
-            h = replace(h, verify_host_key=False)
-        out.append(h)
-    return tuple(out)
+    return tuple(_ssh_flags(h, args) for h in hosts)
+
+
+def _ssh_flags(h: Any, args: argparse.Namespace) -> Any:
+    """``h`` (a HostSpec) with the run's SSH flags: key, Python, known_hosts, temp folder, host key checking."""
+    from edgekit.executors.hosts import check_private_key
+
+    if getattr(args, "ssh_key", None):
+        h = replace(h, key=check_private_key(Path(args.ssh_key).expanduser(), "--ssh-key"))
+    if getattr(args, "remote_python", None):
+        h = replace(h, python=args.remote_python)
+    if getattr(args, "ssh_known_hosts", None):
+        h = replace(h, known_hosts=Path(args.ssh_known_hosts).expanduser())
+    if getattr(args, "remote_tmp", None):
+        h = replace(h, remote_tmp=args.remote_tmp)
+    if getattr(args, "insecure_no_host_key_check", False):
+        h = replace(h, verify_host_key=False)
+    return h
 
 
 def _add_ssh_args(p: argparse.ArgumentParser) -> None:
@@ -400,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.add_argument("--out", required=True, help="run folder (re-running reuses complete artifacts)")
     add_baseline_args(p)  # --baseline, --fail-on, and the exit statuses in the epilog
+    add_farm_args(p)  # --farm labgrid://HOST:PORT
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("export", help="export the fp32 model of each --formats (default onnx; numerically checked)")
     _add_source_args(p)

@@ -55,6 +55,7 @@ _USED_BY: dict[str, frozenset[str]] = {
     **{k: frozenset({"run", "bench", "doctor"}) for k in ("host", "inventory", "ssh_key", "ssh_known_hosts",
                                                          "remote_python", "remote_tmp",
                                                          "insecure_no_host_key_check")},
+    **{k: frozenset({"run"}) for k in ("farm", "farm_tag", "farm_place", "farm_boards", "farm_wait")},
 }
 _INSTEAD = {("export", "precisions"): "export builds fp32 only: use 'edgekit quantize --precision P' or "
                                       "'edgekit run --precisions ...'",

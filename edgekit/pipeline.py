@@ -36,6 +36,7 @@ from edgekit.errors import (
 )
 from edgekit.executors.base import ExecutorOptions, run_targets
 from edgekit.executors.hosts import HostSpec
+from edgekit.farm import FarmOptions, leased
 from edgekit.finalists import decide, decide_boards
 from edgekit.formats.base import (
     BuildContext,
@@ -87,6 +88,7 @@ from edgekit.validation import (
     validate_artifact as validate_artifact,
 )
 from edgekit.variants import RECIPE_KEY, Variant, artifacts_for, plan_variants, recipe_family, recipe_notes
+from edgekit.variants import without_unavailable_bf16 as bf16_if_available
 
 
 def default_precisions(task: Task) -> tuple[Precision, ...]:
@@ -149,6 +151,7 @@ class RunOptions:
     baseline: str | Path | None = None
     fail_on: FailOn | str | None = None
     command: tuple[str, ...] | None = None
+    farm: FarmOptions | None = None  # --farm: boards for the ssh targets reserved from labgrid (edgekit.farm)
     merge_report: bool = True  # add to the report of an earlier run in --out (edgekit.report.merge); False replaces it
 
 
@@ -353,7 +356,7 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
     ds = _dataset(calibration)
     targets = [load_target(t) for t in options.targets]
     preflight.check_unique_targets(options.targets, targets)
-    preflight.check_hosts(targets, options.hosts)
+    preflight.check_hosts(targets, options.hosts, farm=options.farm is not None)
     earlier = read_earlier(out, [t.name for t in targets], options.merge_report)  # a report this run adds to
     also = earlier_targets(earlier)
     ds = with_state(ds, source, options.state, calibration_limit=options.calibration_limit,
@@ -362,13 +365,8 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
     preflight.check_same_model(art_dir, source, out, progress)
     precisions = options.precisions or default_precisions(source.task)
     notes: list[str] = []
-    if options.precisions is None and Precision.BF16 in precisions:  # only where some target computes bf16
-        wanting = [t for t in targets if any(Precision.BF16 in r.precisions for r in t.runtimes)]
-        if not any(t.has_bf16 for t in wanting):
-            precisions = tuple(p for p in precisions if p is not Precision.BF16)
-            notes.append("bf16 not built: not available here: " + ("; ".join(
-                f"{t.name} has no AVX-512 BF16 / AMX-BF16 (its ISA: {', '.join(t.isa) or 'none declared'})"
-                for t in wanting) or "no target of the run runs bf16"))
+    if options.precisions is None:  # bf16 only where some target computes it
+        precisions = bf16_if_available(precisions, targets, notes)
     local = next((t for t in targets if runs_here(t.access)), None)  # the first target on this machine
     isa_preset = local.int8_preset if local else targets[0].int8_preset if targets else "generic"
     variants: list[Variant] = []  # every build that depends on a target's ISA: one per distinct recipe
@@ -466,9 +464,10 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
     if on_boards is None and not all(runs_here(t.access) for t in targets):
         notes.append("every row's accuracy comes from this machine's kernels: a stateful model's sequences are "
                      "validated here only, not on boards")
-    executed = run_targets(targets, artifacts, metrics, bench_feeds,
-                           replace(executor_options(options), validation=on_boards), progress,
-                           select=lambda t, arts: artifacts_for(t, arts, assigned))
+    with leased(options.farm, [t.name for t in targets if preflight.uses_hosts(t)], progress) as lease:  # farm
+        executed = run_targets(targets, artifacts, metrics, bench_feeds, replace(
+            executor_options(options), hosts=options.hosts + lease.hosts, validation=on_boards), progress,
+            select=lambda t, arts: artifacts_for(t, arts, assigned))
     notes += executed.notes
     rows = list(executed.rows)
     with native_calls():  # one answer per target measured here: its finalists re-measured interleaved
@@ -483,7 +482,8 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
         recommendations=recommend(rows, options.budget, strict_timing=options.strict_timing),
         environment=(env := environment(sorted({r.name for t in targets for r in t.runtimes}))),
         notes=tuple(notes + machine_notes(env)), cross_runtime=tuple(cross),
-        provenance=provenance(options.command, source, ds, artifacts),
+        provenance={**provenance(options.command, source, ds, artifacts), **({"farm": lease.record} if lease.record
+                                                                             else {})},
         decisions=decisions, layers=tuple(layers),
     )
     result = merge_earlier(result, earlier)

@@ -141,9 +141,9 @@ def uses_hosts(target: Target) -> bool:
     return entry is not None and not entry.here and entry.runs == "runtime"
 
 
-def check_hosts(targets: Sequence[Target], hosts: Sequence[Any]) -> None:
+def check_hosts(targets: Sequence[Target], hosts: Sequence[Any], farm: bool = False) -> None:
     """Refuse a ``--host``/inventory entry no target of the run would use (it was silently ignored), and a board
-    target with no host (it was a silent not-available row)."""
+    target with no host (it was a silent not-available row) unless a ``farm`` gives the boards."""
     remote = [t for t in targets if uses_hosts(t)]
     by_name = {t.name: t for t in targets}
     for h in hosts:
@@ -158,9 +158,9 @@ def check_hosts(targets: Sequence[Target], hosts: Sequence[Any]) -> None:
                               got=", ".join(t.name for t in targets), expected="an ssh target among --target",
                               hint="add --target <board target> (edgekit targets list), or drop --host")
     for t in remote:
-        if not any(h.target in (None, t.name) for h in hosts):
+        if not farm and not any(h.target in (None, t.name) for h in hosts):
             raise ConfigError("this target runs on a board, and no host is given for it", where=f"--target {t.name}",
-                              expected="--host USER@HOST:PORT, or an --inventory entry with this target",
+                              expected="--host USER@HOST:PORT, an --inventory entry with this target, or --farm",
                               hint=f"add --host pi@192.168.1.20:22, or drop --target {t.name}")
 
 

@@ -104,3 +104,18 @@ def recipe_notes(variants: Sequence[Variant], targets: Sequence[Target], why: di
         lines.append(f"int8 recipe of {target.name} ({target.arch}; {isa}): ISA family '{target.int8_preset}' "
                      f"({why.get(target.int8_preset, 'no reason recorded')}) -> " + "; ".join(parts))
     return lines
+
+
+def without_unavailable_bf16(precisions: tuple[Precision, ...], targets: Sequence[Target],
+                             notes: list[str]) -> tuple[Precision, ...]:
+    """The default ``precisions`` without bf16 when no target of the run that takes bf16 has AVX-512 BF16 / AMX-BF16
+    (a note says so in ``notes``)."""
+    if Precision.BF16 not in precisions:
+        return precisions
+    wanting = [t for t in targets if any(Precision.BF16 in r.precisions for r in t.runtimes)]
+    if any(t.has_bf16 for t in wanting):
+        return precisions
+    notes.append("bf16 not built: not available here: " + ("; ".join(
+        f"{t.name} has no AVX-512 BF16 / AMX-BF16 (its ISA: {', '.join(t.isa) or 'none declared'})"
+        for t in wanting) or "no target of the run runs bf16"))
+    return tuple(p for p in precisions if p is not Precision.BF16)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from edgekit.outcome import exit_status, unmet_targets
+from edgekit.report.fleet import fleet_summary
 from edgekit.report.recommend import MEASURED, speedups
 from edgekit.report.values import artifact_size, jsonable
 from edgekit.results import Row, RunResult
@@ -426,9 +427,24 @@ def _latency(result: RunResult) -> list[str]:
     return lines + _table(_LATENCY_HEAD, (_latency_row(r) for r in timed))
 
 
+def _fleets(result: RunResult) -> list[str]:
+    """Per board target measured on several boards: each artifact's p50 across them (edgekit.report.fleet)."""
+    fleets = fleet_summary(result.rows)
+    if not fleets:
+        return []
+    return ["## Across boards", "", "A board target measured on several boards (a fleet): the median of the boards' "
+            "p50s, the fastest and slowest board and the spread ((slowest - fastest) / median); every board's own row "
+            "is in the results.", "", *_table(["Target", "Artifact", "Runtime", "Boards (measured)", "Median p50 ms",
+                                               "Fastest", "Slowest", "Spread", "Failed"], (
+                [text(f["target"]), text(f["artifact"]), text(f["runtime"]), f"{f['boards']} ({f['measured']})",
+                 _ms(f["median_p50_ms"]), f"{text(f['fastest'][0])} {_ms(f['fastest'][1])}",
+                 f"{text(f['slowest'][0])} {_ms(f['slowest'][1])}", _pct(f["spread"]),
+                 text(", ".join(f["failed"])) or "-"] for f in fleets))]
+
+
 def render_markdown(result: RunResult) -> str:
     """The whole Markdown report for ``result``."""
     sections = [_title(result), _dataset(result), _budget(result), _results(result), _outputs(result),
-                _estimates(result), _decisions(result), _recommendations(result), _baseline(result),
+                _estimates(result), _fleets(result), _decisions(result), _recommendations(result), _baseline(result),
                 _layers(result), _cross_runtime(result), _notes(result), _environment(result), _latency(result)]
     return "\n\n".join("\n".join(s).strip("\n") for s in sections if s) + "\n"

@@ -32,6 +32,7 @@ from edgekit.artifacts import Artifact, atomic_write_json, atomic_write_text
 from edgekit.errors import ConfigError
 from edgekit.outcome import exit_status, unmet_targets
 from edgekit.preflight import REPORT_MARKER
+from edgekit.report.fleet import fleet_summary
 from edgekit.report.recommend import speedups
 from edgekit.report.values import artifact_size, jsonable
 from edgekit.results import Decision, Recommendation, Row, RunResult
@@ -113,6 +114,7 @@ def to_json_dict(result: RunResult, *, created: datetime | None = None) -> dict[
         "rows": [row_dict(r, speed[i]) for i, r in enumerate(result.rows)],
         "recommendations": [recommendation_dict(r) for r in result.recommendations],
         "decisions": [decision_dict(d) for d in result.decisions],
+        "fleets": fleet_summary(result.rows),
         "layers": list(result.layers),
         "notes": list(result.notes),
         "cross_runtime": [jsonable({**dataclasses.asdict(c), "metrics": c.metrics.to_dict()})
