@@ -284,6 +284,26 @@ def _wait(client: LabgridClient, tokens: list[str], filters: Sequence[Mapping[st
         time.sleep(POLL_S)
 
 
+def check_farm(options: FarmOptions | None, targets: Sequence[str]) -> None:
+    """Before any work: the coordinator answers and each of ``targets`` has places its filters can take (the
+    places may be busy: the run waits for them later); else one :class:`FarmError` naming what is missing."""
+    if options is None or not targets:
+        return
+    client = LabgridClient(options.address)
+    try:
+        places = client.places()
+    finally:
+        client.close()
+    for target in targets:
+        for flt in options.filters(target):
+            if not any(all((name if k == "name" else p.tags.get(k)) == v for k, v in flt.items())
+                       for name, p in places.items()):
+                raise FarmError(f"no place on the farm matches {target}'s filter", where=f"{options.url} {flt}",
+                                got=", ".join(f"{n} {dict(p.tags)}" for n, p in places.items()) or "no places",
+                                hint="tag a place (labgrid-client -p PLACE set-tags board=" f"{target}), or pass "
+                                "--farm-tag / --farm-place")
+
+
 @contextlib.contextmanager
 def leased(options: FarmOptions | None, targets: Sequence[str], progress: Progress) -> Iterator[Lease]:
     """Reserve and acquire the boards of ``targets`` (names of the run's ssh targets) from the farm, yield their

@@ -36,7 +36,7 @@ from edgekit.errors import (
 )
 from edgekit.executors.base import ExecutorOptions, run_targets
 from edgekit.executors.hosts import HostSpec
-from edgekit.farm import FarmOptions, leased
+from edgekit.farm import FarmOptions, check_farm, leased
 from edgekit.finalists import decide, decide_boards
 from edgekit.formats.base import (
     BuildContext,
@@ -357,6 +357,7 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
     targets = [load_target(t) for t in options.targets]
     preflight.check_unique_targets(options.targets, targets)
     preflight.check_hosts(targets, options.hosts, farm=options.farm is not None)
+    check_farm(options.farm, [t.name for t in targets if preflight.uses_hosts(t)])  # reachable, places exist
     earlier = read_earlier(out, [t.name for t in targets], options.merge_report)  # a report this run adds to
     also = earlier_targets(earlier)
     ds = with_state(ds, source, options.state, calibration_limit=options.calibration_limit,

@@ -234,6 +234,22 @@ def test_a_place_left_acquired_by_a_crashed_run_is_released_by_the_next(farm: Fa
     assert farm.acquired()["pi-a"] is None
 
 
+def test_a_farm_without_a_place_for_the_target_or_unreachable_is_refused_before_any_work(
+        farm: Farm, capsys: pytest.CaptureFixture[str], tiny_model: tuple[str, Path], tmp_path: Path) -> None:
+    from edgekit.cli import main
+
+    out = tmp_path / "run"
+    assert main(_args(farm, tiny_model[0], out, "--farm-tag", "board=jetson-orin")) == 2
+    err = capsys.readouterr().err
+    assert "no place on the farm matches raspberry-pi-5's filter" in err and "pi-a {'board': 'raspberry-pi-5'}" in err
+    assert not (out / "artifacts").exists()  # refused before building anything
+    closed = f"labgrid://127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    assert main([closed if a == farm.url else a for a in _args(farm, tiny_model[0], out)]) == 2
+    assert "cannot reach the labgrid coordinator" in capsys.readouterr().err
+    assert time.monotonic() - t0 < 30 and not (out / "artifacts").exists()
+
+
 def test_bad_farm_options_are_one_clear_line(capsys: pytest.CaptureFixture[str], tiny_model: tuple[str, Path],
                                              tmp_path: Path) -> None:
     from edgekit.cli import main
