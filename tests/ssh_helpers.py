@@ -140,3 +140,17 @@ def running_sshd(folder: Path, *names: str) -> Iterator[SshEnv]:
             if server.proc.poll() is None:
                 server.proc.terminate()
                 server.proc.wait(timeout=10)
+
+
+def kill_when_agent_runs(board: Sshd, delay: float = 0.5, timeout: float = 60.0) -> None:
+    """Kill ``board`` (sshd and its sessions) ``delay`` seconds after edgekit's agent starts on it: the board dies
+    mid-run. Meant for a thread beside the run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in descendants(board.proc.pid):
+            with contextlib.suppress(OSError):
+                if b"edgekit.agent" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    time.sleep(delay)
+                    board.kill_all()
+                    return
+        time.sleep(0.05)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ssh_helpers import SshEnv, descendants, free_port, running_sshd
+from ssh_helpers import SshEnv, free_port, kill_when_agent_runs, running_sshd
 
 pytest.importorskip("labgrid")
 pytest.importorskip("asyncssh")
@@ -145,20 +145,7 @@ def test_a_board_killed_mid_run_is_a_failed_row_and_the_other_board_is_kept(farm
                                                                             tmp_path: Path) -> None:
     from edgekit.cli import main
 
-    doomed = farm.ssh.servers["pi-c"]
-
-    def killer() -> None:  # kill the board once its agent is running
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            for pid in descendants(doomed.proc.pid):
-                with contextlib.suppress(OSError):
-                    if b"edgekit.agent" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                        time.sleep(0.3)
-                        doomed.kill_all()
-                        return
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=killer)
+    thread = threading.Thread(target=kill_when_agent_runs, args=(farm.ssh.servers["pi-c"], 0.3, 120.0))
     thread.start()
     out = tmp_path / "run"
     code = main(_args(farm, tiny_model[0], out, "--farm-place", "pi-a", "--farm-place", "pi-c", "--min-seconds", "3"))

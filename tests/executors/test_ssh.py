@@ -7,7 +7,6 @@ onnxruntime). The emulated aarch64 board's tests are in test_arm_board.py.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -46,7 +45,7 @@ from edgekit.types import Format, IOSpec, Precision, TensorSpec
 pytest.importorskip("asyncssh")
 pytest.importorskip("onnxruntime")
 from onnx_helpers import make_feeds, make_model
-from ssh_helpers import SshEnv, descendants, free_port, keygen, needs_sshd, running_sshd
+from ssh_helpers import SshEnv, free_port, keygen, kill_when_agent_runs, needs_sshd, running_sshd
 
 pytestmark = needs_sshd
 SIZE = 64
@@ -138,18 +137,7 @@ def test_fleet_host_dying_mid_run_keeps_the_other_hosts_results(ssh_env: SshEnv,
     doomed = ssh_env.add("doomed")
     long = dataclasses.replace(FAST, min_seconds=20.0, max_seconds=30.0, min_runs=5)
 
-    def killer() -> None:  # kill the board once its agent is running
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            for pid in descendants(doomed.proc.pid):
-                with contextlib.suppress(OSError):
-                    if b"edgekit.agent" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                        time.sleep(0.5)
-                        doomed.kill_all()
-                        return
-            time.sleep(0.1)
-
-    thread = threading.Thread(target=killer)
+    thread = threading.Thread(target=kill_when_agent_runs, args=(doomed,))
     thread.start()
     healthy = ssh_env.spec("a", name="healthy")
     dying = ssh_env.spec("doomed", name="dying", retries=1)
