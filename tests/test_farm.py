@@ -151,7 +151,7 @@ def test_a_board_killed_mid_run_is_a_failed_row_and_the_other_board_is_kept(farm
     code = main(_args(farm, tiny_model[0], out, "--farm-place", "pi-a", "--farm-place", "pi-c", "--min-seconds", "3"))
     thread.join()
     rows = {r["host"].split(" ")[0]: r for r in _report(out)["rows"] if r["target"] == "raspberry-pi-5"}
-    assert rows["pi-a"]["status"] == "measured-remote"
+    assert rows["pi-a"]["status"] == "measured-remote", {h: (r["status"], r["reason"]) for h, r in rows.items()}
     assert rows["pi-c"]["status"] == "failed" and rows["pi-c"]["reason"]
     assert code == 0  # the target has an artifact within budget, from the board that lived
     assert farm.acquired()["pi-a"] is None and farm.acquired()["pi-c"] is None
