@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from target_files import local_ort_target
 
 import edgekit
 from edgekit.cli import main
@@ -20,19 +21,7 @@ from edgekit.cli import main
 FAST = ["--calibration", "digits", "--formats", "onnx", "--calibration-limit", "16", "--eval-limit", "16",
         "--min-runs", "5", "--min-seconds", "0.2", "--no-memory"]
 GATE = "latency=+5%,accuracy=-0.5"
-INT8_ONLY = """schema = 1
-name = "int8-only"
-description = "A local stand-in for an accelerator that takes int8 artifacts only"
-access = "local"
-arch = "auto"
-isa = "auto"
-
-[[runtime]]
-name = "onnxruntime"
-providers = ["CPUExecutionProvider"]
-threads = 1
-precisions = ["int8-dynamic"]
-"""
+INT8_ONLY = local_ort_target("int8-only", "A local stand-in for an accelerator that takes int8 artifacts only")
 
 
 def _run_args(model: str, out: Path, *extra: str) -> list[str]:

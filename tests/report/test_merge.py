@@ -8,24 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from target_files import local_ort_target
 
 from edgekit.cli import main
 
 FAST = ["--calibration", "digits", "--formats", "onnx", "--calibration-limit", "16", "--eval-limit", "16",
         "--min-runs", "5", "--min-seconds", "0.2", "--no-memory", "--precisions", "fp32,int8-dynamic"]
-SECOND = """schema = 1
-name = "second-cpu"
-description = "A second local target, as a second board of the same kind would be"
-access = "local"
-arch = "auto"
-isa = "auto"
-
-[[runtime]]
-name = "onnxruntime"
-providers = ["CPUExecutionProvider"]
-threads = 1
-precisions = ["int8-dynamic"]
-"""
+SECOND = local_ort_target("second-cpu", "A second local target, as a second board of the same kind would be")
 
 
 def _report(folder: Path) -> dict[str, Any]:
