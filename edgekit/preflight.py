@@ -133,12 +133,12 @@ def check_unique_targets(given: Sequence[str | Path], targets: Sequence[Target])
 
 
 def uses_hosts(target: Target) -> bool:
-    """Whether ``target`` runs on boards reached through ``--host``/``--inventory`` (its executor is not on this
-    machine and runs runtimes, not estimators)."""
+    """Whether ``target`` runs on boards reached through ``--host``/``--inventory``/``--farm`` (its executor's
+    registry entry says ``boards``)."""
     from edgekit.registry import EXECUTORS
 
     entry = EXECUTORS.get(target.access)
-    return entry is not None and not entry.here and entry.runs == "runtime"
+    return entry is not None and entry.boards
 
 
 def check_hosts(targets: Sequence[Target], hosts: Sequence[Any], farm: bool = False) -> None:

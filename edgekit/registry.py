@@ -10,7 +10,8 @@ Each kind is one protocol, and nothing outside its adapters branches on an adapt
 - **format** (:class:`edgekit.formats.base.FormatAdapter`): builds the artifacts of one file format.
 - **executor** (:class:`edgekit.executors.base.Executor`), keyed by a target's ``access``: where a
   target's benchmark jobs run (``local``: this process; ``ssh``: boards over SSH; ``estimate``: a compiler's
-  performance model). The targets loader accepts exactly the registered access names.
+  performance model; ``emulate``: an NPU's vendor emulator here, accuracy only). The targets loader accepts
+  exactly the registered access names.
 - **estimator** (:class:`edgekit.estimators.base.Estimator`), keyed by the ``[[runtime]]`` name of an
   ``access = "estimate"`` target (``ethos-u-vela``): a hardware-free estimate of latency and memory.
 
@@ -60,7 +61,9 @@ class Entry:
     and ``canonical`` marks the one format built first, whose fp32 artifact the others convert from (ONNX).
     For an estimator, ``formats`` lists the formats it compiles. For an executor, ``runs`` names the table
     its targets' ``[[runtime]]`` names come from (``"runtime"`` or ``"estimator"``) and ``here`` whether they
-    run on this machine (their ISA then picks the run's int8 preset). For a runtime, ``pip``
+    run on this machine (their ISA then picks the run's int8 preset) and ``boards`` whether its targets need
+``--host`` / ``--inventory`` / ``--farm`` machines. A runtime that is not ``fp32_exact`` (an NPU's, fp32 run in
+fp16) is left out of the fp32 cross-runtime check. For a runtime, ``pip``
     lists the pip packages a board needs for it (``edgekit doctor --host``; default: the ``requires``).
     """
 
@@ -74,6 +77,8 @@ class Entry:
     here: bool = False
     pip: tuple[str, ...] = ()
     canonical: bool = False
+    boards: bool = False
+    fp32_exact: bool = True
 
     def install_hint(self) -> str:
         """The pip line that installs what this entry needs."""
@@ -139,10 +144,14 @@ register_runtime(Entry("litert", "edgekit.runtimes.litert:LiteRTRuntime", ("ai_e
                        formats=("tflite",), pip=("ai-edge-litert",)))
 register_format(Entry("tflite", "edgekit.formats.tflite:TfliteAdapter", ("ai_edge_litert", "ai_edge_quantizer"),
                       "tflite", runtime="litert"))
+register_runtime(Entry("qnn-htp", "edgekit.runtimes.qnn:QnnHtpRuntime", ("onnxruntime_qnn",), "qnn",
+                       formats=("onnx",), pip=("onnxruntime-qnn",), fp32_exact=False))
 # executors, by target access; estimators, by the [[runtime]] name of access = "estimate" targets
 register_executor(Entry("local", "edgekit.executors.local:LocalExecutor", (), None, runs="runtime", here=True))
-register_executor(Entry("ssh", "edgekit.executors.fleet:SshExecutor", ("asyncssh",), "ssh", runs="runtime"))
+register_executor(Entry("ssh", "edgekit.executors.fleet:SshExecutor", ("asyncssh",), "ssh", runs="runtime",
+                        boards=True))
 register_executor(Entry("estimate", "edgekit.executors.estimate:EstimateExecutor", (), None, runs="estimator"))
+register_executor(Entry("emulate", "edgekit.executors.emulate:EmulateExecutor", (), None, runs="runtime"))
 register_estimator(Entry("ethos-u-vela", "edgekit.estimators.vela:VelaEstimator", ("ethosu.vela",), "ethos-u",
                          formats=("tflite",)))
 
@@ -224,10 +233,10 @@ def formats_of(name: str) -> tuple[str, ...]:
     return entry.formats if entry is not None else ()
 
 
-def runtimes_for_format(fmt: str) -> tuple[str, ...]:
-    """Names of the registered runtimes that load ``fmt``."""
+def runtimes_for_format(fmt: str, fp32_exact: bool = False) -> tuple[str, ...]:
+    """Names of the registered runtimes that load ``fmt`` (``fp32_exact``: only those computing fp32 in fp32)."""
     _load_entry_points()
-    return tuple(n for n, e in RUNTIMES.items() if fmt in e.formats)
+    return tuple(n for n, e in RUNTIMES.items() if fmt in e.formats and (e.fp32_exact or not fp32_exact))
 
 
 def is_canonical_format(name: str) -> bool:

@@ -61,6 +61,8 @@ class Target:
     def int8_preset(self) -> str:
         """The int8 recipe family that suits this target's ISA (like optimum's avx2/avx512_vnni/arm64)."""
         isa = set(self.isa)
+        if self.arch == "hexagon":
+            return "qnn"
         if isa & {"avx512_vnni", "avx_vnni", "amx_int8"}:
             return "vnni"
         if self.arch in ("aarch64", "arm64") or isa & {"neon", "asimddp"}:

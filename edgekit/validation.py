@@ -152,14 +152,15 @@ def narrow_inputs(source: ModelSource, canonical: Artifact, notes: list[str]) ->
 
 def cross_runtime(source: ModelSource, artifacts: Sequence[Artifact], ds: Dataset, options: ValidationOptions,
                   progress: Progress = stderr_progress) -> list[CrossRuntime]:
-    """For each fp32 artifact, run it under every other installed runtime that loads its format on the
-    held-out items and compare with its reference runtime's outputs (the same model, two runtimes)."""
+    """For each fp32 artifact, run it under every other installed runtime that loads its format and computes fp32 in
+    fp32 (not an NPU's) on the held-out items and compare with its reference runtime's outputs (the same model, two
+    runtimes)."""
     out: list[CrossRuntime] = []
     for art in artifacts:
         if art.precision is not Precision.FP32:
             continue
         ref_name = reference_runtime(art.format.value)
-        others = [r for r in runtimes_for_format(art.format.value) if r != ref_name]
+        others = [r for r in runtimes_for_format(art.format.value, fp32_exact=True) if r != ref_name]
         outputs: dict[str, Outputs] = {}
         for name in [ref_name, *others]:
             feeds = ds.batches("eval", source.io, source.preprocess, batch_size=1, limit=options.eval_limit)  # type: ignore[arg-type]

@@ -162,7 +162,7 @@ def static_settings(options: StaticInt8Options, isa_preset: str) -> dict[str, An
             "sensitivity_search": options.sensitivity_search, "max_float_nodes": options.max_float_nodes,
             "equalize": options.equalize, "equalize_clip": options.equalize_clip, "islands": list(options.islands),
             "bias_correction": options.bias_correction, "smooth": options.smooth,
-            "float_outputs": preset.name != "ort-default"}
+            "float_outputs": preset.float_outputs}
 
 
 def exclusions(float_model: Any, options: StaticInt8Options, settings: Mapping[str, Any],

@@ -29,6 +29,7 @@ class Preset:
     keep_input_layers_float: bool
     preprocess: bool
     why: str
+    float_outputs: bool = True  # MatMul outputs and graph outputs left float (False: every tensor quantized)
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
@@ -40,11 +41,16 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("arm64", "int8", "int8", per_channel=True, reduce_range=False, keep_input_layers_float=True,
            preprocess=True, why="Arm64 dot-product kernels: s8 x s8, as ONNX Runtime's quantize_static guide "
                                 "recommends for Arm"),
+    Preset("qnn", "uint8", "int8", per_channel=True, reduce_range=False, keep_input_layers_float=False,
+           preprocess=True, why="Qualcomm Hexagon HTP: u8 activations x per-channel symmetric s8 weights, every "
+                                "layer quantized (the HTP runs float layers in fp16); per-tensor weights lost "
+                                "accuracy on depthwise convnets (issue 14: 0.42 vs 0.82-0.84 top-1 agreement)",
+           float_outputs=False),
     Preset("generic", "uint8", "int8", per_channel=True, reduce_range=True, keep_input_layers_float=True,
            preprocess=True, why="unknown CPU: assume no VNNI (SSE/AVX2 u8 x s8 kernels saturate), so 7-bit weights"),
     Preset("ort-default", "int8", "int8", per_channel=False, reduce_range=False, keep_input_layers_float=False,
            preprocess=False, why="exactly onnxruntime.quantization.quantize_static's defaults (QDQ, S8S8, "
-                                 "per-tensor, MinMax)"),
+                                 "per-tensor, MinMax)", float_outputs=False),
 )}
 
 
@@ -62,7 +68,7 @@ def resolve_preset(name: str, isa_preset: str) -> Preset:
 def int8_kernels_saturate(isa_preset: str) -> bool:
     """True where the target's u8 x s8 kernels can saturate 16-bit sums (no VNNI, no Arm dot product): the
     ISA families that want 7-bit weights (ORT ``reduce_range``, NNCF ``overflow_fix``)."""
-    return isa_preset not in ("vnni", "arm64")
+    return isa_preset not in ("vnni", "arm64", "qnn")
 
 
 def check_choice(value: Any, allowed: Sequence[Any], where: str) -> None:

@@ -132,11 +132,11 @@ def recommend(rows: Sequence[Row], budget: AccuracyBudget, strict_timing: bool =
     for (target, runtime), idx in _group(rows).items():
         if not any(rows[i].status in MEASURED for i in idx):
             fails = {i: budget_failures(rows[i], budget) for i in idx if rows[i].status == "validated-remote"}
-            if fails:  # an emulated board: accuracy on its kernels, no speed to choose by
+            if fails:  # an emulated board or NPU: accuracy on its kernels, no speed to choose by
                 ok = [rows[i].artifact.name for i, why in fails.items() if not why]
                 recs.append(Recommendation(
                     target=target, runtime=runtime, artifact=None,
-                    reason="no speed measured (emulated board): within budget on its kernels: "
+                    reason="no speed measured (emulated): within budget on its kernels: "
                            + (", ".join(ok) if ok else "none"),
                     rejected=tuple(f"{rows[i].artifact.name}: " + "; ".join(why) for i, why in fails.items() if why)))
             continue

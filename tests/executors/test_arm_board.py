@@ -311,7 +311,7 @@ def test_one_run_for_this_machine_and_an_emulated_pi_5_gives_each_its_recipe_and
                for n in notes), notes
     recs = {(r["target"], r["runtime"]): r for r in report["recommendations"]}
     assert recs[("raspberry-pi-5", "onnxruntime")]["artifact"] is None
-    assert "no speed measured (emulated board)" in recs[("raspberry-pi-5", "onnxruntime")]["reason"]
+    assert "no speed measured (emulated)" in recs[("raspberry-pi-5", "onnxruntime")]["reason"]
     md = (out / "report.md").read_text()
     assert "validated-remote on" in md and "(accuracy on " in md
     record["pipeline_run_local_cpu_and_emulated_pi5"] = {

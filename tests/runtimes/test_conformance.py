@@ -25,6 +25,8 @@ from edgekit.sources.base import ModelSource
 from edgekit.types import Format, Precision
 
 CASES = [(rt, fmt) for rt, entry in sorted(RUNTIMES.items()) for fmt in entry.formats if fmt in FORMATS]
+# what a runtime needs to load anything: the SoC of an NPU runtime
+DEVICE = {"qnn-htp": "SM8650"}
 PRE = {"size": (16, 16), "mean": (0.5,) * 3, "std": (0.5,) * 3}
 
 
@@ -82,13 +84,14 @@ def test_loads_runs_and_matches_the_source(runtime: str, fmt: str, source: Model
     rt = _runtime(runtime)
     if fmt not in artifacts:
         pytest.skip(f"format {fmt} cannot be built here")
-    sess = rt.load(artifacts[fmt].path, RuntimeOptions(threads=1))  # type: ignore[attr-defined]
+    sess = rt.load(artifacts[fmt].path, RuntimeOptions(threads=1, device=DEVICE.get(runtime)))  # type: ignore[attr-defined]
     assert isinstance(sess, Session)
+    tol = 1e-3 if RUNTIMES[runtime].fp32_exact else 2e-2  # an NPU runs fp32 models in fp16
     for feed in _feeds(source):
         got = sess.run(to_layout(feed, artifacts[fmt].layout))  # the artifact's recorded input layout
         want = source.run_reference(feed)
         assert got[0].shape == want[0].shape
-        np.testing.assert_allclose(got[0], want[0], atol=1e-3, rtol=1e-3)
+        np.testing.assert_allclose(got[0], want[0], atol=tol, rtol=tol)
     info = sess.info()
     assert isinstance(info, dict) and info, "info() must say where the model ran"
 
@@ -155,6 +158,6 @@ def test_wrong_input_is_a_runtime_error(runtime: str, fmt: str, source: ModelSou
     rt = _runtime(runtime)
     if fmt not in artifacts:
         pytest.skip(f"format {fmt} cannot be built here")
-    sess = rt.load(artifacts[fmt].path, RuntimeOptions(threads=1))  # type: ignore[attr-defined]
+    sess = rt.load(artifacts[fmt].path, RuntimeOptions(threads=1, device=DEVICE.get(runtime)))  # type: ignore[attr-defined]
     with pytest.raises(RuntimeAdapterError):
         sess.run({source.io.input_names[0]: np.zeros((1, 5, 7, 7), np.float32)})

@@ -1,0 +1,89 @@
+"""The emulate executor (``access = "emulate"``): an NPU whose vendor runtime emulates it on this machine (the
+Qualcomm HTP through ``onnxruntime-qnn`` on x86_64). Each job's artifact is loaded by the target's runtime, which
+runs it on the NPU's numerics; the held-out items are run through it and judged like a board's
+(:class:`~edgekit.executors.base.BoardValidation`), so the row's accuracy is the NPU's, not this CPU's.
+Where the runtime compiles for the device (:class:`DeviceCompiler`: a QNN context binary), the compiled file is
+written beside the artifact and named in the row.
+
+Rows are ``validated-remote`` (accuracy only, ``accuracy_from`` says whose numerics): an emulator's timings are
+not the NPU's speed, so none is reported. A missing package is a ``not-available`` row with the pip line; an
+artifact the NPU cannot take (an op without CPU fallback) a ``failed`` row naming why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from edgekit.errors import EdgekitError, MissingDependencyError
+from edgekit.executors.base import ExecutorOptions, ExecutorResult, Feeds, Progress, TargetJob
+from edgekit.layout import to_layout
+from edgekit.registry import get_runtime
+from edgekit.results import Row
+from edgekit.runtimes.base import RuntimeOptions
+
+
+@runtime_checkable
+class DeviceCompiler(Protocol):
+    """A runtime that compiles an artifact for its device ahead of time (what ships to the device)."""
+
+    def compile_for_device(self, path: Path, options: RuntimeOptions) -> str:
+        """Compile ``path`` for ``options.device`` beside it; one line saying what was written."""
+        ...
+
+
+@runtime_checkable
+class EmulatedRuntime(Protocol):
+    """A runtime that says whose numerics its sessions compute (the emulated NPU's)."""
+
+    def numerics(self, options: RuntimeOptions, precision: str) -> str:
+        """E.g. ``"Hexagon HTP v75 emulator (x86_64) for SM8650; fp32 run in fp16"``."""
+        ...
+
+
+class EmulateExecutor:
+    """Validates each job on the emulated NPU; ``validated-remote`` rows (no speed)."""
+
+    def run(self, jobs: Sequence[TargetJob], feeds: Sequence[Feeds], options: ExecutorOptions,
+            progress: Progress) -> ExecutorResult:
+        """One row per job, in order (see :class:`~edgekit.executors.base.Executor`); ``feeds`` are not used:
+        the held-out items of ``options.validation`` are."""
+        return ExecutorResult(tuple(_job_row(job, options, progress) for job in jobs))
+
+
+def _job_row(job: TargetJob, options: ExecutorOptions, progress: Progress) -> Row:
+    spec = job.runtime
+    ropts = RuntimeOptions(providers=spec.providers, device=spec.device)
+    where = f"{job.target.name}/{spec.name}"
+    try:
+        runtime = get_runtime(spec.name)
+        compiled = ""
+        if isinstance(runtime, DeviceCompiler):
+            progress(f"compile {job.artifact.name} for {where}")
+            compiled = runtime.compile_for_device(job.artifact.path, ropts)
+        if options.validation is None:
+            return job.row("failed", reason="this model's items cannot be validated one by one on the emulator "
+                                            "(a stateful model): no accuracy on the NPU's numerics"
+                                            + (f"; {compiled}" if compiled else ""))
+        session = runtime.load(job.artifact.path, ropts)
+        n = len(options.validation.feeds)
+        outputs = []
+        last = time.monotonic()
+        for i, feed in enumerate(options.validation.feeds):
+            if time.monotonic() - last > 2.0 or i == 0:
+                last = time.monotonic()
+                progress(f"  validate {job.artifact.name} on {where} (emulated) {i}/{n}")
+            outputs.append(session.run(to_layout(feed, job.artifact.layout)))
+        metrics = options.validation.judge(outputs)
+    except MissingDependencyError as exc:
+        return job.row("not-available", reason=f"not available here: {exc}")
+    except EdgekitError as exc:
+        return job.row("failed", reason=str(exc))
+    numerics = runtime.numerics(ropts, job.artifact.precision.value) if isinstance(runtime, EmulatedRuntime) \
+        else f"{spec.name} (emulated)"
+    reason = "NPU emulated on this machine: accuracy on its numerics, no speed (needs the device)" \
+             + (f"; {compiled}" if compiled else "")
+    return Row(job.artifact, job.target.name, spec.name, "validated-remote", metrics, None, reason=reason,
+               accuracy_from=numerics)

@@ -1,0 +1,96 @@
+"""The emulate executor with the Qualcomm HTP: a real run of a small CNN for a Snapdragon target compiles a QNN
+context binary for the SoC, validates fp32 and int8 on the HTP emulator of ``onnxruntime-qnn`` (the NPU's
+numerics, no speed), and a model with an op the HTP cannot take is refused naming that op, never run on the CPU."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgekit
+from edgekit.errors import ConfigError, RuntimeAdapterError
+from edgekit.outcome import unmet_targets
+from edgekit.pipeline import RunOptions
+from edgekit.runtimes.base import RuntimeOptions
+from edgekit.types import Format, Precision
+
+pytest.importorskip("onnxruntime_qnn")
+if platform.machine().lower() not in ("x86_64", "amd64"):
+    pytest.skip("the HTP emulator of onnxruntime-qnn ships for x86_64 Linux", allow_module_level=True)
+
+from edgekit.runtimes.qnn import QnnHtpRuntime, compile_context
+
+
+@pytest.fixture(scope="module")
+def snapdragon_run(tiny_model: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    spec, ckpt = tiny_model
+    out = tmp_path_factory.mktemp("snapdragon")
+    src = edgekit.load_source(spec, checkpoint=ckpt, task="image-classification")
+    opts = RunOptions(targets=("local-cpu", "snapdragon-8-gen-3"), formats=(Format.ONNX,),
+                      precisions=(Precision.FP32, Precision.INT8), calibration_limit=32, eval_limit=32)
+    return out, edgekit.run(src, calibration="digits", out_dir=out, options=opts, progress=lambda _m: None)
+
+
+def test_a_snapdragon_target_gets_a_context_binary_and_the_htp_emulators_accuracy(
+        snapdragon_run: tuple[Path, object]) -> None:
+    out, result = snapdragon_run
+    rows = {(r.artifact.name, r.target): r for r in result.rows}  # type: ignore[attr-defined]
+    names = sorted(a for a, t in rows if t == "snapdragon-8-gen-3")
+    # its own int8 recipe (u8 x per-channel s8, every tensor quantized), beside this CPU's
+    assert names == ["model.fp32.onnx", "model.int8-qnn.onnx"], names
+    for name in names:
+        row = rows[(name, "snapdragon-8-gen-3")]
+        assert row.status == "validated-remote" and row.bench is None, (row.status, row.reason)
+        assert "HTP v75 emulator" in (row.accuracy_from or "") and "SM8650" in row.accuracy_from
+        assert row.metrics.n == 32 and row.metrics.cosine_mean > 0.98, row.metrics
+        assert "context binary" in row.reason and "ONNX nodes on the HTP" in row.reason, row.reason
+        ctx = out / "artifacts" / name.replace(".onnx", ".SM8650_ctx.onnx")
+        assert ctx.exists() and list(ctx.parent.glob(ctx.stem + "_*.bin")), sorted(ctx.parent.iterdir())
+    # the HTP's numerics: fp32 runs in fp16 there (not bit-exact), int8 further off
+    int8 = rows[("model.int8-qnn.onnx", "snapdragon-8-gen-3")].metrics
+    fp16 = rows[("model.fp32.onnx", "snapdragon-8-gen-3")].metrics
+    assert 0 < fp16.max_abs < int8.max_abs
+    report = json.loads((out / "report.json").read_text())
+    recs = {(r["target"], r["runtime"]): r for r in report["recommendations"]}
+    assert recs[("snapdragon-8-gen-3", "qnn-htp")]["artifact"] is None
+    assert "no speed measured (emulated)" in recs[("snapdragon-8-gen-3", "qnn-htp")]["reason"]
+    assert not [u for u in unmet_targets(result) if u.startswith("snapdragon")]  # type: ignore[arg-type]
+    assert not [c for c in result.cross_runtime if c.other_runtime == "qnn-htp"]  # type: ignore[attr-defined]
+
+
+def test_the_context_binary_runs_on_the_htp_as_the_model_did(snapdragon_run: tuple[Path, object]) -> None:
+    """What ships to the phone: the EPContext model loads (no recompilation) and computes what the model computed."""
+    out, _ = snapdragon_run
+    art = out / "artifacts" / "model.int8-qnn.onnx"
+    ctx = compile_context(art, "SM8650", art.with_name("model.int8-qnn.SM8650_ctx.onnx"))
+    assert ctx.reused and ctx.bytes > 10_000
+    import onnx
+
+    rt = QnnHtpRuntime()
+    (inp,) = onnx.load(str(art), load_external_data=False).graph.input
+    shape = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
+    x = {inp.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    want = rt.load(art, RuntimeOptions(device="SM8650")).run(x)[0]
+    got = rt.load(ctx.model, RuntimeOptions(device="SM8650")).run(x)[0]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_an_op_the_htp_cannot_take_is_refused_naming_it(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Det", ["r"], ["y"])],
+                              "det", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    path = tmp_path / "det.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
+    with pytest.raises(RuntimeAdapterError) as err:
+        QnnHtpRuntime().load(path, RuntimeOptions(device="SM8750"))
+    assert "SM8750" in str(err.value) and "Det" in str(err.value), str(err.value)
+    with pytest.raises(ConfigError) as bad:
+        QnnHtpRuntime().load(path, RuntimeOptions(device="SM9999"))
+    assert "SM8650" in str(bad.value) and bad.value.where == "runtime qnn-htp: device"
