@@ -41,6 +41,7 @@ from edgekit.cli_compare import (
     run_options,
 )
 from edgekit.cli_farm import add_farm_args, farm_options
+from edgekit.cli_toolchains import add_toolchains_command
 from edgekit.errors import ConfigError, EdgekitError, UnknownNameError, first_line
 from edgekit.interrupts import (
     Terminated,
@@ -443,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_command(sub)
     add_reproduce_command(sub, main)
     add_calibration_command(sub)
+    add_toolchains_command(sub)
     return parser
 
 

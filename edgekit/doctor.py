@@ -38,6 +38,12 @@ def entry_status(entry: registry.Entry) -> tuple[str, str]:
             return "broken", f"{module} fails to import ({type(exc).__name__}: {first_line(exc, 200)})"
         except Exception as exc:  # a package that raises on import is broken, whatever it raises
             return "broken", f"{module} fails to import ({type(exc).__name__}: {first_line(exc, 200)})"
+    if entry.toolchain:  # a vendor toolchain in its own virtualenv
+        from edgekit import toolchains
+
+        why = toolchains.unusable(toolchains.get(entry.toolchain))
+        if why:
+            return "missing", f"toolchain {entry.toolchain}: {why}; {entry.install_hint()}"
     module, _, attr = entry.target.partition(":")
     try:
         obj = getattr(importlib.import_module(module), attr)
@@ -77,6 +83,11 @@ def doctor_report() -> tuple[str, bool]:
             state, detail = entry_status(entry)
             lines.append(f"  {state:8} {name:26} {detail}")
             core_ok = core_ok and not (state != "ok" and name in ("onnx", "onnxruntime"))
+    from edgekit import toolchains
+
+    lines.append(f"toolchains (own virtualenvs under {toolchains.root()}):")
+    for name, ok, detail in toolchains.status():
+        lines.append(f"  {'ok' if ok else 'missing':8} {name:26} {detail}")
     lines.append("targets:")
     for t in list_targets():
         lines.append(f"  {t.name:30} access={t.access} int8 preset={t.int8_preset}")

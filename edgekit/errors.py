@@ -118,6 +118,10 @@ class DeviceUnavailableError(RuntimeAdapterError):
     """The device or execution provider a target asks for is not present here (reported, not measured)."""
 
 
+class ToolchainError(RuntimeAdapterError):
+    """A vendor toolchain in its own virtualenv (:mod:`edgekit.toolchains`) failed to install or to answer."""
+
+
 class BenchmarkError(EdgekitError):
     """A benchmark could not be completed."""
 

@@ -63,7 +63,8 @@ class Entry:
     its targets' ``[[runtime]]`` names come from (``"runtime"`` or ``"estimator"``) and ``here`` whether they
     run on this machine (their ISA then picks the run's int8 preset) and ``boards`` whether its targets need
 ``--host`` / ``--inventory`` / ``--farm`` machines. A runtime that is not ``fp32_exact`` (an NPU's, fp32 run in
-fp16) is left out of the fp32 cross-runtime check. For a runtime, ``pip``
+fp16) is left out of the fp32 cross-runtime check; ``toolchain`` names the vendor toolchain (its own virtualenv,
+:mod:`edgekit.toolchains`) it needs installed. For a runtime, ``pip``
     lists the pip packages a board needs for it (``edgekit doctor --host``; default: the ``requires``).
     """
 
@@ -79,9 +80,12 @@ fp16) is left out of the fp32 cross-runtime check. For a runtime, ``pip``
     canonical: bool = False
     boards: bool = False
     fp32_exact: bool = True
+    toolchain: str | None = None
 
     def install_hint(self) -> str:
-        """The pip line that installs what this entry needs."""
+        """The pip line (or the ``edgekit toolchains install`` line) that installs what this entry needs."""
+        if self.toolchain:
+            return f"edgekit toolchains install {self.toolchain}"
         return install_hint(self.extra, *(r for r in self.requires if not r.startswith("edgekit.")))
 
 
@@ -146,6 +150,8 @@ register_format(Entry("tflite", "edgekit.formats.tflite:TfliteAdapter", ("ai_edg
                       "tflite", runtime="litert"))
 register_runtime(Entry("qnn-htp", "edgekit.runtimes.qnn:QnnHtpRuntime", ("onnxruntime_qnn",), "qnn",
                        formats=("onnx",), pip=("onnxruntime-qnn",), fp32_exact=False))
+register_runtime(Entry("rknn-sim", "edgekit.runtimes.rknn:RknnSimRuntime", ("edgekit.toolchains",), None,
+                       formats=("onnx",), fp32_exact=False, toolchain="rknn"))
 # executors, by target access; estimators, by the [[runtime]] name of access = "estimate" targets
 register_executor(Entry("local", "edgekit.executors.local:LocalExecutor", (), None, runs="runtime", here=True))
 register_executor(Entry("ssh", "edgekit.executors.fleet:SshExecutor", ("asyncssh",), "ssh", runs="runtime",
@@ -177,6 +183,12 @@ def _missing(entry: Entry) -> str | None:
             importlib.import_module(mod)
         except ImportError as exc:
             return f"{mod} not importable ({exc.__class__.__name__}: {exc})"
+    if entry.toolchain:
+        from edgekit import toolchains
+
+        why = toolchains.unusable(toolchains.get(entry.toolchain))
+        if why:
+            return f"toolchain {entry.toolchain}: {why}"
     return None
 
 

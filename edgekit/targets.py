@@ -63,6 +63,8 @@ class Target:
         isa = set(self.isa)
         if self.arch == "hexagon":
             return "qnn"
+        if self.arch == "rknpu2":
+            return "rknn"
         if isa & {"avx512_vnni", "avx_vnni", "amx_int8"}:
             return "vnni"
         if self.arch in ("aarch64", "arm64") or isa & {"neon", "asimddp"}:

@@ -3,7 +3,9 @@ Qualcomm HTP through ``onnxruntime-qnn`` on x86_64). Each job's artifact is load
 runs it on the NPU's numerics; the held-out items are run through it and judged like a board's
 (:class:`~edgekit.executors.base.BoardValidation`), so the row's accuracy is the NPU's, not this CPU's.
 Where the runtime compiles for the device (:class:`DeviceCompiler`: a QNN context binary), the compiled file is
-written beside the artifact and named in the row.
+written beside the artifact and named in the row. A runtime whose emulator takes all items at once
+(:class:`BatchEmulator`: rknn-toolkit2's simulator, which runs only what it built in the same session) gets them
+in one call.
 
 Rows are ``validated-remote`` (accuracy only, ``accuracy_from`` says whose numerics): an emulator's timings are
 not the NPU's speed, so none is reported. A missing package is a ``not-available`` row with the pip line; an
@@ -13,16 +15,18 @@ artifact the NPU cannot take (an op without CPU fallback) a ``failed`` row namin
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 from edgekit.errors import EdgekitError, MissingDependencyError
 from edgekit.executors.base import ExecutorOptions, ExecutorResult, Feeds, Progress, TargetJob
 from edgekit.layout import to_layout
 from edgekit.registry import get_runtime
 from edgekit.results import Row
-from edgekit.runtimes.base import RuntimeOptions
+from edgekit.runtimes.base import RuntimeOptions, Session
 
 
 @runtime_checkable
@@ -31,6 +35,16 @@ class DeviceCompiler(Protocol):
 
     def compile_for_device(self, path: Path, options: RuntimeOptions) -> str:
         """Compile ``path`` for ``options.device`` beside it; one line saying what was written."""
+        ...
+
+
+@runtime_checkable
+class BatchEmulator(Protocol):
+    """A runtime whose emulator takes all items at once (it builds the model for the device in the same call)."""
+
+    def emulate(self, path: Path, options: RuntimeOptions, feeds: Sequence[Mapping[str, np.ndarray]],
+                progress: Callable[[str], None]) -> tuple[list[list[np.ndarray]], str]:
+        """The outputs for each of ``feeds``, and one line saying what was written for the device."""
         ...
 
 
@@ -67,15 +81,13 @@ def _job_row(job: TargetJob, options: ExecutorOptions, progress: Progress) -> Ro
             return job.row("failed", reason="this model's items cannot be validated one by one on the emulator "
                                             "(a stateful model): no accuracy on the NPU's numerics"
                                             + (f"; {compiled}" if compiled else ""))
-        session = runtime.load(job.artifact.path, ropts)
-        n = len(options.validation.feeds)
-        outputs = []
-        last = time.monotonic()
-        for i, feed in enumerate(options.validation.feeds):
-            if time.monotonic() - last > 2.0 or i == 0:
-                last = time.monotonic()
-                progress(f"  validate {job.artifact.name} on {where} (emulated) {i}/{n}")
-            outputs.append(session.run(to_layout(feed, job.artifact.layout)))
+        feeds = [to_layout(f, job.artifact.layout) for f in options.validation.feeds]
+        if isinstance(runtime, BatchEmulator):
+            progress(f"validate {job.artifact.name} on {where} (emulated, {len(feeds)} items)")
+            outputs, compiled = runtime.emulate(job.artifact.path, ropts, feeds, progress)
+        else:
+            outputs = _one_by_one(runtime.load(job.artifact.path, ropts), feeds, f"{job.artifact.name} on {where}",
+                                  progress)
         metrics = options.validation.judge(outputs)
     except MissingDependencyError as exc:
         return job.row("not-available", reason=f"not available here: {exc}")
@@ -87,3 +99,14 @@ def _job_row(job: TargetJob, options: ExecutorOptions, progress: Progress) -> Ro
              + (f"; {compiled}" if compiled else "")
     return Row(job.artifact, job.target.name, spec.name, "validated-remote", metrics, None, reason=reason,
                accuracy_from=numerics)
+
+
+def _one_by_one(session: Session, feeds: Sequence[Feeds], what: str, progress: Progress) -> list[list[np.ndarray]]:
+    outputs = []
+    last = time.monotonic()
+    for i, feed in enumerate(feeds):
+        if time.monotonic() - last > 2.0 or i == 0:
+            last = time.monotonic()
+            progress(f"  validate {what} (emulated) {i}/{len(feeds)}")
+        outputs.append(session.run(feed))
+    return outputs

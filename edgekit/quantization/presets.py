@@ -46,6 +46,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
                                 "layer quantized (the HTP runs float layers in fp16); per-tensor weights lost "
                                 "accuracy on depthwise convnets (issue 14: 0.42 vs 0.82-0.84 top-1 agreement)",
            float_outputs=False),
+    Preset("rknn", "int8", "int8", per_channel=True, reduce_range=False, keep_input_layers_float=False,
+           preprocess=True, why="Rockchip RKNPU2: asymmetric s8 activations x per-channel s8 weights (RKNN's own "
+                                "int8 scheme), every tensor quantized so RKNN keeps the whole graph in int8",
+           float_outputs=False),
     Preset("generic", "uint8", "int8", per_channel=True, reduce_range=True, keep_input_layers_float=True,
            preprocess=True, why="unknown CPU: assume no VNNI (SSE/AVX2 u8 x s8 kernels saturate), so 7-bit weights"),
     Preset("ort-default", "int8", "int8", per_channel=False, reduce_range=False, keep_input_layers_float=False,
@@ -68,7 +72,7 @@ def resolve_preset(name: str, isa_preset: str) -> Preset:
 def int8_kernels_saturate(isa_preset: str) -> bool:
     """True where the target's u8 x s8 kernels can saturate 16-bit sums (no VNNI, no Arm dot product): the
     ISA families that want 7-bit weights (ORT ``reduce_range``, NNCF ``overflow_fix``)."""
-    return isa_preset not in ("vnni", "arm64", "qnn")
+    return isa_preset not in ("vnni", "arm64", "qnn", "rknn")
 
 
 def check_choice(value: Any, allowed: Sequence[Any], where: str) -> None:

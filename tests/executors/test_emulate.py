@@ -94,3 +94,69 @@ def test_an_op_the_htp_cannot_take_is_refused_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as bad:
         QnnHtpRuntime().load(path, RuntimeOptions(device="SM9999"))
     assert "SM8650" in str(bad.value) and bad.value.where == "runtime qnn-htp: device"
+
+
+# --- Rockchip RKNPU2 through rknn-toolkit2 in its own virtualenv (make test installs it: `make toolchains`) ------
+
+
+@pytest.fixture(scope="module")
+def rknn_run(tiny_model: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    from edgekit import toolchains
+
+    why = toolchains.unusable(toolchains.get("rknn"))
+    if why:
+        pytest.skip(f"rknn toolchain: {why} (edgekit toolchains install rknn)")
+    spec, ckpt = tiny_model
+    out = tmp_path_factory.mktemp("rk3588")
+    src = edgekit.load_source(spec, checkpoint=ckpt, task="image-classification")
+    opts = RunOptions(targets=("local-cpu", "rk3588"), formats=(Format.ONNX,),
+                      precisions=(Precision.FP32, Precision.INT8), calibration_limit=32, eval_limit=32)
+    return out, edgekit.run(src, calibration="digits", out_dir=out, options=opts, progress=lambda _m: None)
+
+
+def test_an_rk3588_target_gets_an_rknn_file_and_the_simulators_accuracy(rknn_run: tuple[Path, object]) -> None:
+    out, result = rknn_run
+    rows = {(r.artifact.name, r.target): r for r in result.rows}  # type: ignore[attr-defined]
+    names = sorted(a for a, t in rows if t == "rk3588")
+    assert names == ["model.fp32.onnx", "model.int8-rknn.onnx"], names
+    sizes = {}
+    for name in names:
+        row = rows[(name, "rk3588")]
+        assert row.status == "validated-remote" and row.bench is None, (row.status, row.reason)
+        assert "RKNN simulator for rk3588" in (row.accuracy_from or "")
+        assert row.metrics.n == 32 and row.metrics.cosine_mean > 0.98, row.metrics
+        rknn = out / "artifacts" / name.replace(".onnx", ".rk3588.rknn")
+        assert rknn.exists() and rknn.name in row.reason, row.reason
+        sizes[name] = rknn.stat().st_size
+    assert min(sizes.values()) > 1000, sizes
+    # fp32 runs in fp16 (not bit-exact); the int8 QDQ parameters are applied (further off)
+    fp16, int8 = (rows[(n, "rk3588")].metrics for n in names)
+    assert 0 < fp16.max_abs < int8.max_abs
+    assert not [f for f in (out / "artifacts").iterdir() if f.name.startswith(".")]  # nothing half-written left
+
+
+def test_the_toolchain_is_driven_as_a_subprocess_with_typed_errors(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's failure is a ToolchainError carrying the vendor tool's own words; a toolchain that is not there
+    is a missing dependency whose hint is the install command."""
+    from edgekit import toolchains
+    from edgekit.errors import MissingDependencyError, ToolchainError
+
+    tc = toolchains.get("rknn")
+    if toolchains.unusable(tc):
+        pytest.skip(f"rknn toolchain: {toolchains.unusable(tc)}")
+    with pytest.raises(ToolchainError, match="unknown op"):
+        toolchains.call(tc, {"op": "teleport"})
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"\x08\x01garbage" * 64)
+    with pytest.raises(ToolchainError) as err:
+        toolchains.call(tc, {"op": "simulate", "model": str(bad), "platform": "rk3588", "inputs": "missing.npz",
+                             "input_names": ["x"], "outputs": str(tmp_path / "o.npz"),
+                             "export": str(tmp_path / "m.rknn")})
+    assert str(bad) in (err.value.where or "") or "missing.npz" in str(err.value), str(err.value)
+    monkeypatch.setenv("EDGEKIT_TOOLCHAINS_DIR", str(tmp_path / "none"))
+    with pytest.raises(MissingDependencyError) as missing:
+        toolchains.call(tc, {"op": "simulate"})
+    assert missing.value.hint == "edgekit toolchains install rknn"
+    with pytest.raises(ToolchainError, match="unknown toolchain"):
+        toolchains.get("snpe")
