@@ -18,17 +18,14 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgekit.errors import ConfigError, RuntimeAdapterError, first_line, not_found_hint, require
 from edgekit.runtimes.base import RuntimeOptions
-from edgekit.runtimes.ort import import_ort
+from edgekit.runtimes.ort import OrtSession, import_ort
 
 EP_NAME = "QNNExecutionProvider"
 
@@ -161,32 +158,14 @@ def _trace(folder: Path) -> dict[str, Any] | None:
     return data
 
 
-class QnnSession:
-    """An ``InferenceSession`` on the QNN HTP backend behind the Session protocol."""
+class QnnSession(OrtSession):
+    """An ``InferenceSession`` on the QNN HTP backend behind the Session protocol (ONNX Runtime's session adapter,
+    with where it runs: the SoC, HTP architecture, emulated or not)."""
 
     def __init__(self, sess: Any, soc: Soc, emulated: bool) -> None:
-        self._sess = sess
+        super().__init__(sess, (EP_NAME,), None)
         self._soc = soc
         self._emulated = emulated
-        self.input_names = tuple(i.name for i in sess.get_inputs())
-
-    def _feed(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = [n for n in self.input_names if n not in feeds]
-        if missing:
-            raise RuntimeAdapterError("inputs missing for the model", expected=", ".join(self.input_names),
-                                      got=sorted(feeds), hint="the data does not provide every model input")
-        return {n: feeds[n] for n in self.input_names}
-
-    def bind(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], object]:
-        """The bare ``InferenceSession.run`` on ``feeds``."""
-        return partial(self._sess.run, None, self._feed(feeds))
-
-    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        try:
-            return [np.asarray(o) for o in self._sess.run(None, self._feed(feeds))]
-        except Exception as exc:
-            raise RuntimeAdapterError(f"the QNN HTP backend failed to run the model: {first_line(exc)}",
-                                      hint="check input names, shapes and dtypes") from exc
 
     def info(self) -> dict[str, Any]:
         return {"providers": list(self._sess.get_providers()), "soc": self._soc.name,

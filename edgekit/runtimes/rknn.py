@@ -73,6 +73,7 @@ class RknnSimRuntime:
                 progress: Callable[[str], None]) -> tuple[list[list[np.ndarray]], str]:
         """Build ``path`` for ``options.device``, write the ``.rknn`` beside it, and run ``feeds`` on the simulator:
         the outputs per feed (model order) and one line saying what was written."""
+        path = Path(path).resolve()  # the worker runs in a folder of its own
         names = _check_model(path)
         platform = _platform(options)
         missing = [n for n in names if feeds and n not in feeds[0]]

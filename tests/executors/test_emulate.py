@@ -25,14 +25,18 @@ if platform.machine().lower() not in ("x86_64", "amd64"):
 from edgekit.runtimes.qnn import QnnHtpRuntime, compile_context
 
 
-@pytest.fixture(scope="module")
-def snapdragon_run(tiny_model: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+def _run_with(target: str, tiny_model: tuple[str, Path], out: Path) -> tuple[Path, object]:
+    """A real run of the small CNN for this CPU and ``target`` (ONNX fp32 + int8, 32 held-out items)."""
     spec, ckpt = tiny_model
-    out = tmp_path_factory.mktemp("snapdragon")
     src = edgekit.load_source(spec, checkpoint=ckpt, task="image-classification")
-    opts = RunOptions(targets=("local-cpu", "snapdragon-8-gen-3"), formats=(Format.ONNX,),
+    opts = RunOptions(targets=("local-cpu", target), formats=(Format.ONNX,),
                       precisions=(Precision.FP32, Precision.INT8), calibration_limit=32, eval_limit=32)
     return out, edgekit.run(src, calibration="digits", out_dir=out, options=opts, progress=lambda _m: None)
+
+
+@pytest.fixture(scope="module")
+def snapdragon_run(tiny_model: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    return _run_with("snapdragon-8-gen-3", tiny_model, tmp_path_factory.mktemp("snapdragon"))
 
 
 def test_a_snapdragon_target_gets_a_context_binary_and_the_htp_emulators_accuracy(
@@ -106,12 +110,7 @@ def rknn_run(tiny_model: tuple[str, Path], tmp_path_factory: pytest.TempPathFact
     why = toolchains.unusable(toolchains.get("rknn"))
     if why:
         pytest.skip(f"rknn toolchain: {why} (edgekit toolchains install rknn)")
-    spec, ckpt = tiny_model
-    out = tmp_path_factory.mktemp("rk3588")
-    src = edgekit.load_source(spec, checkpoint=ckpt, task="image-classification")
-    opts = RunOptions(targets=("local-cpu", "rk3588"), formats=(Format.ONNX,),
-                      precisions=(Precision.FP32, Precision.INT8), calibration_limit=32, eval_limit=32)
-    return out, edgekit.run(src, calibration="digits", out_dir=out, options=opts, progress=lambda _m: None)
+    return _run_with("rk3588", tiny_model, tmp_path_factory.mktemp("rk3588"))
 
 
 def test_an_rk3588_target_gets_an_rknn_file_and_the_simulators_accuracy(rknn_run: tuple[Path, object]) -> None:
@@ -160,3 +159,25 @@ def test_the_toolchain_is_driven_as_a_subprocess_with_typed_errors(tmp_path: Pat
     assert missing.value.hint == "edgekit toolchains install rknn"
     with pytest.raises(ToolchainError, match="unknown toolchain"):
         toolchains.get("snpe")
+
+
+def test_rknn_takes_a_relative_path_as_users_give_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--out runs/x` gives relative artifact paths; the worker runs in a folder of its own (make demo found it)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgekit import toolchains
+    from edgekit.runtimes.rknn import RknnSimRuntime
+
+    if toolchains.unusable(toolchains.get("rknn")):
+        pytest.skip(f"rknn toolchain: {toolchains.unusable(toolchains.get('rknn'))}")
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "c",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w])
+    monkeypatch.chdir(tmp_path)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), "m.onnx")
+    feeds = [{"x": np.random.default_rng(i).standard_normal((1, 3, 8, 8)).astype(np.float32)} for i in range(2)]
+    outputs, note = RknnSimRuntime().emulate(Path("m.onnx"), RuntimeOptions(device="rk3566"), feeds, lambda _m: None)
+    assert len(outputs) == 2 and outputs[0][0].shape == (1, 4, 8, 8) and "m.rk3566.rknn" in note
+    assert (tmp_path / "m.rk3566.rknn").exists()
