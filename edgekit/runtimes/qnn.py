@@ -14,6 +14,7 @@ for one SoC.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -145,9 +146,16 @@ def unsupported(trace: Path) -> str | None:
     return f"{len(nodes)} of {total} ONNX nodes cannot run on the HTP: {shown}" + (" ..." if len(nodes) > 6 else "")
 
 
-def _trace(folder: Path) -> dict[str, Any] | None:
-    import json
+def _trace_facts(dest: Path) -> dict[str, Any]:
+    """What the compile of ``dest`` recorded beside it (``<dest>.json``: where the nodes landed), {} if nothing."""
+    try:
+        data: dict[str, Any] = json.loads(dest.with_name(f"{dest.name}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
 
+
+def _trace(folder: Path) -> dict[str, Any] | None:
     files = sorted(folder.glob("*.json"))
     if not files:
         return None
@@ -236,7 +244,9 @@ def compile_context(path: Path, device: str | None, dest: Path) -> ContextBinary
     if dest.exists() and dest.stat().st_mtime >= Path(path).stat().st_mtime:
         bins = tuple(sorted(dest.parent.glob(f"{dest.stem}_*.bin")))
         if bins:
-            return ContextBinary(dest, (dest, *bins), sum(p.stat().st_size for p in (dest, *bins)), 0.0, True)
+            facts = _trace_facts(dest)
+            return ContextBinary(dest, (dest, *bins), sum(p.stat().st_size for p in (dest, *bins)), 0.0, True,
+                                 str(facts.get("placed", "")))
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".edgekit-qnn-", dir=dest.parent) as tmp:
         staged = Path(tmp) / dest.name
@@ -250,6 +260,8 @@ def compile_context(path: Path, device: str | None, dest: Path) -> ContextBinary
         placed = f"{summary['supported_nodes']} of {summary['total_onnx_nodes']} ONNX nodes on the HTP" \
             if {"supported_nodes", "total_onnx_nodes"} <= set(summary) else ""
         shutil.rmtree(trace, ignore_errors=True)
+        (Path(tmp) / f"{dest.name}.json").write_text(json.dumps({"placed": placed, "compile_s": round(took, 3),
+                                                                 "soc": soc.name}))
         made = sorted(Path(tmp).iterdir())
         if staged not in made:
             raise RuntimeAdapterError("the QNN EP wrote no context model", where=str(path),

@@ -71,7 +71,7 @@ def test_the_context_binary_runs_on_the_htp_as_the_model_did(snapdragon_run: tup
     out, _ = snapdragon_run
     art = out / "artifacts" / "model.int8-qnn.onnx"
     ctx = compile_context(art, "SM8650", art.with_name("model.int8-qnn.SM8650_ctx.onnx"))
-    assert ctx.reused and ctx.bytes > 10_000
+    assert ctx.reused and ctx.bytes > 10_000 and "ONNX nodes on the HTP" in ctx.placed  # recorded at compile
     import onnx
 
     rt = QnnHtpRuntime()
