@@ -2,10 +2,10 @@
 Qualcomm HTP through ``onnxruntime-qnn`` on x86_64). Each job's artifact is loaded by the target's runtime, which
 runs it on the NPU's numerics; the held-out items are run through it and judged like a board's
 (:class:`~edgekit.executors.base.BoardValidation`), so the row's accuracy is the NPU's, not this CPU's.
-Where the runtime compiles for the device (:class:`DeviceCompiler`: a QNN context binary), the compiled file is
-written beside the artifact and named in the row. A runtime whose emulator takes all items at once
-(:class:`BatchEmulator`: rknn-toolkit2's simulator, which runs only what it built in the same session) gets them
-in one call.
+A runtime whose emulator takes all items at once (:class:`BatchEmulator`: it builds for the device in the same
+call, as QNN's context binary and rknn-toolkit2's simulator, which runs only what it built in the same session)
+gets them in one call, and the file it wrote for the device (written beside the artifact) is named in the row;
+other runtimes are loaded once and run item by item.
 
 Rows are ``validated-remote`` (accuracy only, ``accuracy_from`` says whose numerics): an emulator's timings are
 not the NPU's speed, so none is reported. A missing package is a ``not-available`` row with the pip line; an
@@ -27,15 +27,6 @@ from edgekit.layout import to_layout
 from edgekit.registry import get_runtime
 from edgekit.results import Row
 from edgekit.runtimes.base import RuntimeOptions, Session
-
-
-@runtime_checkable
-class DeviceCompiler(Protocol):
-    """A runtime that compiles an artifact for its device ahead of time (what ships to the device)."""
-
-    def compile_for_device(self, path: Path, options: RuntimeOptions) -> str:
-        """Compile ``path`` for ``options.device`` beside it; one line saying what was written."""
-        ...
 
 
 @runtime_checkable
@@ -74,13 +65,9 @@ def _job_row(job: TargetJob, options: ExecutorOptions, progress: Progress) -> Ro
     try:
         runtime = get_runtime(spec.name)
         compiled = ""
-        if isinstance(runtime, DeviceCompiler):
-            progress(f"compile {job.artifact.name} for {where}")
-            compiled = runtime.compile_for_device(job.artifact.path, ropts)
         if options.validation is None:
             return job.row("failed", reason="this model's items cannot be validated one by one on the emulator "
-                                            "(a stateful model): no accuracy on the NPU's numerics"
-                                            + (f"; {compiled}" if compiled else ""))
+                                            "(a stateful model): no accuracy on the NPU's numerics")
         feeds = [to_layout(f, job.artifact.layout) for f in options.validation.feeds]
         if isinstance(runtime, BatchEmulator):
             progress(f"validate {job.artifact.name} on {where} (emulated, {len(feeds)} items)")

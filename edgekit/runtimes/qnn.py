@@ -19,10 +19,12 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgekit.errors import ConfigError, RuntimeAdapterError, first_line, not_found_hint, require
 from edgekit.runtimes.base import RuntimeOptions
@@ -87,9 +89,9 @@ def _session_options(path: Path, soc: Soc, extra: Mapping[str, str], trace: Path
     return so
 
 
-def _free_dims(path: Path) -> list[str]:
-    """The symbolic batch dimensions (first axis) of the model's inputs, which QNN gets fixed to 1; any other
-    symbolic dimension raises (QNN takes static shapes only, and edgekit does not guess a sequence length)."""
+def _dynamic_dims(path: Path) -> tuple[list[str], list[str]]:
+    """The symbolic batch dimensions (first axis) of the model's inputs, and every other dynamic dimension as
+    ``input[axis] (name)``; a file that is not an ONNX model raises."""
     import onnx
 
     try:
@@ -101,12 +103,18 @@ def _free_dims(path: Path) -> list[str]:
     dims = [(i.name, k, d.dim_param) for i in graph.input if i.name not in init
             for k, d in enumerate(i.type.tensor_type.shape.dim) if d.dim_param or d.dim_value <= 0]
     batch = {p for _, k, p in dims if k == 0 and p}
-    other = [f"{name}[{k}] ({p or '?'})" for name, k, p in dims if p not in batch]
+    return sorted(batch), [f"{name}[{k}] ({p or '?'})" for name, k, p in dims if p not in batch]
+
+
+def _free_dims(path: Path) -> list[str]:
+    """The symbolic batch dimensions of the model's inputs, which QNN gets fixed to 1; any other dynamic dimension
+    raises (QNN takes static shapes only: :meth:`QnnHtpRuntime.emulate` fixes them from the items first)."""
+    batch, other = _dynamic_dims(path)
     if other:
         raise RuntimeAdapterError("the QNN HTP backend takes static shapes only: dynamic " + ", ".join(other),
                                   where=str(path), hint="export the model with fixed input shapes (a fixed "
                                   "sequence length for text models); a dynamic batch is fixed to 1 here")
-    return sorted(batch)
+    return batch
 
 
 def _open(path: Path, soc: Soc, extra: Mapping[str, str] | None = None, trace: Path | None = None) -> Any:
@@ -215,13 +223,59 @@ class QnnHtpRuntime:
         return (f"Hexagon HTP v{soc.htp_arch} {where} for {soc.name} (onnxruntime-qnn {qnn.__version__})"
                 + ("; float layers run in fp16 on the HTP" if precision in ("fp32", "fp16") else ""))
 
-    def compile_for_device(self, path: Path, options: RuntimeOptions) -> str:
-        """The context binary for ``options.device`` beside ``path`` (:func:`compile_context`); what was written."""
-        dest = Path(path).with_name(f"{Path(path).stem}.{options.device}_ctx.onnx")
-        ctx = compile_context(Path(path), options.device, dest)
+    def emulate(self, path: Path, options: RuntimeOptions, feeds: Sequence[Mapping[str, np.ndarray]],
+                progress: Callable[[str], None]) -> tuple[list[list[np.ndarray]], str]:
+        """Compile ``path`` for ``options.device`` (the context binary beside it, :func:`compile_context`) and run
+        ``feeds`` on the HTP: the outputs per feed, and one line saying what was written. Dynamic input dimensions
+        are fixed to the feeds' shapes first (QNN takes static shapes: a text model's sequence length, an image
+        model's H and W), so the context binary is for those shapes."""
+        soc = soc_of(options.device, "runtime qnn-htp: device")
+        path = Path(path)
+        dest = path.with_name(f"{path.stem}.{options.device}_ctx.onnx")
+        with tempfile.TemporaryDirectory(prefix="edgekit-qnn-static-") as tmp:
+            static, fixed = static_copy(path, {k: np.asarray(v).shape for k, v in feeds[0].items()} if feeds else {},
+                                        Path(tmp))
+            progress(f"  compile {path.name} for {soc.name}" + (f" ({fixed})" if fixed else ""))
+            ctx = compile_context(static, options.device, dest, newer_than=path)
+            session = QnnSession(_open(static, soc), soc, emulated_here())
+            outputs = []
+            last = time.monotonic()
+            for i, feed in enumerate(feeds):
+                if i == 0 or time.monotonic() - last > 2.0:
+                    last = time.monotonic()
+                    progress(f"  {path.name} on the HTP ({'emulated' if emulated_here() else 'NPU'}) {i}/{len(feeds)}")
+                outputs.append(session.run(feed))
         how = "reused" if ctx.reused else f"compiled in {ctx.compile_s:.1f} s"
-        return (f"context binary {dest.name} + {len(ctx.files) - 1} .bin ({ctx.bytes / 1e6:.2f} MB, {how}) "
-                f"for {SOCS[str(options.device)].name}" + (f"; {ctx.placed}" if ctx.placed else ""))
+        note = (f"context binary {dest.name} + {len(ctx.files) - 1} .bin ({ctx.bytes / 1e6:.2f} MB, {how}) for "
+                f"{soc.name}" + (f"; {ctx.placed}" if ctx.placed else "") + (f"; {fixed}" if fixed else ""))
+        return outputs, note
+
+
+def static_copy(path: Path, shapes: Mapping[str, tuple[int, ...]], folder: Path) -> tuple[Path, str]:
+    """``path`` with the dynamic dimensions of its inputs (other than a first-axis batch) set from ``shapes``, saved
+    in ``folder``, and what was fixed; ``path`` itself and "" when nothing needs fixing."""
+    import onnx
+
+    if not _dynamic_dims(path)[1]:
+        return path, ""
+    model = onnx.load(str(path))
+    fixed = []
+    for inp in model.graph.input:
+        want = shapes.get(inp.name)
+        dims = inp.type.tensor_type.shape.dim
+        if want is None or len(want) != len(dims):
+            continue
+        for k, d in enumerate(dims):
+            if k and (d.dim_param or d.dim_value <= 0):
+                fixed.append(f"{inp.name}[{k}]={want[k]}")
+                d.Clear()
+                d.dim_value = int(want[k])
+    if not fixed:
+        return path, ""
+    out = folder / path.name
+    onnx.save(model, str(out))
+    _free_dims(out)  # anything still dynamic is refused with its name
+    return out, "dynamic dims fixed to the held-out items' shapes: " + ", ".join(fixed)
 
 
 @dataclass(frozen=True)
@@ -236,12 +290,13 @@ class ContextBinary:
     placed: str = ""  # "61 of 61 ONNX nodes on the HTP" (QNN's op trace), "" when unknown
 
 
-def compile_context(path: Path, device: str | None, dest: Path) -> ContextBinary:
+def compile_context(path: Path, device: str | None, dest: Path, newer_than: Path | None = None) -> ContextBinary:
     """Compile ``path`` for the SoC ``device`` into the context binary ``dest`` (``<name>_ctx.onnx``) and the
     ``.bin`` beside it: built in a temporary folder and moved into place, so a cut-off compile leaves nothing;
-    reused when ``dest`` and its files exist and are newer than ``path``."""
+    reused when ``dest`` and its files exist and are newer than ``newer_than`` (default ``path``: the artifact
+    a static copy was made from)."""
     soc = soc_of(device, "runtime qnn-htp: device")
-    if dest.exists() and dest.stat().st_mtime >= Path(path).stat().st_mtime:
+    if dest.exists() and dest.stat().st_mtime >= Path(newer_than or path).stat().st_mtime:
         bins = tuple(sorted(dest.parent.glob(f"{dest.stem}_*.bin")))
         if bins:
             facts = _trace_facts(dest)

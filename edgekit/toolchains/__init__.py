@@ -149,14 +149,30 @@ def call(tc: Toolchain, request: Mapping[str, Any], timeout_s: float = 1800.0) -
             raise ToolchainError(f"the {tc.name} toolchain did not answer within {timeout_s:.0f} s", where=tc.name,
                                  hint="a larger model needs longer; or the tool hangs") from exc
         if not ans.exists():
-            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-            raise ToolchainError(f"the {tc.name} worker ended without an answer (exit {proc.returncode}): {tail}",
-                                 where=tc.name)
+            step = Path(f"{ans}.step")
+            during = f" during {step.read_text().strip()}" if step.exists() else ""
+            how = f"was killed by {_signal_name(-proc.returncode)}" if proc.returncode < 0 \
+                else f"exited with {proc.returncode}"
+            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:])
+            raise ToolchainError(f"the {tc.name} toolchain {how}{during} without an answer"
+                                 + (f" (its last output: {tail})" if tail else ""),
+                                 where=str(request.get("model") or tc.name),
+                                 hint="a crash inside the vendor tool on this model: report it to the vendor with "
+                                      "the model; other artifacts and targets are unaffected")
         answer: dict[str, Any] = json.loads(ans.read_text())
     if "error" in answer:
         raise ToolchainError(f"{tc.name}: {answer['error']}", where=str(answer.get("where") or tc.name),
                              hint=answer.get("hint"))
     return answer
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def status() -> list[tuple[str, bool, str]]:

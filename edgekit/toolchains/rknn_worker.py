@@ -52,6 +52,15 @@ class _Failed(Exception):
         self.hint = hint
 
 
+STEP_FILE: list[str] = []  # where the current step is written (a crash in C++ leaves it: edgekit names it)
+
+
+def _step(name: str) -> None:
+    if STEP_FILE:
+        with open(STEP_FILE[0], "w") as f:
+            f.write(name)
+
+
 def _check(step: str, ret: Any) -> None:
     if ret != 0:  # rknn returns -1 for some failures (and raises ValueError for others)
         raise _Failed(f"rknn {step} failed (returned {ret})")
@@ -70,14 +79,20 @@ def simulate(req: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         with _quiet():
+            _step("config")
             _check("config", rknn.config(target_platform=req["platform"]))
+            _step("load_onnx")
             _check("load_onnx", rknn.load_onnx(model=req["model"], inputs=names,
                                                input_size_list=[list(a.shape) for a in first]))
+            _step("build")
             _check("build", rknn.build(do_quantization=False))
+            _step("export_rknn")
             _check("export_rknn", rknn.export_rknn(req["export"]))
         build_s = time.perf_counter() - t0
         with _quiet():
+            _step("init_runtime")
             _check("init_runtime", rknn.init_runtime())  # no target: the simulator
+        _step("inference")
         out: dict[str, Any] = {}
         for item in items:
             arrays = [feeds[f"{item}/{n}"].astype(np.float32) if feeds[f"{item}/{n}"].dtype == np.float64
@@ -100,6 +115,7 @@ def simulate(req: dict[str, Any]) -> dict[str, Any]:
 def main() -> int:
     req = json.loads(open(sys.argv[1]).read())
     answer_path = req["answer"]
+    STEP_FILE.append(answer_path + ".step")
     try:
         if req.get("op") != "simulate":
             raise _Failed(f"unknown op {req.get('op')!r}", hint="edgekit and its rknn worker differ: reinstall")

@@ -26,7 +26,7 @@ from edgekit.types import Format, Precision
 
 CASES = [(rt, fmt) for rt, entry in sorted(RUNTIMES.items()) for fmt in entry.formats if fmt in FORMATS]
 # what a runtime needs to load anything: the SoC of an NPU runtime
-DEVICE = {"qnn-htp": "SM8650"}
+DEVICE = {"qnn-htp": "SM8650", "rknn-sim": "rk3588"}
 PRE = {"size": (16, 16), "mean": (0.5,) * 3, "std": (0.5,) * 3}
 
 
