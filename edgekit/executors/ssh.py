@@ -44,14 +44,18 @@ from edgekit.registry import RUNTIMES
 #: with the built-in runtimes' modules (:func:`runtime_modules`).
 AGENT_MODULES = ("__init__.py", "agent.py", "bench.py", "environment.py", "errors.py", "feeds.py", "types.py",
                  "results.py", "artifacts.py", "registry.py", "runtimes/__init__.py", "runtimes/base.py", "noise.py",
-                 "comparison.py", "exit_codes.py", "machine_load.py")
+                 "comparison.py", "exit_codes.py", "machine_load.py",
+                 "toolchains/__init__.py")  # the registry asks it whether a toolchain runtime is usable (never there)
 
 
 def runtime_modules() -> tuple[str, ...]:
     """The files (relative to the package) of every built-in runtime of the registry: pushed when present
-    (a runtime whose package is missing here may still be installed on the board)."""
+    (a runtime whose package is missing here may still be installed on the board). Runtimes that drive a vendor
+    toolchain in its own virtualenv here (``Entry.toolchain``: an NPU simulator) never run on a board."""
     out = []
     for entry in RUNTIMES.values():
+        if entry.toolchain:
+            continue
         module = entry.target.partition(":")[0]
         if module.startswith("edgekit."):
             out.append("/".join(module.split(".")[1:]) + ".py")

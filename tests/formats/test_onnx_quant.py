@@ -337,7 +337,7 @@ def test_ort_default_preset_is_exactly_quantize_static_defaults() -> None:
     assert sig["calibrate_method"].default == ortq.CalibrationMethod.MinMax  # StaticInt8Options' default too
     assert sig["quant_format"].default == ortq.QuantFormat.QDQ
     assert resolve_preset("auto", "arm64").name == "arm64"
-    assert set(PRESETS) == {"avx2", "vnni", "arm64", "generic", "ort-default"}
+    assert set(PRESETS) == {"avx2", "vnni", "arm64", "qnn", "rknn", "generic", "ort-default"}
 
 
 def test_ort_default_preset_reproduces_plain_ort_quantize_static(cnn: Path, digits: np.ndarray,
