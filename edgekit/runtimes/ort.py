@@ -26,6 +26,20 @@ def import_ort() -> Any:
     return ort
 
 
+def load_graph(path: Path) -> Any:
+    """The ``GraphProto`` of the ONNX file ``path`` (external data not read): a missing file or one that is not an
+    ONNX model raises :class:`RuntimeAdapterError` naming it (for adapters that read the graph before loading)."""
+    import onnx
+
+    if not Path(path).exists():
+        raise RuntimeAdapterError("model file not found", where=str(path), hint=not_found_hint(path))
+    try:
+        return onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise RuntimeAdapterError(f"not an ONNX model (corrupt file?): {first_line(exc)}", where=str(path),
+                                  hint="re-export the model") from exc
+
+
 class OrtSession:
     """An ``onnxruntime.InferenceSession`` behind the Session protocol."""
 

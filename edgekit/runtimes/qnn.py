@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import ConfigError, RuntimeAdapterError, first_line, not_found_hint, require
+from edgekit.errors import ConfigError, RuntimeAdapterError, first_line, require
 from edgekit.runtimes.base import RuntimeOptions
-from edgekit.runtimes.ort import OrtSession, import_ort
+from edgekit.runtimes.ort import OrtSession, import_ort, load_graph
 
 EP_NAME = "QNNExecutionProvider"
 
@@ -91,14 +91,8 @@ def _session_options(path: Path, soc: Soc, extra: Mapping[str, str], trace: Path
 
 def _dynamic_dims(path: Path) -> tuple[list[str], list[str]]:
     """The symbolic batch dimensions (first axis) of the model's inputs, and every other dynamic dimension as
-    ``input[axis] (name)``; a file that is not an ONNX model raises."""
-    import onnx
-
-    try:
-        graph = onnx.load(str(path), load_external_data=False).graph
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise RuntimeAdapterError(f"not an ONNX model (corrupt file?): {first_line(exc)}", where=str(path),
-                                  hint="re-export the model") from exc
+    ``input[axis] (name)``; a missing file or one that is not an ONNX model raises."""
+    graph = load_graph(path)
     init = {i.name for i in graph.initializer}
     dims = [(i.name, k, d.dim_param) for i in graph.input if i.name not in init
             for k, d in enumerate(i.type.tensor_type.shape.dim) if d.dim_param or d.dim_value <= 0]
@@ -120,12 +114,10 @@ def _free_dims(path: Path) -> list[str]:
 def _open(path: Path, soc: Soc, extra: Mapping[str, str] | None = None, trace: Path | None = None) -> Any:
     """An HTP session of ``path`` (no CPU fallback); ``trace``: a folder for QNN's op trace (which ONNX node became
     which QNN op, and why a node could not). A model the HTP cannot take raises, naming its nodes."""
-    if not Path(path).exists():
-        raise RuntimeAdapterError("model file not found", where=str(path), hint=not_found_hint(path))
     ort = import_ort()
-    options = dict(extra or {})
+    options = _session_options(path, soc, dict(extra or {}), trace)  # a bad file or a dynamic shape raises here
     try:
-        return ort.InferenceSession(str(path), sess_options=_session_options(path, soc, options, trace))
+        return ort.InferenceSession(str(path), sess_options=options)
     except Exception as exc:  # ORT's own untyped errors
         why = first_line(exc)
     with tempfile.TemporaryDirectory(prefix="edgekit-qnn-trace-") as tmp:  # why: the trace of a fallback session
@@ -209,9 +201,7 @@ class QnnHtpRuntime:
                 "qairt": str(getattr(info, "qnn_version", "?"))}
 
     def load(self, path: Path, options: RuntimeOptions) -> QnnSession:
-        if not Path(path).exists():
-            raise RuntimeAdapterError("model file not found", where=str(path), hint=not_found_hint(path))
-        _free_dims(path)  # a file that is not a model is named as such before the SoC is asked for
+        _free_dims(path)  # a missing file or one that is not a model is named as such before the SoC is asked for
         soc = soc_of(options.device, "runtime qnn-htp: device")
         return QnnSession(_open(path, soc), soc, emulated_here())
 

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from edgekit import toolchains
-from edgekit.errors import ConfigError, RuntimeAdapterError, first_line, not_found_hint
+from edgekit.errors import ConfigError, RuntimeAdapterError, first_line
 from edgekit.runtimes.base import RuntimeOptions
+from edgekit.runtimes.ort import load_graph
 
 #: The platforms targets may name (rknn-toolkit2 2.5.0's RKNPU2 platforms that edgekit ships targets for).
 PLATFORMS = ("rk3588", "rk3576", "rk3566", "rk3568", "rk3562")
@@ -34,16 +35,8 @@ def _platform(options: RuntimeOptions) -> str:
 
 
 def _check_model(path: Path) -> list[str]:
-    """The model's input names; a missing file or one that is not an ONNX model raises in this adapter's words."""
-    import onnx
-
-    if not Path(path).exists():
-        raise RuntimeAdapterError("model file not found", where=str(path), hint=not_found_hint(path))
-    try:
-        graph = onnx.load(str(path), load_external_data=False).graph
-    except Exception as exc:
-        raise RuntimeAdapterError(f"not an ONNX model (corrupt file?): {first_line(exc)}", where=str(path),
-                                  hint="re-export the model") from exc
+    """The model's input names; a missing file or one that is not an ONNX model raises."""
+    graph = load_graph(path)
     init = {i.name for i in graph.initializer}
     return [i.name for i in graph.input if i.name not in init]
 
@@ -61,11 +54,12 @@ class RknnSimRuntime:
 
     def versions(self) -> dict[str, str]:
         tc = toolchains.get("rknn")
-        return {"rknn-toolkit2": "2.5.0", "toolchain": f"{tc.name}-{tc.key}"}
+        return {"rknn-toolkit2": toolchains.pinned(tc, "rknn-toolkit2"), "toolchain": f"{tc.name}-{tc.key}"}
 
     def numerics(self, options: RuntimeOptions, precision: str) -> str:
         """Whose numerics the simulator computes (the emulate executor's ``accuracy_from``)."""
-        return (f"RKNN simulator for {_platform(options)} on this x86_64 machine (rknn-toolkit2 2.5.0)"
+        version = toolchains.pinned(toolchains.get("rknn"), "rknn-toolkit2")
+        return (f"RKNN simulator for {_platform(options)} on this x86_64 machine (rknn-toolkit2 {version})"
                 + ("; float layers run in fp16" if precision in ("fp32", "fp16") else "; edgekit's int8 (QDQ) "
                    "parameters as RKNN reads them"))
 
@@ -102,12 +96,7 @@ class RknnSimRuntime:
     def load(self, path: Path, options: RuntimeOptions) -> RknnSession:
         names = _check_model(path)
         _platform(options)
-        toolchains_missing = toolchains.unusable(toolchains.get("rknn"))
-        if toolchains_missing:
-            from edgekit.errors import MissingDependencyError
-
-            raise MissingDependencyError(f"the rknn toolchain is not usable: {toolchains_missing}", where="rknn",
-                                         hint="edgekit toolchains install rknn")
+        toolchains.require(toolchains.get("rknn"))
         return RknnSession(self, Path(path), options, tuple(names))
 
 
@@ -125,8 +114,6 @@ class RknnSession:
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         try:
             outputs, _ = self._runtime.emulate(self._path, self._options, [feeds], lambda _m: None)
-        except RuntimeAdapterError:
-            raise
         except (KeyError, ValueError) as exc:
             raise RuntimeAdapterError(f"rknn-sim could not run the model: {first_line(exc)}",
                                       where=str(self._path)) from exc

@@ -96,6 +96,23 @@ def unusable(tc: Toolchain) -> str | None:
     return None
 
 
+def require(tc: Toolchain) -> None:
+    """Raise :class:`MissingDependencyError` (hint: the install command) when ``tc`` cannot be used here."""
+    why = unusable(tc)
+    if why:
+        raise MissingDependencyError(f"the {tc.name} toolchain is not usable: {why}", where=tc.name,
+                                     hint=f"edgekit toolchains install {tc.name}")
+
+
+def pinned(tc: Toolchain, package: str) -> str:
+    """The version ``tc``'s requirements file pins ``package`` to ("?" when it does not name it)."""
+    for line in tc.requirements.read_text().splitlines():
+        name, sep, rest = line.partition("==")
+        if sep and name.strip().lower() == package.lower():
+            return rest.split()[0]
+    return "?"
+
+
 def install(tc: Toolchain, progress: Progress) -> Path:
     """Create ``tc``'s virtualenv (a no-op when it is in place); its folder. :class:`ToolchainError` with pip's last
     lines when pip fails, or when the import check fails."""
@@ -135,10 +152,7 @@ def call(tc: Toolchain, request: Mapping[str, Any], timeout_s: float = 1800.0) -
     """Run ``tc``'s worker on ``request`` (JSON-able) in its virtualenv; the worker's answer. Raises
     :class:`MissingDependencyError` when the toolchain is not installed, :class:`ToolchainError` when the worker
     fails or times out, or answers with ``{"error": ...}``."""
-    why = unusable(tc)
-    if why:
-        raise MissingDependencyError(f"the {tc.name} toolchain is not usable: {why}", where=tc.name,
-                                     hint=f"edgekit toolchains install {tc.name}")
+    require(tc)
     with tempfile.TemporaryDirectory(prefix=f"edgekit-{tc.name}-") as tmp:
         req, ans = Path(tmp) / "request.json", Path(tmp) / "answer.json"
         req.write_text(json.dumps({**request, "answer": str(ans)}))
