@@ -242,8 +242,8 @@ class QnnHtpRuntime:
 
 
 def static_copy(path: Path, shapes: Mapping[str, tuple[int, ...]], folder: Path) -> tuple[Path, str]:
-    """``path`` with the dynamic dimensions of its inputs (other than a first-axis batch) set from ``shapes``, saved
-    in ``folder``, and what was fixed; ``path`` itself and "" when nothing needs fixing."""
+    """``path`` with the dynamic dimensions of its inputs (other than a named first-axis batch) set from ``shapes``,
+    saved in ``folder``, and what was fixed; ``path`` itself and "" when nothing needs fixing."""
     import onnx
 
     if not _dynamic_dims(path)[1]:
@@ -256,7 +256,8 @@ def static_copy(path: Path, shapes: Mapping[str, tuple[int, ...]], folder: Path)
         if want is None or len(want) != len(dims):
             continue
         for k, d in enumerate(dims):
-            if k and (d.dim_param or d.dim_value <= 0):
+            # a named first axis is the batch (overridden by name); any other dynamic dim, an unnamed batch too
+            if (d.dim_param or d.dim_value <= 0) and not (k == 0 and d.dim_param):
                 fixed.append(f"{inp.name}[{k}]={want[k]}")
                 d.Clear()
                 d.dim_value = int(want[k])

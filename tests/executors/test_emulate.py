@@ -181,3 +181,24 @@ def test_rknn_takes_a_relative_path_as_users_give_it(tmp_path: Path, monkeypatch
     outputs, note = RknnSimRuntime().emulate(Path("m.onnx"), RuntimeOptions(device="rk3566"), feeds, lambda _m: None)
     assert len(outputs) == 2 and outputs[0][0].shape == (1, 4, 8, 8) and "m.rk3566.rknn" in note
     assert (tmp_path / "m.rk3566.rknn").exists()
+
+
+def test_qnn_fixes_unnamed_dynamic_dims_from_the_items(tmp_path: Path) -> None:
+    """PP-OCR's classifier declares x as [?, 3, ?, ?] (no dim names): QNN refused it even with --input-shape
+    (which fixes the source, not the exported ONNX) until every unnamed dim, the batch too, was fixed."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, None, None])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+                                                  "c", [x], [y], [w]),
+                                opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    with pytest.raises(RuntimeAdapterError, match=r"static shapes only: dynamic x\[0\]"):
+        QnnHtpRuntime().load(path, RuntimeOptions(device="SM8650"))
+    feeds = [{"x": np.random.default_rng(1).standard_normal((1, 3, 8, 12)).astype(np.float32)}]
+    outputs, note = QnnHtpRuntime().emulate(path, RuntimeOptions(device="SM8650"), feeds, lambda _m: None)
+    assert outputs[0][0].shape == (1, 4, 8, 12) and "x[0]=1, x[2]=8, x[3]=12" in note, note
+    assert (tmp_path / "m.SM8650_ctx.onnx").exists()
