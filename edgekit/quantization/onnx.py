@@ -44,9 +44,10 @@ from edgekit.errors import ConfigError, QuantizationError, first_line, require
 from edgekit.quantization.bias_correction import MAX_ITEMS as BIAS_ITEMS
 from edgekit.quantization.bias_correction import bias_correction_step
 from edgekit.quantization.calibration import CalibrationSplit, check_feed
-from edgekit.quantization.checks import Check, DecisionBudget, Judge, fmt_cosine
+from edgekit.quantization.checks import DecisionBudget, Judge
 from edgekit.quantization.equalize import CLIP_MODES, with_equalization
 from edgekit.quantization.islands import OnnxIslands, check_islands, island_search
+from edgekit.quantization.onnx_optypes import op_type_search, quantized_op_types
 from edgekit.quantization.onnx_ort import (
     PER_AXIS_OPSET,
     calibrate,
@@ -68,20 +69,16 @@ from edgekit.quantization.onnx_qdq import (
     quantized_weighted_nodes,
 )
 from edgekit.quantization.presets import PRESETS, QTYPES, check_choice, check_names, resolve_preset
+from edgekit.quantization.ranges import MAX_ITEMS as RANGE_ITEMS
+from edgekit.quantization.ranges import range_choice_step, with_minmax
 from edgekit.quantization.report import QuantReport
-from edgekit.quantization.search import MIN_GAIN, budget_note
+from edgekit.quantization.search import budget_note
 from edgekit.quantization.smooth import MAX_ITEMS as SMOOTH_ITEMS
 from edgekit.quantization.smooth import PREFIX as SMOOTH_PREFIX
 from edgekit.quantization.smooth import with_smoothing
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 WILD_RANGE = 1e4  # activations reaching this magnitude are masks / sentinels, not values to spread over 8 bits
-
-# Ops that only move or select values: ORT gives their output the input's scale, so leaving them float
-# cannot make the model more accurate; the op-type search does not spend time on them.
-_VALUE_PRESERVING_OPS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Shape", "Slice",
-                                   "Split", "Expand", "Identity", "Tile", "MaxPool", "DepthToSpace", "SpaceToDepth"})
-
 
 @dataclass(frozen=True)
 class StaticInt8Options:
@@ -102,6 +99,10 @@ class StaticInt8Options:
     presets it did not help (benchmarks/results/int8_cle.md) and ``"auto"`` calibrates twice. ``equalize_clip``:
     pairs through a ReLU6 / Clip with a finite bound are skipped (``"skip"``) or get a per-channel ``Min`` bound, a
     float op (``"bound"``).
+
+    ``range_choice``: each activation tensor takes the range (min-max or a clipped one) with the least expected
+    squared error on a few ranges items (:mod:`edgekit.quantization.ranges`); off by default: it lost held-out top-1
+    agreement on EfficientNet-Lite0/Lite1 photos from other sources.
 
     ``islands``: the fixes the search tries for a sensitive node, in order (:mod:`edgekit.quantization.islands`):
     ``("int16", "float")`` first gives it 16-bit activations and keeps it float only when that does not reach the
@@ -127,6 +128,7 @@ class StaticInt8Options:
     islands: tuple[str, ...] = ("float",)
     bias_correction: bool | str = "auto"
     smooth: bool | str = "auto"
+    range_choice: bool = False
 
     def __post_init__(self) -> None:
         check_choice(self.preset, ("auto", *PRESETS), "static_int8.preset (--int8-preset)")
@@ -138,6 +140,9 @@ class StaticInt8Options:
         if not isinstance(self.max_float_nodes, int) or self.max_float_nodes < 0:
             raise ConfigError("must be an integer >= 0", where="static_int8.max_float_nodes", got=self.max_float_nodes)
         check_choice(self.equalize_clip, CLIP_MODES, "static_int8.equalize_clip")
+        if not isinstance(self.range_choice, bool):
+            raise ConfigError("unknown value", where="static_int8.range_choice", expected="True, False",
+                              got=self.range_choice)
         for key in ("equalize", "smooth", "bias_correction"):
             value = getattr(self, key)
             if not (isinstance(value, bool) or value == "auto"):
@@ -202,50 +207,6 @@ def range_guard(float_model: Any, ranges: Any, reasons: dict[str, str]) -> None:
                                   f"(|x| >= {WILD_RANGE:g}: a mask or sentinel, not 8-bit material)")
 
 
-def _quantized_op_types(qmodel: Any) -> list[str]:
-    """Op types (other than weighted and value-preserving ops) that read a DequantizeLinear output."""
-    producers = {o: n.op_type for n in qmodel.graph.node for o in n.output}
-    skip = {"QuantizeLinear", "DequantizeLinear", *WEIGHTED_OPS, *_VALUE_PRESERVING_OPS}
-    found = {n.op_type for n in qmodel.graph.node
-             if n.op_type not in skip and any(producers.get(i) == "DequantizeLinear" for i in n.input)}
-    return sorted(found)
-
-
-def op_type_search(qmodel: Any, check: Check, build: Callable[[Sequence[str]], Any], judge: Judge,
-                   notes: list[str]) -> tuple[Any, list[str], Check]:
-    """Find the op types (Add, LayerNormalization, ...) whose quantization costs accuracy; leave them float.
-
-    Forward selection from the model that quantizes only weighted (and value-preserving) ops: if that is
-    no better than quantizing everything, stop; else add each other op type back (re-quantized from the
-    same ranges) and keep it int8 when the cosine on the tuning items drops by less than ``MIN_GAIN``.
-    Adding types one at a time from this side handles pairs that only matter together (a transformer's
-    residual stream is int8 while either the Add that makes it or the LayerNormalization that reads it is).
-    """
-    types = _quantized_op_types(qmodel)
-    if not types:
-        return qmodel, [], check
-    cur_model = build(types)
-    cur = judge.check(cur_model)
-    if cur.cosine < check.cosine + MIN_GAIN:
-        notes.append(f"op-type search: quantizing only weighted ops gives cosine {fmt_cosine(cur.cosine)}, no "
-                     f"better: kept {', '.join(types)} int8")
-        return qmodel, [], check
-    notes.append(f"op-type search: quantizing only weighted ops gives cosine {fmt_cosine(check.cosine)} -> "
-                 f"{fmt_cosine(cur.cosine)}; adding back {', '.join(types)} one at a time")
-    floats = list(types)
-    for op_type in types:
-        trial_skip = [t for t in floats if t != op_type]
-        trial = build(trial_skip)
-        got = judge.check(trial)
-        if got.cosine > cur.cosine - MIN_GAIN:
-            notes.append(f"quantized {op_type} again: cosine {fmt_cosine(cur.cosine)} -> {fmt_cosine(got.cosine)}")
-            floats, cur_model, cur = trial_skip, trial, got
-        else:
-            notes.append(f"left every {op_type} float: quantizing it costs cosine {fmt_cosine(cur.cosine)} -> "
-                         f"{fmt_cosine(got.cosine)} on {got.items} tuning items")
-    return cur_model, floats, cur
-
-
 @contextlib.contextmanager
 def _temp_root(folder: str) -> Iterator[None]:
     """Make ``folder`` the root of :mod:`tempfile` (libraries' temp dirs land there) for the block."""
@@ -305,7 +266,7 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
         run = partial(run_model, where=where)
         # smoothing acts on MatMul inputs: judged with only the weighted ops quantized (the residual stream's Add /
         # LayerNormalization, which the op-type search then settles, swamp it otherwise)
-        smoothed = with_smoothing(quantize, lambda q: q.build(_quantized_op_types(q.model), ()), float_model,
+        smoothed = with_smoothing(quantize, lambda q: q.build(quantized_op_types(q.model), ()), float_model,
                                   options.smooth, tuning,
                                   lambda: list(itertools.islice(data.ranges(), SMOOTH_ITEMS)), data.tuning_labels,
                                   run, budget, settings, notes, " (only the weighted ops quantized)")
@@ -322,6 +283,7 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
         settings["calibration_rss_increase_mb"] = round(rss.increase_mb, 1)
         # one judge (fp32's outputs on the tuning items, computed once) for bias correction and the search
         judge = Judge(tuning, run_model(fp32_path, tuning, where), data.tuning_labels, run) if tuning else None
+        _range_choice(got, judge, data, options, settings, notes)
         qmodel, float_model = _bias_corrected(got, judge, data, options, budget, settings, notes, tmp, where)
         qmodel, skipped, fixes, check = _check_and_search(qmodel, build, float_model, judge, options, budget, where,
                                                           notes, settings)
@@ -356,6 +318,17 @@ def _bias_corrected(got: _Quantized, judge: Judge | None, data: CalibrationSplit
     return fixed.model, fixed.float_model
 
 
+def _range_choice(got: _Quantized, judge: Judge | None, data: CalibrationSplit, options: StaticInt8Options,
+                  settings: dict[str, Any], notes: list[str]) -> None:
+    """Per-tensor ranges (:mod:`edgekit.quantization.ranges`) if ``range_choice``; later builds of ``got`` use them."""
+    if not options.range_choice:
+        settings["range_choice"] = {"applied": False, "reason": "range_choice=False"}
+        return
+    items = list(itertools.islice(data.ranges(), min(RANGE_ITEMS, options.calibration_limit or RANGE_ITEMS)))
+    got.ranges[0], got.model = range_choice_step(got.model, got.float_model, got.ranges[0], items, judge, settings,
+                                                 notes, got.with_ranges)
+
+
 @dataclass
 class _Quantized:
     """One calibrated + quantized candidate (the model as given, or equalized) and what made it."""
@@ -369,6 +342,8 @@ class _Quantized:
     build: Callable[[Sequence[str], Sequence[str]], Any]
     notes: list[str]
     use_source: Callable[[Path], None]  # builds start from this float model from now on
+    ranges: list[Any]  # [the ranges builds use]: min-max, or the per-tensor choice once kept
+    with_ranges: Callable[[Any], Any]  # the full build from other ranges
 
 
 def _calibrate_and_quantize(src: Path, float_model: Any, base: Mapping[str, str], data: CalibrationSplit,
@@ -392,9 +367,11 @@ def _calibrate_and_quantize(src: Path, float_model: Any, base: Mapping[str, str]
                  f"{rss.increase_mb:.0f} MB)")
 
     source = [src]  # the float model builds start from: bias correction replaces it (use_source)
+    chosen = [ranges]  # the per-tensor range choice replaces it (_range_choice)
 
-    def quantized(types: Sequence[str], int16: Sequence[str] = ()) -> Any:
-        qm = ort_quantize(source[0], tmp / "quantized.onnx", ranges, settings, types, list(reasons), where, int16)
+    def quantized(types: Sequence[str], int16: Sequence[str] = (), use: Any = None) -> Any:
+        qm = ort_quantize(source[0], tmp / "quantized.onnx", with_minmax(use or chosen[0], ranges, int16), settings,
+                          types, list(reasons), where, int16)
         if settings["float_outputs"]:
             float_graph_outputs(qm)
         return qm
@@ -410,8 +387,14 @@ def _calibrate_and_quantize(src: Path, float_model: Any, base: Mapping[str, str]
     if protected:
         notes.append("float nodes between int8 tensors given a per-axis DequantizeLinear input so that ORT's "
                      f"WeightBiasQuantization keeps them float: {', '.join(protected)}")
+    def with_ranges(use: Any) -> Any:
+        qm = quantized(op_types, (), use)
+        if per_axis:
+            protect_float_nodes(qm)
+        return qm
+
     return _Quantized(float_model, reasons, stream, secs, rss, qmodel, build, notes,
-                      lambda path: source.__setitem__(0, path))
+                      lambda path: source.__setitem__(0, path), chosen, with_ranges)
 
 
 MAX_INVALID_RETRIES = 8
