@@ -65,11 +65,14 @@ def test_targets_of_an_earlier_run_in_the_folder_name_the_variants_but_are_not_b
 
 
 def test_builds_that_do_not_depend_on_the_isa_are_shared() -> None:
-    for fmt, prec in ((Format.ONNX, Precision.FP16), (Format.TFLITE, Precision.INT8),
-                      (Format.TFLITE, Precision.FP16)):
+    for fmt, prec in ((Format.ONNX, Precision.FP16), (Format.TFLITE, Precision.FP16)):
         plan = _plan(fmt, prec, [VNNI, PI5])
         assert [(v.family, v.named) for v in plan] == [(None, False)], (fmt, prec)
         assert set(plan[0].targets) == {"local-cpu", "raspberry-pi-5"}
+    # TFLite int8 depends only on whether the target is a CPU (float I/O) or not (int8 I/O): one build for both CPUs
+    plan = _plan(Format.TFLITE, Precision.INT8, [VNNI, PI5])
+    assert [(v.family, v.named, set(v.targets)) for v in plan] == [("float-io", False,
+                                                                    {"local-cpu", "raspberry-pi-5"})]
     # a fixed --int8-preset is the same recipe for every target: one build
     fixed = OnnxOptions(static_int8=StaticInt8Options(preset="ort-default"))
     assert [v.family for v in _plan(Format.ONNX, Precision.INT8, [VNNI, PI5], fixed)] == ["ort-default"]

@@ -21,7 +21,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +280,14 @@ class TfliteAdapter:
             own["int8"] = asdict(o.int8)
         return {"tflite": own}
 
+    def recipe_family(self, precision: Precision, options: object, isa_preset: str) -> str | None:
+        """Full-integer int8 with ``io="auto"`` depends on the target: float I/O for CPU families, int8 I/O for the
+        rest (:meth:`~edgekit.quantization.tflite.TfliteInt8Options.io_for`); every other build does not."""
+        o = own_options(self, options, TfliteOptions)
+        if precision is not Precision.INT8 or o.int8.io != "auto":
+            return None
+        return f"{o.int8.io_for(isa_preset)[0]}-io"
+
     def precision_hint(self, precision: Precision) -> str | None:
         if precision is Precision.INT8_WEIGHTS:
             return ("int8-weights is OpenVINO's weight-only int8; TFLite has int8-dynamic (dynamic-range "
@@ -323,7 +331,10 @@ class TfliteAdapter:
             def adapt(feeds: Feeds) -> Feeds:
                 return to_layout(feeds, layout)
 
-            rep = aeq.quantize_full_int8(fp32, out_path, ctx.split, adapt, options.int8, ctx.budget)
+            io_kind, why_io = options.int8.io_for(ctx.isa_preset)
+            rep = aeq.quantize_full_int8(fp32, out_path, ctx.split, adapt, replace(options.int8, io=io_kind),
+                                         ctx.budget)
+            rep = replace(rep, notes=(why_io, *rep.notes))
         else:  # pragma: no cover - enum is closed
             raise ExportError("unsupported precision", where=str(out_path), got=precision.value)
         settings = rep.artifact_settings()
