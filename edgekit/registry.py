@@ -152,6 +152,8 @@ register_runtime(Entry("qnn-htp", "edgekit.runtimes.qnn:QnnHtpRuntime", ("onnxru
                        formats=("onnx",), pip=("onnxruntime-qnn",), fp32_exact=False))
 register_runtime(Entry("rknn-sim", "edgekit.runtimes.rknn:RknnSimRuntime", ("edgekit.toolchains",), None,
                        formats=("onnx",), fp32_exact=False, toolchain="rknn"))
+register_runtime(Entry("mct-imx500", "edgekit.runtimes.imx500:Imx500Runtime", ("edgekit.toolchains",), None,
+                       formats=("onnx",), fp32_exact=False, toolchain="imx500"))
 # executors, by target access; estimators, by the [[runtime]] name of access = "estimate" targets
 register_executor(Entry("local", "edgekit.executors.local:LocalExecutor", (), None, runs="runtime", here=True))
 register_executor(Entry("ssh", "edgekit.executors.fleet:SshExecutor", ("asyncssh",), "ssh", runs="runtime",

@@ -10,7 +10,7 @@ with the reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -46,7 +46,9 @@ class ExecutorOptions:
     else ``bench.threads``); ``hosts``: the machines of the run's remote targets (``--host`` /
     ``--inventory``); ``hosts_per_target``: use at most this many of a target's hosts (None: all);
     ``validation``: where given, remote executors run the held-out items on each board and the row's accuracy is
-    the board's (:class:`BoardValidation`).
+    the board's (:class:`BoardValidation`); ``calibration``: where given, a fresh iterator over the run's
+    calibration items (batch 1, the source's layout) each call, for an emulated NPU whose own toolchain quantizes
+    (the IMX500's MCT).
     """
 
     bench: BenchOptions = field(default_factory=BenchOptions)
@@ -54,6 +56,7 @@ class ExecutorOptions:
     hosts: tuple[HostSpec, ...] = ()
     hosts_per_target: int | None = None
     validation: BoardValidation | None = None
+    calibration: Callable[[], Iterable[Feeds]] | None = None
 
     def threads_for(self, spec: RuntimeSpec) -> int | None:
         """The thread count a job of ``spec`` runs with: the run's, else the target's, else the benchmark's."""

@@ -5,7 +5,8 @@ runs it on the NPU's numerics; the held-out items are run through it and judged 
 A runtime whose emulator takes all items at once (:class:`BatchEmulator`: it builds for the device in the same
 call, as QNN's context binary and rknn-toolkit2's simulator, which runs only what it built in the same session)
 gets them in one call, and the file it wrote for the device (written beside the artifact) is named in the row;
-other runtimes are loaded once and run item by item.
+other runtimes are loaded once and run item by item. A batch emulator that quantizes with the NPU's own toolchain
+(``needs_calibration``: the IMX500's MCT) also gets the run's calibration items.
 
 Rows are ``validated-remote`` (accuracy only, ``accuracy_from`` says whose numerics): an emulator's timings are
 not the NPU's speed, so none is reported. A missing package is a ``not-available`` row with the pip line; an
@@ -71,7 +72,13 @@ def _job_row(job: TargetJob, options: ExecutorOptions, progress: Progress) -> Ro
         feeds = [to_layout(f, job.artifact.layout) for f in options.validation.feeds]
         if isinstance(runtime, BatchEmulator):
             progress(f"validate {job.artifact.name} on {where} (emulated, {len(feeds)} items)")
-            outputs, compiled = runtime.emulate(job.artifact.path, ropts, feeds, progress)
+            if getattr(runtime, "needs_calibration", False):
+                calibration = [to_layout(f, job.artifact.layout) for f in options.calibration()] \
+                    if options.calibration is not None else []
+                outputs, compiled = runtime.emulate(job.artifact.path, ropts, feeds, progress,
+                                                    calibration=calibration)  # type: ignore[call-arg]
+            else:
+                outputs, compiled = runtime.emulate(job.artifact.path, ropts, feeds, progress)
         else:
             outputs = _one_by_one(runtime.load(job.artifact.path, ropts), feeds, f"{job.artifact.name} on {where}",
                                   progress)

@@ -36,13 +36,15 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Toolchain:
-    """One vendor toolchain: its requirements file, worker script, the module its import check imports, and the
-    machines its wheels exist for (``platform.machine()`` values)."""
+    """One vendor toolchain: its requirements file, worker script, the modules its import check imports, the
+    machines its wheels exist for (``platform.machine()`` values), and the packages of its requirements that exist
+    only as source archives (built by pip; every other one is a wheel)."""
 
     name: str
     description: str
     check_import: str
     machines: tuple[str, ...]
+    sdists: tuple[str, ...] = ()
 
     @property
     def requirements(self) -> Path:
@@ -61,6 +63,9 @@ class Toolchain:
 TOOLCHAINS: dict[str, Toolchain] = {t.name: t for t in (
     Toolchain("rknn", "Rockchip rknn-toolkit2 2.5.0: ONNX -> .rknn for RK3588/RK3576/RK3566 NPUs, x86 simulator",
               "rknn.api", ("x86_64",)),
+    Toolchain("imx500", "Sony model-compression-toolkit 2.5.1 + imx500-converter 3.19.2: PTQ for the IMX500 (Raspberry "
+              "Pi AI Camera), packerOut.zip and its memory report (needs Java)",
+              "model_compression_toolkit, mct_quantizers, onnx2torch, uni.pytorch", ("x86_64",), ("stringcase",)),
 )}
 
 
@@ -129,7 +134,8 @@ def install(tc: Toolchain, progress: Progress) -> Path:
         progress(f"toolchain {tc.name}: creating a virtualenv ({tc.requirements.name}, {tc.key})")
         _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tc, "venv")
         _run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--no-deps",
-              "--require-hashes", "--only-binary=:all:", "--no-input", "-q", "-r", str(tc.requirements)], tc, "pip")
+              "--require-hashes", "--only-binary=:all:", *(f"--no-binary={p}" for p in tc.sdists), "--no-input", "-q",
+              "-r", str(tc.requirements)], tc, "pip")
         _run([str(venv / "bin" / "python"), "-c", f"import {tc.check_import}"], tc, "import check",
              env={"TQDM_DISABLE": "1"})
         (venv / ".edgekit-ready").write_text(json.dumps({"requirements": tc.key, "python": sys.version}))
