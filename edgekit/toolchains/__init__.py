@@ -139,8 +139,8 @@ def install(tc: Toolchain, progress: Progress) -> Path:
         _run([str(venv / "bin" / "python"), "-c", f"import {tc.check_import}"], tc, "import check",
              env={"TQDM_DISABLE": "1"})
         (venv / ".edgekit-ready").write_text(json.dumps({"requirements": tc.key, "python": sys.version}))
-        # a venv's scripts name its own folder: it is made where it stays (a moved venv keeps working for
-        # `bin/python file.py`, which is all edgekit runs in it)
+        # moved into place: `bin/python file.py` and `bin/python -m module` keep working (all edgekit runs in it);
+        # its console scripts (bin/imxconv-pt, ...) name the temporary folder in their #! line and do not
         os.replace(venv, final)
     progress(f"toolchain {tc.name}: installed at {final}")
     return final
