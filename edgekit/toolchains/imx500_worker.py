@@ -21,7 +21,6 @@ type: all of them run on the IMX500), ``packer``, ``mct_onnx``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -35,43 +34,10 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+from worker_base import Failed, current_step, last_line, quiet, serve, step  # type: ignore[import-not-found]  # this folder
+
 os.environ.setdefault("TQDM_DISABLE", "1")
 warnings.filterwarnings("ignore")
-
-
-class _Failed(Exception):
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.hint = hint
-
-
-STEP_FILE: list[str] = []  # where the current step is written (a crash leaves it: edgekit names it)
-
-
-def _step(name: str) -> None:
-    if STEP_FILE:
-        with open(STEP_FILE[0], "w") as f:
-            f.write(name)
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """MCT and onnxruntime print progress bars and warnings to the process's stdout/stderr: /dev/null meanwhile."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (devnull, *saved):
-            os.close(fd)
 
 
 def _items(path: str, names: list[str]) -> list[list[Any]]:
@@ -106,14 +72,14 @@ def _memory(folder: str) -> dict[str, Any]:
     """The converter's memory report (``*_MemoryReport.json``, sizes in bytes with --report-size-unit B)."""
     found = [f for f in os.listdir(folder) if f.endswith("_MemoryReport.json")]
     if not found:
-        raise _Failed("imxconv-pt wrote no memory report", hint="the converter's version differs from imx500.txt")
+        raise Failed("imxconv-pt wrote no memory report", hint="the converter's version differs from imx500.txt")
     with open(os.path.join(folder, found[0])) as f:
         rep = json.load(f)["Memory Report"]
 
     def size(key: str) -> int:
         m = re.fullmatch(r"\s*(\d+)\s*B\s*", str(rep[key]))
         if not m:
-            raise _Failed(f"unexpected memory figure {key}={rep[key]!r} in the converter's report")
+            raise Failed(f"unexpected memory figure {key}={rep[key]!r} in the converter's report")
         return int(m.group(1))
 
     return {"used_bytes": size("Memory Usage"), "available_bytes": size("Total Memory Available On Chip"),
@@ -138,13 +104,13 @@ def quantize_convert(req: dict[str, Any]) -> dict[str, Any]:
 
     names = list(req["input_names"])
     workdir = req["workdir"]
-    _step("read items")
+    step("read items")
     calib, held = _items(req["calibration"], names), _items(req["inputs"], names)
     if not calib:
-        raise _Failed("no calibration items", hint="MCT's post-training quantization needs calibration items")
-    _step("fold constants")
+        raise Failed("no calibration items", hint="MCT's post-training quantization needs calibration items")
+    step("fold constants")
     folded = _folded(req["model"], workdir)
-    _step("onnx2torch")
+    step("onnx2torch")
     import torch
     from onnx2torch import convert  # type: ignore[import-not-found]
 
@@ -157,7 +123,7 @@ def quantize_convert(req: dict[str, Any]) -> dict[str, Any]:
     want = ref.run(None, dict(zip(names, calib[0], strict=True)))
     fp32_max_abs = max(float(np.max(np.abs(g.numpy() - w))) for g, w in zip(got, want, strict=True))
 
-    _step("MCT post-training quantization")
+    step("MCT post-training quantization")
     import model_compression_toolkit as mct  # type: ignore[import-not-found]
 
     tpc = mct.get_target_platform_capabilities("pytorch", "imx500", target_platform_version="v1")
@@ -166,21 +132,21 @@ def quantize_convert(req: dict[str, Any]) -> dict[str, Any]:
         yield from calib
 
     t0 = time.perf_counter()
-    with _quiet():
+    with quiet():
         quantized, _ = mct.ptq.pytorch_post_training_quantization(net, representative,
                                                                   target_platform_capabilities=tpc)
     ptq_s = time.perf_counter() - t0
-    _step("MCT export")
+    step("MCT export")
     mct_onnx = os.path.join(workdir, "mct.onnx")
     export = torch.onnx.export  # torch >= 2.9 exports with dynamo by default; MCT 2.5's exporter needs TorchScript's
     torch.onnx.export = functools.partial(export, dynamo=False)
     try:
-        with _quiet():
+        with quiet():
             mct.exporter.pytorch_export_model(quantized, save_model_path=mct_onnx, repr_dataset=representative)
     finally:
         torch.onnx.export = export
 
-    _step("onnxruntime with MCT's quantizer ops")
+    step("onnxruntime with MCT's quantizer ops")
     from mct_quantizers import get_ort_session_options  # type: ignore[import-not-found]
 
     so = get_ort_session_options()
@@ -194,9 +160,9 @@ def quantize_convert(req: dict[str, Any]) -> dict[str, Any]:
             out[f"{k}/{j}"] = np.asarray(o)
     np.savez(req["outputs"], **out)
 
-    _step("imxconv-pt")
+    step("imxconv-pt")
     if shutil.which("java") is None:
-        raise _Failed("imxconv-pt needs Java, and there is none on PATH",
+        raise Failed("imxconv-pt needs Java, and there is none on PATH",
                       hint="install a Java runtime (Debian: apt-get install default-jre-headless)")
     # imxconv-pt's console script names the folder its virtualenv was built in (a temporary one): run its module
     conv = [sys.executable, "-m", "imx500_converter.main_pt"]
@@ -212,11 +178,11 @@ def quantize_convert(req: dict[str, Any]) -> dict[str, Any]:
         text = f.read()
     if proc.returncode != 0:
         errors = [ln for ln in text.splitlines() if "ERROR" in ln or "Error" in ln] or text.splitlines()[-3:]
-        raise _Failed(f"imxconv-pt failed (exit {proc.returncode}): {' | '.join(errors[-3:])[:600]}",
+        raise Failed(f"imxconv-pt failed (exit {proc.returncode}): {' | '.join(errors[-3:])[:600]}",
                       hint="an op or shape the IMX500 cannot take: Sony's converter names it")
     packer = os.path.join(folder, "packerOut.zip")
     if not os.path.exists(packer):
-        raise _Failed("imxconv-pt wrote no packerOut.zip", hint="see the converter's log: " + log)
+        raise Failed("imxconv-pt wrote no packerOut.zip", hint="see the converter's log: " + log)
     from importlib.metadata import version
 
     return {"versions": {p: version(p) for p in ("model-compression-toolkit", "mct-quantizers", "imx500-converter",
@@ -226,26 +192,13 @@ def quantize_convert(req: dict[str, Any]) -> dict[str, Any]:
             "layers": _layers(folder), "packer": packer, "mct_onnx": mct_onnx}
 
 
+def _unexpected(exc: Exception) -> tuple[str, str]:  # MCT / onnx2torch errors: their last line names the layer or op
+    return (f"{current_step()}: {type(exc).__name__}: {last_line(exc)}",
+            "an op onnx2torch or MCT cannot take, or a shape MCT cannot trace")
+
+
 def main() -> int:
-    req = json.loads(open(sys.argv[1]).read())
-    answer_path = req["answer"]
-    STEP_FILE.append(answer_path + ".step")
-    try:
-        if req.get("op") != "quantize_convert":
-            raise _Failed(f"unknown op {req.get('op')!r}", hint="edgekit and its imx500 worker differ: reinstall")
-        answer = quantize_convert(req)
-    except _Failed as exc:
-        answer = {"error": str(exc), "where": req.get("model"), "hint": exc.hint}
-    except Exception as exc:  # MCT / onnx2torch errors: their last line names the layer or op
-        step = open(STEP_FILE[0]).read() if os.path.exists(STEP_FILE[0]) else "?"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:400]
-        answer = {"error": f"{step}: {type(exc).__name__}: {first}", "where": req.get("model"),
-                  "hint": "an op onnx2torch or MCT cannot take, or a shape MCT cannot trace"}
-    tmp = answer_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(answer, f)
-    os.replace(tmp, answer_path)
-    return 0
+    return int(serve("imx500", {"quantize_convert": quantize_convert}, _unexpected))
 
 
 if __name__ == "__main__":
