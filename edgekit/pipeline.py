@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -231,6 +231,7 @@ def build_artifact(
     isa_preset: str = "generic",
     named: bool = False,
     progress: Progress = stderr_progress,
+    earlier: Sequence[Artifact] = (),
 ) -> Artifact:
     """Build (or reuse, when a complete one with the same recipe exists) one artifact.
 
@@ -238,7 +239,8 @@ def build_artifact(
     library versions, parent hash, and for a calibrated precision the data set, budget and tuning split),
     merged with what the format's adapter says of its own options (:meth:`FormatAdapter.recipe`). A build that
     depends on the target's ISA family ``isa_preset`` records the recipe it used (:mod:`edgekit.variants`);
-    ``named``: its file name carries that recipe (the run builds several variants of this format+precision)."""
+    ``named``: its file name carries that recipe (the run builds several variants of this format+precision);
+    ``earlier``: the run's artifacts built before it (:attr:`~edgekit.formats.base.BuildContext.earlier`)."""
     adapter = _adapter(fmt)
     if precision not in adapter.precisions:
         raise ConfigError("precision not supported by this format", where=f"{fmt.value}",
@@ -285,7 +287,7 @@ def build_artifact(
                             f"{fmt.value} {precision.value}: calibration items") if dataset else (
             lambda: iter(())),
         check_feeds=check, isa_preset=isa_preset, options=own_options, split=split,
-        budget=DecisionBudget(options.budget, options.tuning.margin),
+        budget=DecisionBudget(options.budget, options.tuning.margin), earlier=tuple(earlier),
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     estimate: str | None = None
@@ -420,7 +422,7 @@ def _run(source: ModelSource, calibration: str | Path | Dataset, out: Path, opti
                     with native_calls():
                         art = build_artifact(source, fmt, prec, art_dir, dataset=ds, canonical=canonical,
                                              options=options, isa_preset=variant.isa_preset, named=variant.named,
-                                             progress=progress)
+                                             progress=progress, earlier=artifacts)
                     artifacts.append(art)
                     if variant.named:
                         assigned[art.name] = variant.targets

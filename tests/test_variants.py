@@ -80,9 +80,13 @@ def test_builds_that_do_not_depend_on_the_isa_are_shared() -> None:
 
 def test_openvino_int8_differs_only_by_the_overflow_fix_and_only_for_targets_with_openvino() -> None:
     plan = _plan(Format.OPENVINO, Precision.INT8, [VNNI, AVX2, PI5])
+    # method auto (the ONNX QDQ route for CNNs): the ONNX preset of each target's ISA family
+    assert [(v.family, v.targets) for v in plan] == [("vnni", ("local-cpu",)), ("avx2", ("intel-cpu",))]
+    nncf = OpenVinoOptions(int8=dataclasses.replace(OpenVinoOptions().int8, method="nncf"))
+    plan = _plan(Format.OPENVINO, Precision.INT8, [VNNI, AVX2, PI5], nncf)
     assert [(v.family, v.targets) for v in plan] == [("full-range", ("local-cpu",)),
                                                        ("overflow-fix", ("intel-cpu",))]
-    fixed = OpenVinoOptions(int8=dataclasses.replace(OpenVinoOptions().int8, overflow_fix="disable"))
+    fixed = OpenVinoOptions(int8=dataclasses.replace(OpenVinoOptions().int8, method="nncf", overflow_fix="disable"))
     assert [v.family for v in _plan(Format.OPENVINO, Precision.INT8, [VNNI, AVX2], fixed)] == [None]
     assert isinstance(get_format("onnx"), OnnxAdapter) and isinstance(get_format("openvino"), OpenVinoAdapter)
 

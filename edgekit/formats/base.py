@@ -114,7 +114,8 @@ class BuildContext:
     returned; the adapter narrows it with :func:`own_options`). Static int8 builds also get ``split``: the
     calibration split divided into the items that set the ranges and the disjoint tuning items every quantizer
     decision is taken on, and ``budget``: the run's accuracy budget with the tuning margin, which those
-    decisions aim for.
+    decisions aim for. ``earlier``: the artifacts this run built (or reused) before this one, e.g. the ONNX
+    int8 that OpenVINO's int8 reads instead of quantizing again.
     """
 
     source: ModelSource
@@ -125,6 +126,7 @@ class BuildContext:
     options: object
     split: CalibrationSplit | None = None
     budget: DecisionBudget = field(default_factory=DecisionBudget)
+    earlier: tuple[Artifact, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -18,18 +18,21 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.artifacts import atomic_path
+from edgekit.artifacts import atomic_path, cached_sha256_file
 from edgekit.errors import ConfigError, DeviceUnavailableError, ExportError, SourceError, require
 from edgekit.formats.base import BuildContext, BuildOutput, FormatOptions, own_options, verify
 from edgekit.quantization.openvino import OvInt8Options, OvWeightOptions
-from edgekit.quantization.presets import int8_kernels_saturate
+from edgekit.quantization.openvino_qdq import choose_method, from_onnx_int8, same_onnx_int8
+from edgekit.quantization.presets import int8_kernels_saturate, resolve_preset
+from edgekit.quantization.report import QuantReport
 from edgekit.runtimes.base import RuntimeOptions
 from edgekit.runtimes.openvino import RT_PRECISION, OpenVinoRuntime, ov_message, read_model, telemetry_off
 from edgekit.types import Format, Precision
@@ -131,6 +134,18 @@ def convert_torch(module: Any, input_names: tuple[str, ...], output_names: tuple
     return model
 
 
+def _parent_onnx(ctx: BuildContext) -> Path | None:
+    """The fp32 ONNX the fp32 IR ``ctx.canonical`` was converted from (beside it, its hash the IR's parent), or the
+    canonical itself when it is an ONNX file; None for an IR converted from another source."""
+    art = ctx.canonical
+    if art is None:
+        return None
+    if art.format is Format.ONNX:
+        return art.path
+    parent, onnx = art.recipe.get("parent"), art.path.with_name("model.fp32.onnx")
+    return onnx if parent and onnx.is_file() and cached_sha256_file(onnx) == parent else None
+
+
 class OpenVinoAdapter:
     """The OpenVINO format: fp32 IR, fp16-compressed IR, NNCF static int8, weight-only int8 (``int8-weights``)."""
 
@@ -161,12 +176,18 @@ class OpenVinoAdapter:
         return f"model.{precision.value}.xml"
 
     def recipe_family(self, precision: Precision, options: object, isa_preset: str) -> str | None:
-        """Static int8 depends on the ISA family through NNCF's overflow fix (7-bit weights where u8 x s8 kernels
-        saturate, :mod:`edgekit.variants`); a fixed ``overflow_fix`` option and the other precisions do not."""
+        """Static int8 depends on the ISA family: NNCF through its overflow fix (7-bit weights where u8 x s8 kernels
+        saturate), the ONNX QDQ route through the ONNX preset (:mod:`edgekit.variants`); with ``method="auto"`` the
+        ONNX preset, which splits the targets at least as finely as the overflow fix. A fixed ``overflow_fix``
+        (NNCF) or ONNX preset and the other precisions do not depend on it."""
         o = own_options(self, options, OpenVinoOptions)
-        if precision is not Precision.INT8 or o.int8.overflow_fix != "auto":
+        if precision is not Precision.INT8:
             return None
-        return "overflow-fix" if int8_kernels_saturate(isa_preset) else "full-range"
+        if o.int8.method == "nncf":
+            if o.int8.overflow_fix != "auto":
+                return None
+            return "overflow-fix" if int8_kernels_saturate(isa_preset) else "full-range"
+        return resolve_preset(o.int8.onnx.preset, isa_preset).name if o.int8.onnx.preset == "auto" else None
 
     def build(self, precision: Precision, ctx: BuildContext, out_path: Path) -> BuildOutput:
         options = own_options(self, ctx.options, OpenVinoOptions)
@@ -192,13 +213,44 @@ class OpenVinoAdapter:
             if ctx.split is None:
                 raise ExportError("static int8 needs the calibration split", where=str(out_path),
                                   hint="pass --calibration")
-            qmodel, rep = nncf_quant.quantize_static(fp32, ctx.split, options.int8, ctx.isa_preset, ctx.budget)
+            onnx_fp32 = _parent_onnx(ctx)
+            method, why = choose_method(options.int8, fp32, onnx_fp32)
+            if method == "onnx-qdq" and onnx_fp32 is not None:
+                qmodel, rep = self._from_onnx_int8(ctx, options, fp32, onnx_fp32, out_path)
+            else:
+                qmodel, rep = nncf_quant.quantize_static(fp32, ctx.split, options.int8, ctx.isa_preset, ctx.budget)
+                rep = replace(rep, settings={**rep.settings, "method": "nncf"})
+            rep = replace(rep, notes=(f"method {method}: {why}", *rep.notes))
         elif precision is Precision.INT8_WEIGHTS:
             qmodel, rep = nncf_quant.compress_weights(fp32, options.weights)
         else:  # pragma: no cover - enum is closed
             raise ExportError("unsupported precision", where=str(out_path), got=precision.value)
         save_ir(qmodel, out_path)
         return BuildOutput(out_path, rep.notes, rep.artifact_settings())
+
+    def _from_onnx_int8(self, ctx: BuildContext, options: OpenVinoOptions, fp32: Any, onnx_fp32: Path,
+                        out_path: Path) -> tuple[Any, QuantReport]:
+        """The int8 model read from the ONNX static int8 of ``onnx_fp32``: this run's ONNX int8 artifact when it has
+        the same recipe, else one quantized here (:mod:`edgekit.quantization.openvino_qdq`)."""
+        from edgekit.quantization import onnx as onnx_static
+
+        assert ctx.split is not None
+        t0 = time.perf_counter()
+        art = same_onnx_int8(ctx.earlier, cached_sha256_file(onnx_fp32), options.int8, ctx.isa_preset)
+        if art is not None:
+            onnx_rep = QuantReport(art.settings, tuple(art.settings.get("kept_float", ())), art.notes)
+            qmodel = convert_onnx(art.path)
+            return qmodel, from_onnx_int8(qmodel, fp32, onnx_rep, ctx.split, ctx.budget,
+                                          f"{art.name} of this run (the same ONNX int8 recipe)",
+                                          time.perf_counter() - t0)
+        with tempfile.TemporaryDirectory(prefix="edgekit-ov-qdq-", dir=out_path.parent) as tmp:
+            qdq = Path(tmp) / "model.int8.qdq.onnx"
+            onnx_rep = onnx_static.quantize_static(onnx_fp32, qdq, ctx.split, options.int8.onnx, ctx.isa_preset,
+                                                   ctx.budget)
+            qmodel = convert_onnx(qdq)
+        return qmodel, from_onnx_int8(qmodel, fp32, onnx_rep, ctx.split, ctx.budget,
+                                      f"edgekit's ONNX static int8 of {onnx_fp32.name}, quantized for this IR",
+                                      time.perf_counter() - t0)
 
     def _convert(self, ctx: BuildContext, options: OpenVinoOptions, out_path: Path) -> BuildOutput:
         src = ctx.source

@@ -26,7 +26,7 @@ import io
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,12 +34,19 @@ import numpy as np
 from edgekit.errors import ConfigError, QuantizationError, first_line, require
 from edgekit.quantization.calibration import CalibrationSplit, Feeds
 from edgekit.quantization.checks import DecisionBudget, Judge
+from edgekit.quantization.onnx import StaticInt8Options
 from edgekit.quantization.presets import check_choice, check_names, int8_kernels_saturate
 from edgekit.quantization.report import QuantReport
 from edgekit.quantization.search import Ranked, budget_note, sensitivity_search
 from edgekit.runtimes.openvino import port_name, telemetry_off
 
 PRESETS = ("auto", "performance", "mixed")
+#: How the int8 IR is made: NNCF on the IR, or OpenVINO reading edgekit's ONNX static int8 (QDQ -> FakeQuantize);
+#: "auto" picks (:func:`edgekit.quantization.openvino_qdq.choose_method`).
+METHODS = ("auto", "onnx-qdq", "nncf")
+#: The options that shape an NNCF build: one given (not its default) makes "auto" pick NNCF.
+NNCF_KEYS = ("preset", "subset_size", "fast_bias_correction", "model_type", "overflow_fix", "ignored_names",
+             "ignored_types", "keep_input_layers_float", "accuracy_control", "max_float_layers", "nncf_defaults")
 MODEL_TYPES = ("auto", "cnn", "transformer")
 OVERFLOW_FIX = ("auto", "enable", "disable", "first_layer_only")
 WEIGHT_MODES = ("int8_asym", "int8_sym")
@@ -63,6 +70,12 @@ class OvInt8Options:
     EfficientNet-Lite0 (120 crops of other-wheel photos, machine A) performance kept the held-out cosine (0.9908
     either way, top-1 0.867 vs 0.858) and ran 2.12x fp32 against 1.88x for mixed (n=60 interleaved). The thresholds
     come from the run's budget.
+
+    ``method`` (:data:`METHODS`): ``"onnx-qdq"`` has OpenVINO read edgekit's ONNX static int8 of the same fp32 ONNX
+    (built with ``onnx``, the ONNX format's options type; QDQ pairs become FakeQuantize, int8 kernels), checked with
+    OpenVINO's kernels on the tuning items; ``"nncf"`` is the NNCF build above; ``"auto"``: onnx-qdq for CNNs from an
+    fp32 ONNX, NNCF for text models, IR sources or when an NNCF option (:data:`NNCF_KEYS`) is given
+    (:mod:`edgekit.quantization.openvino_qdq`).
     """
 
     preset: str = "auto"
@@ -76,8 +89,13 @@ class OvInt8Options:
     accuracy_control: str = "auto"
     max_float_layers: int = 6
     nncf_defaults: bool = False
+    method: str = "auto"
+    onnx: StaticInt8Options = field(default_factory=StaticInt8Options)
 
     def __post_init__(self) -> None:
+        check_choice(self.method, METHODS, "openvino.int8.method")
+        if not isinstance(self.onnx, StaticInt8Options):
+            raise ConfigError("expected a StaticInt8Options", where="openvino.int8.onnx", got=type(self.onnx).__name__)
         for name, value, allowed in (("preset", self.preset, PRESETS), ("model_type", self.model_type, MODEL_TYPES),
                                      ("overflow_fix", self.overflow_fix, OVERFLOW_FIX),
                                      ("accuracy_control", self.accuracy_control, ("auto", "always", "never"))):

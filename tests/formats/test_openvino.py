@@ -53,6 +53,9 @@ def built(tiny: ModelSource, digits: Dataset, tmp_path_factory: pytest.TempPathF
     for prec in (Precision.FP16, Precision.INT8, Precision.INT8_WEIGHTS):
         arts[prec.value] = build_artifact(tiny, Format.OPENVINO, prec, out, dataset=digits, canonical=arts["fp32"],
                                           options=opts, isa_preset="vnni")
+    nncf = replace(opts, format_options=FormatOptions(OpenVinoOptions(int8=OvInt8Options(method="nncf"))))
+    arts["int8-nncf"] = build_artifact(tiny, Format.OPENVINO, Precision.INT8, out / "nncf", dataset=digits,
+                                       canonical=arts["fp32"], options=nncf, isa_preset="vnni")
     return arts
 
 
@@ -85,9 +88,31 @@ def test_direct_torch_conversion_matches_the_onnx_path(tiny: ModelSource, digits
     np.testing.assert_allclose(_outputs(direct.path, feeds), _outputs(built["fp32"].path, feeds), atol=1e-4)
 
 
-def test_int8_keeps_the_input_layer_float_and_checks_on_calibration_items(built: dict[str, Artifact]) -> None:
+def test_int8_is_read_from_the_onnx_int8_and_checked_with_openvino_kernels(built: dict[str, Artifact],
+                                                                          tiny: ModelSource, digits: Dataset) -> None:
+    """method auto, a CNN from an fp32 ONNX: OpenVINO reads edgekit's ONNX static int8 (QDQ -> FakeQuantize) of the
+    IR's parent ONNX, and the check on the tuning items runs with OpenVINO's kernels."""
+    import openvino as ov
+
     int8 = built["int8"]
     s = int8.settings
+    assert s["method"] == "onnx-qdq" and s["onnx_static_int8"]["preset"] == "vnni", s
+    assert s["check"]["items"] == 16 and s["check"]["cosine"] > 0.98, s["check"]
+    assert int8.notes[0].startswith("method onnx-qdq: edgekit's ONNX static int8 read by OpenVINO (method auto")
+    assert any(n.startswith("read from edgekit's ONNX static int8 of model.fp32.onnx") for n in int8.notes)
+    assert any(n.startswith("check with OpenVINO's CPU kernels: cosine") for n in int8.notes)
+    model = ov.Core().read_model(str(int8.path))
+    assert sum(op.get_type_name() == "FakeQuantize" for op in model.get_ordered_ops()) >= 3  # activations
+    feeds = list(digits.batches("eval", tiny.io, tiny.preprocess, limit=32))  # type: ignore[arg-type]
+    ref, got = _outputs(built["fp32"].path, feeds), _outputs(int8.path, feeds)
+    assert float(np.mean(np.sum(ref * got, 1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1))) > 0.98
+    assert int8.recipe["isa_recipe"] == "vnni"  # the ONNX preset is what this build depends on
+
+
+def test_int8_keeps_the_input_layer_float_and_checks_on_calibration_items(built: dict[str, Artifact]) -> None:
+    int8 = built["int8-nncf"]
+    s = int8.settings
+    assert s["method"] == "nncf"
     # preset auto: performance (symmetric activations) for a CNN, mixed for transformers
     assert s["preset"] == "performance" and s["requested_preset"] == "auto"
     assert s["fast_bias_correction"] is False and s["model_type"] == "cnn"
@@ -98,7 +123,8 @@ def test_int8_keeps_the_input_layer_float_and_checks_on_calibration_items(built:
                                       "tuning_seed": 0, "tuning_labelled": True, "split_of": 64}
     assert len(s["ignored_names"]) == 1 and s["kept_float"][:1] == s["ignored_names"]
     assert s["check"]["cosine"] > 0.98 and s["check"]["items"] == 16 and s["check"]["labelled_items"] == 16
-    assert int8.notes[0].startswith("calibration split (64 items): 48 set the ranges; 16 others (seed 0, labelled)")
+    assert int8.notes[0] == "method nncf: openvino.int8.method='nncf'"
+    assert int8.notes[1].startswith("calibration split (64 items): 48 set the ranges; 16 others (seed 0, labelled)")
     weights_only = built["int8-weights"]
     assert weights_only.settings["weights_only"] is True and weights_only.path.name == "model.int8-weights.xml"
     assert weights_only.path.with_suffix(".bin").stat().st_size < built["fp32"].path.with_suffix(".bin").stat().st_size
@@ -106,9 +132,15 @@ def test_int8_keeps_the_input_layer_float_and_checks_on_calibration_items(built:
 
 def test_avx2_preset_turns_the_overflow_fix_on(tiny: ModelSource, digits: Dataset, tmp_path: Path,
                                                built: dict[str, Artifact]) -> None:
+    nncf = FormatOptions(OpenVinoOptions(int8=OvInt8Options(method="nncf")))
     art = build_artifact(tiny, Format.OPENVINO, Precision.INT8, tmp_path, dataset=digits, canonical=built["fp32"],
-                         options=RunOptions(calibration_limit=16), isa_preset="avx2")
+                         options=RunOptions(calibration_limit=16, format_options=nncf), isa_preset="avx2")
     assert art.settings["overflow_fix"] == "enable"
+    # method auto: an NNCF option given picks NNCF; a text model too (test_minilm_openvino_int8_keeps_cosine)
+    from edgekit.quantization.openvino_qdq import choose_method
+
+    assert choose_method(OvInt8Options(accuracy_control="always"), None, Path("x.onnx"))[0] == "nncf"
+    assert choose_method(OvInt8Options(), None, None)[0] == "nncf"  # an IR source: no fp32 ONNX
 
 
 def test_input_layers_are_found_in_a_real_graph(built: dict[str, Artifact]) -> None:
@@ -178,6 +210,8 @@ def test_digits_run_has_onnx_and_openvino_rows_and_int8_keeps_accuracy(digits_mo
     cross = result.cross_runtime
     assert [(c.reference_runtime, c.other_runtime) for c in cross] == [("onnxruntime", "openvino")]
     assert cross[0].within_tolerance and cross[0].metrics.top1_agreement == 1.0
+    assert any(n.startswith("read from model.int8.onnx of this run") for n in int8.artifact.notes), \
+        "the run's ONNX int8 is read, not quantized again"
     md = (tmp_path / "report.md").read_text()
     assert "model.int8.xml" in md and "model.int8.onnx" in md and "## Cross-runtime agreement" in md
     report = json.loads((tmp_path / "report.json").read_text())
