@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,12 @@ import pytest
 for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "USE_TF": "0",
                "HF_HUB_DISABLE_TELEMETRY": "1", "ORT_DISABLE_TELEMETRY": "1"}.items():
     os.environ.setdefault(_k, _v)
+
+# A test run started in the background by a non-interactive shell (`make test &`, nohup, some CI runners) has
+# SIGINT ignored, and children inherit an ignored signal: the Ctrl-C tests' edgekit processes would never see it.
+# A handler here makes their SIGINT default again (exec resets handled signals, not ignored ones).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "runs" / ".cache"
