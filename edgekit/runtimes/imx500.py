@@ -27,7 +27,7 @@ import numpy as np
 from edgekit import toolchains
 from edgekit.errors import ConfigError, RuntimeAdapterError
 from edgekit.runtimes.base import RuntimeOptions
-from edgekit.runtimes.ort import load_graph
+from edgekit.runtimes.ort import graph_input_names
 
 #: The devices targets may name (the sensor; MCT's target platform capabilities "imx500", v1).
 DEVICES = ("imx500",)
@@ -38,12 +38,6 @@ def _device(options: RuntimeOptions) -> str:
         raise ConfigError("unknown device for the mct-imx500 runtime", where="runtime mct-imx500: device",
                           expected=", ".join(DEVICES), got=options.device)
     return "imx500"
-
-
-def _input_names(path: Path) -> list[str]:
-    graph = load_graph(path)
-    init = {i.name for i in graph.initializer}
-    return [i.name for i in graph.input if i.name not in init]
 
 
 def packer_path(path: Path) -> Path:
@@ -90,7 +84,7 @@ class Imx500Runtime:
         converter (``packerOut.zip`` and the sidecar beside ``path``): the outputs per feed (model order) and one
         line saying what was written and how much of the chip's memory it takes."""
         path = Path(path).resolve()  # the worker runs in a folder of its own
-        names = _input_names(path)
+        names = graph_input_names(path)
         _device(options)
         toolchains.require(toolchains.get("imx500"))
         if not calibration:
@@ -134,6 +128,8 @@ class Imx500Runtime:
         return result, note
 
     def load(self, path: Path, options: RuntimeOptions) -> Any:
+        """Never a session: the file is checked (a missing or non-ONNX file is named), then the error says why."""
+        graph_input_names(path)
         raise RuntimeAdapterError("the mct-imx500 runtime quantizes and compiles the model for each batch of items: "
                                   "it runs only through the emulate executor", where=str(path),
                                   hint="use a target with access = \"emulate\" (rpi-ai-camera)")

@@ -40,6 +40,14 @@ def load_graph(path: Path) -> Any:
                                   hint="re-export the model") from exc
 
 
+def graph_input_names(path: Path) -> list[str]:
+    """The real inputs (initializers excepted) of the ONNX file ``path``, read by :func:`load_graph` (which raises
+    naming a missing or non-ONNX file)."""
+    graph = load_graph(path)
+    init = {i.name for i in graph.initializer}
+    return [i.name for i in graph.input if i.name not in init]
+
+
 class OrtSession:
     """An ``onnxruntime.InferenceSession`` behind the Session protocol."""
 

@@ -21,7 +21,7 @@ import numpy as np
 from edgekit import toolchains
 from edgekit.errors import ConfigError, RuntimeAdapterError, first_line
 from edgekit.runtimes.base import RuntimeOptions
-from edgekit.runtimes.ort import load_graph
+from edgekit.runtimes.ort import graph_input_names
 
 #: The platforms targets may name (rknn-toolkit2 2.5.0's RKNPU2 platforms that edgekit ships targets for).
 PLATFORMS = ("rk3588", "rk3576", "rk3566", "rk3568", "rk3562")
@@ -32,13 +32,6 @@ def _platform(options: RuntimeOptions) -> str:
         raise ConfigError("unknown Rockchip platform for the rknn-sim runtime", where="runtime rknn-sim: device",
                           expected=", ".join(PLATFORMS), got=options.device)
     return str(options.device)
-
-
-def _check_model(path: Path) -> list[str]:
-    """The model's input names; a missing file or one that is not an ONNX model raises."""
-    graph = load_graph(path)
-    init = {i.name for i in graph.initializer}
-    return [i.name for i in graph.input if i.name not in init]
 
 
 def rknn_path(path: Path, platform: str) -> Path:
@@ -68,7 +61,7 @@ class RknnSimRuntime:
         """Build ``path`` for ``options.device``, write the ``.rknn`` beside it, and run ``feeds`` on the simulator:
         the outputs per feed (model order) and one line saying what was written."""
         path = Path(path).resolve()  # the worker runs in a folder of its own
-        names = _check_model(path)
+        names = graph_input_names(path)
         platform = _platform(options)
         missing = [n for n in names if feeds and n not in feeds[0]]
         if missing:
@@ -94,7 +87,7 @@ class RknnSimRuntime:
         return result, note
 
     def load(self, path: Path, options: RuntimeOptions) -> RknnSession:
-        names = _check_model(path)
+        names = graph_input_names(path)
         _platform(options)
         toolchains.require(toolchains.get("rknn"))
         return RknnSession(self, Path(path), options, tuple(names))
