@@ -241,7 +241,7 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
     op_types = sorted((set(QLinearOpsRegistry) | set(QDQRegistry)) - set(options.op_types_to_exclude))
     # under the run's folder, not /tmp: a run killed here (SIGTERM) leaves it there, and the next run's
     # clean_leftovers removes it; ORT's own temp dirs (pre.quant.*, ort.quant.*) are made inside it
-    with tempfile.TemporaryDirectory(prefix="edgekit-quant-", dir=out_path.parent) as tmp_dir, \
+    with tempfile.TemporaryDirectory(prefix="edgekit-quant-", dir=out_path.parent.resolve()) as tmp_dir, \
             _temp_root(tmp_dir):
         tmp = Path(tmp_dir)
         src = preprocess(fp32_path, tmp, notes) if settings["preprocess"] else fp32_path

@@ -102,3 +102,18 @@ def test_range_choice_beats_min_max_when_one_calibration_frame_is_saturated(mode
 def test_range_choice_must_be_a_bool() -> None:
     with pytest.raises(ConfigError, match=r"static_int8\.range_choice"):
         StaticInt8Options(range_choice="auto")  # type: ignore[arg-type]
+
+
+def test_a_relative_output_folder_keeps_the_pre_processing(model: Path, digits: np.ndarray, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`edgekit run --out runs/x` hands the quantizer a relative path: ORT's pre-processing runs with the temporary
+    folder as its working directory, so a relative temporary root made it fail ("No such file") and skip."""
+    import shutil
+
+    shutil.copy(model, tmp_path / "fp32.onnx")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    rep = quantize_static(Path("fp32.onnx"), Path("out/int8.onnx"), _split(digits[:40]),
+                          StaticInt8Options(sensitivity_search=False, bias_correction=False), "vnni")
+    assert not any(n.startswith("pre-processing skipped") for n in rep.notes), rep.notes
+    assert (tmp_path / "out" / "int8.onnx").is_file() and not list((tmp_path / "out").glob("edgekit-quant-*"))
