@@ -6,7 +6,7 @@ A runtime whose emulator takes all items at once (:class:`BatchEmulator`: it bui
 call, as QNN's context binary and rknn-toolkit2's simulator, which runs only what it built in the same session)
 gets them in one call, and the file it wrote for the device (written beside the artifact) is named in the row;
 other runtimes are loaded once and run item by item. A batch emulator that quantizes with the NPU's own toolchain
-(``needs_calibration``: the IMX500's MCT) also gets the run's calibration items.
+(:class:`CalibratedEmulator`: the IMX500's MCT) also gets the run's calibration items.
 
 Rows are ``validated-remote`` (accuracy only, ``accuracy_from`` says whose numerics): an emulator's timings are
 not the NPU's speed, so none is reported. A missing package is a ``not-available`` row with the pip line; an
@@ -41,6 +41,19 @@ class BatchEmulator(Protocol):
 
 
 @runtime_checkable
+class CalibratedEmulator(Protocol):
+    """A batch emulator that quantizes with the NPU's own toolchain, so it also takes the run's calibration items."""
+
+    needs_calibration: bool
+
+    def emulate(self, path: Path, options: RuntimeOptions, feeds: Sequence[Mapping[str, np.ndarray]],
+                progress: Callable[[str], None],
+                calibration: Sequence[Mapping[str, np.ndarray]] = ()) -> tuple[list[list[np.ndarray]], str]:
+        """:meth:`BatchEmulator.emulate`, quantizing on ``calibration`` (never the held-out ``feeds``)."""
+        ...
+
+
+@runtime_checkable
 class EmulatedRuntime(Protocol):
     """A runtime that says whose numerics its sessions compute (the emulated NPU's)."""
 
@@ -70,15 +83,14 @@ def _job_row(job: TargetJob, options: ExecutorOptions, progress: Progress) -> Ro
             return job.row("failed", reason="this model's items cannot be validated one by one on the emulator "
                                             "(a stateful model): no accuracy on the NPU's numerics")
         feeds = [to_layout(f, job.artifact.layout) for f in options.validation.feeds]
-        if isinstance(runtime, BatchEmulator):
+        if isinstance(runtime, CalibratedEmulator):
             progress(f"validate {job.artifact.name} on {where} (emulated, {len(feeds)} items)")
-            if getattr(runtime, "needs_calibration", False):
-                calibration = [to_layout(f, job.artifact.layout) for f in options.calibration()] \
-                    if options.calibration is not None else []
-                outputs, compiled = runtime.emulate(job.artifact.path, ropts, feeds, progress,
-                                                    calibration=calibration)  # type: ignore[call-arg]
-            else:
-                outputs, compiled = runtime.emulate(job.artifact.path, ropts, feeds, progress)
+            calibration = [to_layout(f, job.artifact.layout) for f in options.calibration()] \
+                if options.calibration is not None else []
+            outputs, compiled = runtime.emulate(job.artifact.path, ropts, feeds, progress, calibration=calibration)
+        elif isinstance(runtime, BatchEmulator):
+            progress(f"validate {job.artifact.name} on {where} (emulated, {len(feeds)} items)")
+            outputs, compiled = runtime.emulate(job.artifact.path, ropts, feeds, progress)
         else:
             outputs = _one_by_one(runtime.load(job.artifact.path, ropts), feeds, f"{job.artifact.name} on {where}",
                                   progress)

@@ -43,7 +43,7 @@ from edgekit.artifacts import atomic_path
 from edgekit.errors import ConfigError, QuantizationError, first_line, require
 from edgekit.quantization.bias_correction import MAX_ITEMS as BIAS_ITEMS
 from edgekit.quantization.bias_correction import bias_correction_step
-from edgekit.quantization.calibration import CalibrationSplit, check_feed
+from edgekit.quantization.calibration import CalibrationSplit, Feeds, check_feed
 from edgekit.quantization.checks import DecisionBudget, Judge
 from edgekit.quantization.equalize import CLIP_MODES, with_equalization
 from edgekit.quantization.islands import OnnxIslands, check_islands, island_search
@@ -306,8 +306,7 @@ def _bias_corrected(got: _Quantized, judge: Judge | None, data: CalibrationSplit
     the tuning items (``judge``; None without them); when kept, later builds start from the corrected float model."""
     onnx = require("onnx", None, "quantizing ONNX models")
     wanted = options.bias_correction is True or (options.bias_correction == "auto" and judge is not None)
-    limit = min(BIAS_ITEMS, options.calibration_limit or BIAS_ITEMS)
-    items = list(itertools.islice(data.ranges(), limit)) if wanted else []
+    items = _ranges_items(data, options, BIAS_ITEMS) if wanted else []
     fixed = bias_correction_step(got.model, got.float_model, items, judge, budget, options.bias_correction, settings,
                                  notes, where)
     if fixed is None:
@@ -318,13 +317,18 @@ def _bias_corrected(got: _Quantized, judge: Judge | None, data: CalibrationSplit
     return fixed.model, fixed.float_model
 
 
+def _ranges_items(data: CalibrationSplit, options: StaticInt8Options, most: int) -> list[Feeds]:
+    """The first ranges items a measuring step uses: at most ``most``, and never more than ``calibration_limit``."""
+    return list(itertools.islice(data.ranges(), min(most, options.calibration_limit or most)))
+
+
 def _range_choice(got: _Quantized, judge: Judge | None, data: CalibrationSplit, options: StaticInt8Options,
                   settings: dict[str, Any], notes: list[str]) -> None:
     """Per-tensor ranges (:mod:`edgekit.quantization.ranges`) if ``range_choice``; later builds of ``got`` use them."""
     if not options.range_choice:
         settings["range_choice"] = {"applied": False, "reason": "range_choice=False"}
         return
-    items = list(itertools.islice(data.ranges(), min(RANGE_ITEMS, options.calibration_limit or RANGE_ITEMS)))
+    items = _ranges_items(data, options, RANGE_ITEMS)
     got.ranges[0], got.model = range_choice_step(got.model, got.float_model, got.ranges[0], items, judge, settings,
                                                  notes, got.with_ranges)
 
@@ -376,8 +380,8 @@ def _calibrate_and_quantize(src: Path, float_model: Any, base: Mapping[str, str]
             float_graph_outputs(qm)
         return qm
 
-    def build(skip_types: Sequence[str], int16: Sequence[str] = ()) -> Any:
-        qm = quantized([t for t in op_types if t not in skip_types], int16)
+    def build(skip_types: Sequence[str], int16: Sequence[str] = (), use: Any = None) -> Any:
+        qm = quantized([t for t in op_types if t not in skip_types], int16, use)
         if per_axis:
             protect_float_nodes(qm)
         return qm
@@ -387,14 +391,8 @@ def _calibrate_and_quantize(src: Path, float_model: Any, base: Mapping[str, str]
     if protected:
         notes.append("float nodes between int8 tensors given a per-axis DequantizeLinear input so that ORT's "
                      f"WeightBiasQuantization keeps them float: {', '.join(protected)}")
-    def with_ranges(use: Any) -> Any:
-        qm = quantized(op_types, (), use)
-        if per_axis:
-            protect_float_nodes(qm)
-        return qm
-
     return _Quantized(float_model, reasons, stream, secs, rss, qmodel, build, notes,
-                      lambda path: source.__setitem__(0, path), chosen, with_ranges)
+                      lambda path: source.__setitem__(0, path), chosen, lambda use: build((), (), use))
 
 
 MAX_INVALID_RETRIES = 8

@@ -366,8 +366,8 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
     q = _quantizer()
     from ai_edge_quantizer import recipe
 
-    if options.io == "auto":  # the TFLite adapter resolves it from the target (TfliteInt8Options.io_for)
-        options = replace(options, io="int8")
+    if options.io == "auto":  # the TFLite adapter resolves it from the target; called directly: no target known
+        options = replace(options, io=options.io_for("generic")[0])
     key, dtypes = signature_inputs(fp32)
     where = str(out_path)
     t0 = time.perf_counter()

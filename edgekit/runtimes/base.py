@@ -96,3 +96,16 @@ def adapter_overhead_ms(session: Session, feeds: Sequence[Mapping[str, np.ndarra
     except Exception:  # descriptive only: the measurement itself stands
         return None
     return round(float(np.median(diffs)) / 1e6, 4)
+
+
+def save_items(path: Path, items: Sequence[Mapping[str, np.ndarray]], names: Sequence[str]) -> None:
+    """Write ``items`` (feeds) to the ``.npz`` ``path`` as ``<item>/<input>`` arrays, for a toolchain worker."""
+    np.savez(path, **{f"{i}/{n}": np.asarray(f[n]) for i, f in enumerate(items)  # type: ignore[arg-type]
+                      for n in names})  # numpy stubs type the keywords as allow_pickle
+
+
+def load_outputs(path: Path, n_items: int) -> list[list[np.ndarray]]:
+    """A toolchain worker's outputs (``<item>/<output index>`` arrays in the ``.npz`` ``path``), per item in order."""
+    got = np.load(path)
+    n_out = 1 + max(int(k.split("/")[1]) for k in got.files)
+    return [[got[f"{i}/{j}"] for j in range(n_out)] for i in range(n_items)]

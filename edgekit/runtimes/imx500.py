@@ -14,7 +14,6 @@ written beside the artifact, the report and the compiled network's layers also i
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -25,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from edgekit import toolchains
+from edgekit.artifacts import atomic_path, atomic_write_json
 from edgekit.errors import ConfigError, RuntimeAdapterError
-from edgekit.runtimes.base import RuntimeOptions
+from edgekit.runtimes.base import RuntimeOptions, load_outputs, save_items
 from edgekit.runtimes.ort import graph_input_names
 
 #: The devices targets may name (the sensor; MCT's target platform capabilities "imx500", v1).
@@ -99,27 +99,23 @@ class Imx500Runtime:
         with tempfile.TemporaryDirectory(prefix="edgekit-imx500-") as tmp:
             inputs, calib, outputs = Path(tmp) / "inputs.npz", Path(tmp) / "calibration.npz", Path(tmp) / "out.npz"
             for file, items in ((inputs, feeds), (calib, calibration)):
-                np.savez(file, **{f"{i}/{n}": np.asarray(f[n]) for i, f in enumerate(items)  # type: ignore[arg-type]
-                                  for n in names})
+                save_items(file, items, names)
             progress(f"  MCT: quantize {path.name} for the IMX500 on {len(calibration)} calibration items, run "
                      f"{len(feeds)} held-out items, compile with imxconv-pt (Java; a minute or more)")
             answer = toolchains.call(toolchains.get("imx500"), {
                 "op": "quantize_convert", "model": str(path), "calibration": str(calib), "inputs": str(inputs),
                 "input_names": names, "outputs": str(outputs), "workdir": tmp,
                 "threads": min(os.cpu_count() or 1, 4)})
-            got = np.load(outputs)
-            n_out = 1 + max(int(k.split("/")[1]) for k in got.files)
-            result = [[got[f"{i}/{j}"] for j in range(n_out)] for i in range(len(feeds))]
+            result = load_outputs(outputs, len(feeds))
             record = {"artifact": path.name, "device": "imx500", "packer": dest.name,
                       "memory": answer["memory"], "layers_on_imx500": answer["layers"],
                       "calibration_items": answer["calibration_items"], "held_out_items": answer["items"],
                       "fp32_check_max_abs": answer["fp32_check_max_abs"], "ptq_s": answer["ptq_s"],
                       "convert_s": answer["convert_s"], "versions": answer["versions"],
                       "accuracy_from": self.numerics(options, "int8")}
-            _place(Path(answer["packer"]), dest)
-            staged = side.with_name(f".{side.name}.tmp")
-            staged.write_text(json.dumps(record, indent=2) + "\n")
-            os.replace(staged, side)
+            with atomic_path(dest) as staged:
+                shutil.copyfile(answer["packer"], staged)
+            atomic_write_json(side, record)
         layers = sum(answer["layers"].values())
         note = (f"MCT int8 for the IMX500: {dest.name} ({dest.stat().st_size / 1e6:.2f} MB; "
                 f"{memory_line(answer['memory'])}; all {layers} compiled layers on the IMX500; quantized in "
@@ -133,10 +129,3 @@ class Imx500Runtime:
         raise RuntimeAdapterError("the mct-imx500 runtime quantizes and compiles the model for each batch of items: "
                                   "it runs only through the emulate executor", where=str(path),
                                   hint="use a target with access = \"emulate\" (rpi-ai-camera)")
-
-
-def _place(src: Path, dest: Path) -> None:
-    """Copy ``src`` to ``dest`` atomically (a temporary name in ``dest``'s folder, then a rename)."""
-    staged = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, staged)
-    os.replace(staged, dest)

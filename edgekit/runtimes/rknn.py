@@ -10,7 +10,6 @@ loads with rknn-toolkit-lite2) and runs every held-out item. ``load``/``run`` ex
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from edgekit import toolchains
+from edgekit.artifacts import atomic_path
 from edgekit.errors import ConfigError, RuntimeAdapterError, first_line
-from edgekit.runtimes.base import RuntimeOptions
+from edgekit.runtimes.base import RuntimeOptions, load_outputs, save_items
 from edgekit.runtimes.ort import graph_input_names
 
 #: The platforms targets may name (rknn-toolkit2 2.5.0's RKNPU2 platforms that edgekit ships targets for).
@@ -70,18 +70,14 @@ class RknnSimRuntime:
         dest = rknn_path(path, platform)
         with tempfile.TemporaryDirectory(prefix="edgekit-rknn-") as tmp:
             inputs, outputs = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
-            arrays = {f"{i}/{n}": np.asarray(f[n]) for i, f in enumerate(feeds) for n in names}
-            np.savez(inputs, **arrays)  # type: ignore[arg-type]  # numpy stubs type the keywords as allow_pickle
-            staged = dest.with_name(f".{dest.name}.tmp")
+            save_items(inputs, feeds, names)
             progress(f"  rknn-toolkit2: build {Path(path).name} for {platform} and run {len(feeds)} items "
                      "on its simulator")
-            answer = toolchains.call(toolchains.get("rknn"), {
-                "op": "simulate", "model": str(path), "platform": platform, "inputs": str(inputs),
-                "input_names": names, "outputs": str(outputs), "export": str(staged)})
-            os.replace(staged, dest)
-            got = np.load(outputs)
-            n_out = 1 + max(int(k.split("/")[1]) for k in got.files)
-            result = [[got[f"{i}/{j}"] for j in range(n_out)] for i in range(len(feeds))]
+            with atomic_path(dest) as staged:
+                answer = toolchains.call(toolchains.get("rknn"), {
+                    "op": "simulate", "model": str(path), "platform": platform, "inputs": str(inputs),
+                    "input_names": names, "outputs": str(outputs), "export": str(staged)})
+            result = load_outputs(outputs, len(feeds))
         note = (f"{dest.name} ({answer['rknn_bytes'] / 1e6:.2f} MB, built in {answer['build_s']:.1f} s) for "
                 f"{platform}: load it on the board with rknn-toolkit-lite2")
         return result, note
