@@ -236,8 +236,11 @@ def require(module: str, extra: str | None, purpose: str) -> Any:
     ``extra`` names the ``edgekit[...]`` extra that provides it, ``None`` a base dependency."""
     import importlib
 
+    from edgekit.interrupts import signals_deferred
+
     try:
-        return importlib.import_module(module)
+        with signals_deferred():  # a Ctrl-C inside a native extension's initialisation is delivered after it
+            return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(
             f"{purpose} needs the Python package {module!r}, which is not installed",

@@ -8,8 +8,10 @@ its own SIGTERM handling. :func:`edgekit.bench.native_calls` hands SIGTERM to th
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -50,3 +52,26 @@ def restore_handlers(previous: Any) -> None:
     if previous is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block (main thread) and deliver them when it ends.
+
+    For imports of native extensions (TensorFlow, jax, torch): a Ctrl-C inside their initialisation made the import
+    fail with "ImportError: initialization failed" (read as "not installed"), was swallowed, or left the process to
+    abort at exit (status -6, seen in CI); held back, it raises :class:`KeyboardInterrupt` right after the import.
+    The Python handlers are registered again on the way out, since an extension may replace the C-level one."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        for sig in held:
+            handler = signal.getsignal(sig)
+            if handler is not None:
+                signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
