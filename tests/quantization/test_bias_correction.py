@@ -63,7 +63,9 @@ def _split(x: np.ndarray) -> CalibrationSplit:
 
 def test_bias_correction_recovers_the_drifting_layer_in_int8(drifting: Path, pixels: np.ndarray,
                                                               tmp_path: Path) -> None:
-    options = {"keep_input_layers_float": False, "sensitivity_search": False}
+    # weight rounding off: this drift is a rounding bias, which the optimized rounding alone removes (0.99966 ->
+    # 0.99982 on the tuning items with it on); the test is about bias correction
+    options = {"keep_input_layers_float": False, "sensitivity_search": False, "weight_rounding": False}
     plain, fixed = tmp_path / "plain.onnx", tmp_path / "fixed.onnx"
     quantize_static(drifting, plain, _split(pixels[:200]), StaticInt8Options(**options, bias_correction=False),
                     "vnni", BUDGET)

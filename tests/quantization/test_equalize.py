@@ -86,7 +86,8 @@ def test_planted_case_equalization_fixes_int8_on_held_out_items(planted: Path, d
     reports = {}
     for mode in (False, "auto"):
         out = tmp_path / f"q-{mode}.onnx"
-        options = StaticInt8Options(sensitivity_search=False, equalize=mode)
+        # weight rounding off: it fixes part of the planted per-tensor problem too (plain 0.996 -> 0.9993)
+        options = StaticInt8Options(sensitivity_search=False, equalize=mode, weight_rounding=False)
         reports[mode] = quantize_static(planted, out, _split(calib), options, isa_preset="vnni")
         got = _run(out, held_out)
         cosines[mode] = float(row_cosine(ref, got).mean())
