@@ -19,7 +19,7 @@ on the tuning items by the caller (:func:`weight_rounding_step`).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ TIME_BUDGET_S = 120.0
 
 
 @dataclass(frozen=True)
-class _Layer:
+class Layer:
     """One quantized weight: the node, its int8 initializer, scale/zero point per row, and how the weight is laid
     out as rows (outputs) x columns (inputs of one output), in ``groups`` (depthwise convs: one per channel)."""
 
@@ -89,7 +89,7 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _layers(qmodel: Any, float_model: Any) -> tuple[list[_Layer], dict[str, str]]:
+def _layers(qmodel: Any, float_model: Any) -> tuple[list[Layer], dict[str, str]]:
     """The layers whose weight is a DequantizeLinear of an int8/uint8 initializer and whose float twin (same name)
     has a float weight; the others that were looked at, with why they were left."""
     from onnx import numpy_helper
@@ -98,7 +98,7 @@ def _layers(qmodel: Any, float_model: Any) -> tuple[list[_Layer], dict[str, str]
     producers = {o: n for n in qmodel.graph.node for o in n.output}
     f_nodes = {n.name: n for n in float_model.graph.node if n.name}
     f_inits = {i.name: i for i in float_model.graph.initializer}
-    out: list[_Layer] = []
+    out: list[Layer] = []
     left: dict[str, str] = {}
     for n in qmodel.graph.node:
         if n.op_type not in ("Conv", "Gemm", "MatMul") or len(n.input) < 2 or n.name not in f_nodes:
@@ -141,7 +141,7 @@ def _layers(qmodel: Any, float_model: Any) -> tuple[list[_Layer], dict[str, str]
                 left[n.name] = f"grouped conv (group {group})"
                 continue
         info = np.iinfo(q.dtype)
-        layer = _Layer(n.name, dq.input[0], w, np.broadcast_to(scale, (rows,)).copy(),
+        layer = Layer(n.name, dq.input[0], w, np.broadcast_to(scale, (rows,)).copy(),
                        np.broadcast_to(zero, (rows,)).copy(), int(info.min), int(info.max), kind, transposed,
                        fn.input[0], attrs)
         columns = int(np.prod(w.shape[1:])) if kind == "conv" else (w.shape[0] if transposed else w.shape[1])
@@ -159,20 +159,20 @@ def _layers(qmodel: Any, float_model: Any) -> tuple[list[_Layer], dict[str, str]
     return out, left
 
 
-def _rows(layer: _Layer, w: np.ndarray) -> np.ndarray:
+def _rows(layer: Layer, w: np.ndarray) -> np.ndarray:
     """The weight as (rows, columns): outputs x inputs of one output."""
     if layer.transposed:
         return np.asarray(w.T)
     return w.reshape(w.shape[0], -1)
 
 
-def _unrows(layer: _Layer, rows: np.ndarray) -> np.ndarray:
+def _unrows(layer: Layer, rows: np.ndarray) -> np.ndarray:
     if layer.transposed:
         return np.asarray(rows.T)
     return rows.reshape(layer.float_weight.shape)
 
 
-def _windows(x: np.ndarray, layer: _Layer) -> np.ndarray:
+def _windows(x: np.ndarray, layer: Layer) -> np.ndarray:
     """Conv input (N, C, H, W) -> (C, kh*kw, positions): each output position's input window, per channel."""
     kh, kw = layer.float_weight.shape[2:]
     sh, sw = [*layer.attrs.get("strides", []), 1, 1][:2]
@@ -186,7 +186,7 @@ def _windows(x: np.ndarray, layer: _Layer) -> np.ndarray:
     return np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3)).reshape(c, kh * kw, -1)
 
 
-def _gram(x: np.ndarray, layer: _Layer) -> np.ndarray:
+def gram(x: np.ndarray, layer: Layer) -> np.ndarray:
     """This item's contribution to H: (columns, columns), or (channels, k, k) for a depthwise conv."""
     x = np.asarray(x, np.float32)
     if layer.kind == "rows":
@@ -199,7 +199,7 @@ def _gram(x: np.ndarray, layer: _Layer) -> np.ndarray:
     return np.asarray(flat @ flat.T, np.float64)
 
 
-def input_moments(qmodel: Any, float_model: Any, feeds: Sequence[Feeds]) -> tuple[list[_Layer], Moments]:
+def input_moments(qmodel: Any, float_model: Any, feeds: Sequence[Feeds]) -> tuple[list[Layer], Moments]:
     """The roundable layers of ``qmodel`` and their input moments on ``feeds`` (the float model's inputs)."""
     t0 = time.perf_counter()
     layers, left = _layers(qmodel, float_model)
@@ -211,7 +211,7 @@ def input_moments(qmodel: Any, float_model: Any, feeds: Sequence[Feeds]) -> tupl
         for f in items:
             got = dict(zip(names, sess.run(names, dict(f)), strict=True))
             for ly in layers:
-                g = _gram(got[ly.input_name], ly)
+                g = gram(got[ly.input_name], ly)
                 grams[ly.node] = g if ly.node not in grams else grams[ly.node] + g
     return layers, Moments(grams, len(items), time.perf_counter() - t0, left)
 
@@ -244,7 +244,7 @@ def _output_error(w: np.ndarray, q: np.ndarray, h: np.ndarray, scale: np.ndarray
     return float(np.einsum("grc,gcd,grd->", d, h, d))
 
 
-def _round_layer(layer: _Layer, h: np.ndarray) -> tuple[np.ndarray, float, float]:
+def round_layer(layer: Layer, h: np.ndarray) -> tuple[np.ndarray, float, float]:
     """(new int values in the stored layout, nearest rounding's output error, the optimized one's)."""
     w = _rows(layer, layer.float_weight)
     s, z = layer.scale, layer.zero
@@ -277,7 +277,7 @@ def apply_rounding(qmodel: Any, float_model: Any, moments: Moments) -> tuple[Any
         h = moments.grams.get(ly.node)
         if h is None or time.perf_counter() - t0 > TIME_BUDGET_S:
             continue
-        values, e0, e1 = _round_layer(ly, h)
+        values, e0, e1 = round_layer(ly, h)
         if e1 < e0:
             dtype = numpy_helper.to_array(inits[ly.q_init]).dtype
             inits[ly.q_init].CopyFrom(numpy_helper.from_array(values.astype(dtype), ly.q_init))
@@ -303,19 +303,21 @@ def round_weights(qmodel: Any, float_model: Any, feeds: Sequence[Feeds]) -> Roun
 
 
 def weight_rounding_step(qmodel: Any, float_model: Any, ranges_items: Sequence[Feeds], judge: Judge | None,
-                         budget: DecisionBudget, mode: bool | str, settings: dict[str, Any],
-                         notes: list[str]) -> Rounded | None:
-    """Round ``qmodel``'s weights (:func:`round_weights`) and say whether to keep it: ``mode`` True keeps it,
-    ``"auto"`` keeps it when the check on the tuning items (``judge``) improves, False skips it. The decision goes
-    to ``settings["weight_rounding"]`` and the notes; returns the rounding when kept."""
+                         budget: DecisionBudget, mode: bool | str, settings: dict[str, Any], notes: list[str],
+                         rounder: Callable[[Any, Any, Sequence[Feeds]], Rounded | None] | None = None
+                         ) -> Rounded | None:
+    """Round ``qmodel``'s weights (``rounder``, default ONNX Runtime QDQ: :func:`round_weights`) and say whether to
+    keep it: ``mode`` True keeps it, ``"auto"`` keeps it when the check on the tuning items (``judge``) improves,
+    False skips it. The decision goes to ``settings["weight_rounding"]`` and the notes; returns the rounding when
+    kept."""
     if mode is False or (mode == "auto" and judge is None):
         why = "weight_rounding=False" if mode is False else "no tuning items to judge it on"
         settings["weight_rounding"] = {"applied": False, "reason": why}
         return None
-    fixed = round_weights(qmodel, float_model, ranges_items)
+    fixed = (rounder or round_weights)(qmodel, float_model, ranges_items)
     if fixed is None or not fixed.layers:
         settings["weight_rounding"] = {"applied": False, "reason": "no layer whose rounding could be optimized"}
-        notes.append("weight rounding: no quantized Conv/Gemm/MatMul whose rounding lowers its output error")
+        notes.append("weight rounding: no quantized weighted layer whose rounding lowers its output error")
         return None
     record: dict[str, Any] = {"layers": fixed.layers, "of_layers": fixed.of_layers, "items": fixed.moments.items,
                               "median_error_cut": round(fixed.error_cut, 4), "seconds": round(fixed.seconds, 1),

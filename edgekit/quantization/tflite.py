@@ -39,8 +39,10 @@ from edgekit.quantization.bias_correction import bias_correction_step
 from edgekit.quantization.calibration import CalibrationSplit, Feeds
 from edgekit.quantization.checks import Check, DecisionBudget, Judge
 from edgekit.quantization.report import QuantReport
+from edgekit.quantization.rounding import weight_rounding_step
 from edgekit.quantization.search import MIN_GAIN, Ranked, SearchResult, budget_note, sensitivity_search
 from edgekit.quantization.tflite_bias import tflite_corrector
+from edgekit.quantization.tflite_rounding import rounded_again, tflite_rounder
 
 IO_TYPES = ("auto", "int8", "float")
 #: ISA families whose targets run .tflite on a CPU (LiteRT / XNNPACK): io "auto" gives them float I/O; every other
@@ -64,6 +66,8 @@ class TfliteInt8Options:
     float I/O or scope "weighted" (see the module docstring). ``bias_correction``:
     re-centre each biased op's output-channel means on fp32's (:mod:`edgekit.quantization.tflite_bias`; ``"auto"``
     keeps it when the check on the tuning items improves: EfficientNet-Lite0 held-out cosine 0.980 -> 0.993).
+    ``weight_rounding``: int8 weights chosen for each op's output (:mod:`edgekit.quantization.tflite_rounding`),
+    before bias correction; ``"auto"`` keeps it when the check on the tuning items improves.
     ``scope`` (:data:`SCOPES`): full integer, or the weighted ops only with dynamic-range islands (transformers:
     MiniLM 0.64 -> 0.996 held-out cosine at ~3x fp32 on XNNPACK, benchmarks/results/int8_vs_peers.md).
     """
@@ -76,6 +80,7 @@ class TfliteInt8Options:
     scope: str = "auto"
     max_dynamic_ops: int = 12
     float_outputs: bool | None = None
+    weight_rounding: bool | str = "auto"
 
     def __post_init__(self) -> None:
         if self.io not in IO_TYPES:
@@ -90,9 +95,10 @@ class TfliteInt8Options:
         if self.float_outputs not in (None, True, False):
             raise ConfigError("unknown value", where="tflite.int8.float_outputs", expected="None, True, False",
                               got=self.float_outputs)
-        if not (isinstance(self.bias_correction, bool) or self.bias_correction == "auto"):
-            raise ConfigError("unknown value", where="tflite.int8.bias_correction", expected="auto, True, False",
-                              got=self.bias_correction)
+        for key in ("bias_correction", "weight_rounding"):
+            if not (isinstance(getattr(self, key), bool) or getattr(self, key) == "auto"):
+                raise ConfigError("unknown value", where=f"tflite.int8.{key}", expected="auto, True, False",
+                                  got=getattr(self, key))
 
     def io_for(self, isa_preset: str) -> tuple[str, str]:
         """The I/O a build for ISA family ``isa_preset`` gets and why (``"auto"``: float for CPU families)."""
@@ -419,13 +425,17 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
             notes.append("no tuning items: accuracy not measured here, no search")
         else:
             judge = Judge(tuning, run_tflite(fp32, tuning), data.tuning_labels, backend.run)
-            fixed = None
+            fixed = rounded = None
             if options.bias_correction == "auto" and (weighted or not has_convolutions(fp32)):
                 settings["bias_correction"] = {"applied": False, "reason": "scope 'weighted' (float activations "
                                                "between the int8 ops)" if weighted and has_convolutions(fp32) else
                                                "no convolution (a transformer-like model: MiniLM gained nothing, at "
                                                "+60 s)"}
+                settings["weight_rounding"] = {**settings["bias_correction"]}
             else:
+                rounded = weight_rounding_step(model, None, samples, judge, budget, options.weight_rounding, settings,
+                                               notes, tflite_rounder(Path(fp32).read_bytes()))
+                model = rounded.model if rounded is not None else model
                 correct = tflite_corrector(Path(fp32).read_bytes())
                 fixed = bias_correction_step(model, None, samples, judge, budget, options.bias_correction, settings,
                                              notes, where, correct)
@@ -442,11 +452,12 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
                                            model, result, budget,
                                            max_float=limit, notes=notes, what="weighted op")
                 model, kept, result = found.model, found.kept, found.check
-                if fixed is not None and kept:  # the search re-quantized without the correction: correct again
-                    again = correct(model, None, samples, where)
-                    if again is not None and budget.improves(got := judge.check(again.model), result, MIN_GAIN):
-                        model, result = again.model, got
-                        notes.append(f"bias correction applied again after the search: cosine {result.cosine:.4f}")
+                if (fixed or rounded) and kept:  # the search re-quantized without them: apply them again
+                    again = rounded_again(model, fp32, rounded, correct if fixed else None, samples, where)
+                    if budget.improves(got := judge.check(again), result, MIN_GAIN):
+                        model, result = again, got
+                        notes.append(f"weight rounding / bias correction applied again after the search: cosine "
+                                     f"{result.cosine:.4f}")
             elif not budget.meets(result):
                 notes.append("sensitivity search off: full-integer int8 with int8 I/O promises integer-only ops to "
                              "NPUs / MCUs, and an op kept float would break it (tflite.int8.sensitivity_search="

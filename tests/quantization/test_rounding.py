@@ -14,7 +14,7 @@ import pytest
 from edgekit.errors import ConfigError
 from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.onnx import StaticInt8Options, quantize_static
-from edgekit.quantization.rounding import _Layer, _optimized, _output_error, _windows
+from edgekit.quantization.rounding import Layer, _optimized, _output_error, _windows
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -36,7 +36,7 @@ def test_the_windows_are_what_the_conv_multiplies(stride: int, pad: int, dilatio
                               [numpy_helper.from_array(w, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    layer = _Layer("conv", "w_q", w.astype(np.float64), np.ones(6), np.zeros(6), -128, 127, "conv", False, "x",
+    layer = Layer("conv", "w_q", w.astype(np.float64), np.ones(6), np.zeros(6), -128, 127, "conv", False, "x",
                    attrs)
     win = _windows(x, layer)  # (C, k*k, N*OH*OW)
     got = w.reshape(6, -1) @ win.reshape(-1, win.shape[-1])

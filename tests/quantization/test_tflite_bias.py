@@ -1,11 +1,13 @@
-"""Bias correction of full-integer int8 TFLite (ai-edge-quantizer + LiteRT kernels), on a planted drift.
+"""Bias correction and weight rounding of full-integer int8 TFLite (ai-edge-quantizer + LiteRT kernels), on a planted
+drift.
 
 A small CNN over 16x16 digits converted with litert-torch: conv1's bias keeps its ReLU output near 3 (a large
 input mean, like activations after ReLU6), and each output channel of conv2 has one weight of 1 and 71 weights
 just over half the int8 step (1 / 127): they all round up, so every conv2 channel's mean moves by about 0.7
 while its signal sits around the kink of the ReLU that follows. Decisions on the tuning items; held-out items
 (the digits eval split) are never seen by the quantizer. The head's zero bias is dropped by the converter: two
-layers to correct.
+layers to correct. The drift is a rounding bias, so the optimized weight rounding
+(:mod:`edgekit.quantization.tflite_rounding`) removes it too: the bias-correction test turns the rounding off.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def drifting(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"source": src, "dataset": ds, "fp32": fp32}
 
 
-def _quantize(d: dict[str, Any], out: Path, mode: bool | str) -> Any:
+def _quantize(d: dict[str, Any], out: Path, mode: bool | str, rounding: bool | str = False) -> Any:
     from edgekit.layout import to_layout
     from edgekit.quantization.calibration import split_calibration
     from edgekit.quantization.checks import DecisionBudget
@@ -61,7 +63,7 @@ def _quantize(d: dict[str, Any], out: Path, mode: bool | str) -> Any:
     src, ds, fp32 = d["source"], d["dataset"], d["fp32"]
     split = split_calibration(lambda: ds.batches("calibration", src.io, src.preprocess, limit=96), total=96)
     return quantize_full_int8(fp32.path, out, split, lambda f: to_layout(f, fp32.layout),
-                              TfliteInt8Options(bias_correction=mode), DecisionBudget())
+                              TfliteInt8Options(bias_correction=mode, weight_rounding=rounding), DecisionBudget())
 
 
 def _held_out_cosine(d: dict[str, Any], model: Path) -> float:
@@ -94,6 +96,36 @@ def test_bias_correction_recovers_the_drift_and_stays_integer_only(drifting: dic
     assert before < 0.98 and after > before + 0.01  # measured 0.971 -> 0.988
     assert io_types(fixed.read_bytes()) == "int8" and rep.kept_float == ()  # integer-only, int8 I/O
     assert fixed.stat().st_size == plain.stat().st_size  # only bias values changed
+
+
+def test_weight_rounding_removes_the_drift_and_changes_only_int8_weights(drifting: dict[str, Any],
+                                                                          tmp_path: Path) -> None:
+    """Bias correction off, so only the rounding differs: each conv2 channel's 71 weights no longer all round up,
+    the held-out cosine recovers, the model stays integer-only with int8 I/O and the same size, and every weight
+    stays in TFLite's symmetric [-127, 127]."""
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    from edgekit.formats.tflite_graph import io_types
+
+    plain, rounded = tmp_path / "plain.tflite", tmp_path / "rounded.tflite"
+    _quantize(drifting, plain, False, False)
+    rep = _quantize(drifting, rounded, False, True)
+    record = rep.settings["weight_rounding"]
+    assert record["applied"] is True and record["layers"] >= 2 and record["median_error_cut"] > 0.3, record
+    assert any(n.startswith("weight rounding:") and "(weight_rounding=True)" in n for n in rep.notes)
+    before, after = _held_out_cosine(drifting, plain), _held_out_cosine(drifting, rounded)
+    print(f"held-out cosine {before:.4f} -> {after:.4f}")
+    assert before < 0.98 and after > before + 0.01, (before, after)
+    assert io_types(rounded.read_bytes()) == "int8" and rep.kept_float == ()
+    assert rounded.stat().st_size == plain.stat().st_size
+    m = fu.convert_bytearray_to_object(bytearray(rounded.read_bytes()))
+    sg = m.subgraphs[0]
+    weights = [np.frombuffer(bytes(bytearray(m.buffers[sg.tensors[op.inputs[1]].buffer].data)), np.int8)
+               for op in sg.operators if fu.get_builtin_code_from_operator_code(m.operatorCodes[op.opcodeIndex])
+               in (3, 4, 9) and sg.tensors[op.inputs[1]].type == 9]  # CONV_2D, DEPTHWISE, FC; INT8
+    assert len(weights) == 3 and min(int(w.min()) for w in weights) >= -127
+    auto = _quantize(drifting, tmp_path / "auto.tflite", "auto", "auto")
+    assert "applied" in auto.settings["weight_rounding"] and "applied" in auto.settings["bias_correction"]
 
 
 def test_a_model_without_convolutions_is_not_corrected(tmp_path: Path) -> None:
