@@ -144,9 +144,8 @@ def _layers(qmodel: Any, float_model: Any) -> tuple[list[Layer], dict[str, str]]
         layer = Layer(n.name, dq.input[0], w, np.broadcast_to(scale, (rows,)).copy(),
                        np.broadcast_to(zero, (rows,)).copy(), int(info.min), int(info.max), kind, transposed,
                        fn.input[0], attrs)
-        columns = int(np.prod(w.shape[1:])) if kind == "conv" else (w.shape[0] if transposed else w.shape[1])
-        if kind == "depthwise":
-            columns = int(np.prod(w.shape[2:]))
+        columns = int(np.prod(w.shape[2:] if kind == "depthwise" else w.shape[1:] if kind == "conv"
+                              else w.shape[0] if transposed else w.shape[1]))
         if columns > MAX_COLUMNS:
             left[n.name] = f"{columns} inputs per output (more than {MAX_COLUMNS})"
             continue

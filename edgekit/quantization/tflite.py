@@ -433,10 +433,11 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
                                                "+60 s)"}
                 settings["weight_rounding"] = {**settings["bias_correction"]}
             else:
+                fp32_bytes = Path(fp32).read_bytes()
                 rounded = weight_rounding_step(model, None, samples, judge, budget, options.weight_rounding, settings,
-                                               notes, tflite_rounder(Path(fp32).read_bytes()))
+                                               notes, tflite_rounder(fp32_bytes))
                 model = rounded.model if rounded is not None else model
-                correct = tflite_corrector(Path(fp32).read_bytes())
+                correct = tflite_corrector(fp32_bytes)
                 fixed = bias_correction_step(model, None, samples, judge, budget, options.bias_correction, settings,
                                              notes, where, correct)
             model = fixed.model if fixed is not None else model
@@ -453,7 +454,7 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
                                            max_float=limit, notes=notes, what="weighted op")
                 model, kept, result = found.model, found.kept, found.check
                 if (fixed or rounded) and kept:  # the search re-quantized without them: apply them again
-                    again = rounded_again(model, fp32, rounded, correct if fixed else None, samples, where)
+                    again = rounded_again(model, fp32_bytes, rounded, correct if fixed else None, samples, where)
                     if budget.improves(got := judge.check(again), result, MIN_GAIN):
                         model, result = again, got
                         notes.append(f"weight rounding / bias correction applied again after the search: cosine "

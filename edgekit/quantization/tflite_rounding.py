@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -174,12 +173,12 @@ def tflite_rounder(fp32: bytes) -> Callable[[Any, Any, Sequence[Feeds]], Rounded
     return lambda q, _float, feeds: round_tflite_weights(q, fp32, feeds)
 
 
-def rounded_again(model: bytes, fp32: Path, rounded: Rounded | None, correct: Callable[..., Any] | None,
+def rounded_again(model: bytes, fp32: bytes, rounded: Rounded | None, correct: Callable[..., Any] | None,
                   feeds: Sequence[Feeds], where: str) -> bytes:
     """A rebuild (the search's) given the rounding (same moments) and the bias correction (measured again) that
     the first build kept."""
     if rounded is not None:
-        model = apply_tflite_rounding(model, Path(fp32).read_bytes(), rounded.moments)[0]
+        model = apply_tflite_rounding(model, fp32, rounded.moments)[0]
     if correct is not None:
         again = correct(model, None, feeds, where)
         model = again.model if again is not None else model
