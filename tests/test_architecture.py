@@ -155,6 +155,15 @@ def test_no_module_over_500_lines() -> None:
     assert not over, f"modules over {MAX_LINES} lines (split them by job): {over}"
 
 
+def test_test_file_names_are_unique() -> None:
+    """tests/ has no __init__.py, so pytest imports test files by base name: two alike stop collection."""
+    tests = Path(__file__).resolve().parent
+    seen: dict[str, list[str]] = {}
+    for path in sorted(tests.rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
+
+
 def test_public_api_is_pinned() -> None:
     assert sorted(edgekit.__all__) == sorted(PUBLIC_API)
     assert len(set(edgekit.__all__)) == len(edgekit.__all__)
