@@ -1,8 +1,10 @@
-"""Higher-precision islands before float islands: the fixes the ONNX static int8 search gives a sensitive node,
-each priced by the latency it costs on the real kernels.
+"""Higher-precision islands before float islands: the fixes the static int8 search gives a sensitive node, each
+priced by the latency it costs on the real kernels. Written once over :class:`IslandBackend`: ONNX Runtime
+(:class:`OnnxIslands`, below) and LiteRT (:class:`~edgekit.quantization.tflite_search.TfliteIslands`: an
+ai-edge-quantizer recipe entry per island, 16x8 ops or ``no_quantize``) implement it.
 
 Where the sensitivity search (:mod:`edgekit.quantization.search`) would keep a node in float, every fix named in
-``StaticInt8Options.islands`` is tried on it:
+``StaticInt8Options.islands`` (``TfliteInt8Options.islands``) is tried on it; for ONNX:
 
 * ``"int16"``: the node's activation inputs get 16-bit Q/DQ (A16W8: uint16 where the recipe's activations are
   uint8, int16 where int8; weights stay int8), quantized again by ONNX Runtime from the same calibrated ranges with
@@ -23,17 +25,18 @@ that set the ranges, never held-out items.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from edgekit.errors import ConfigError, QuantizationError, first_line
-from edgekit.quantization.checks import Check, DecisionBudget, Judge, fmt_cosine
+from edgekit.quantization.checks import Check, DecisionBudget, ItemOutputs, Judge, fmt_cosine
 from edgekit.quantization.onnx_ort import run_model, session
 from edgekit.quantization.onnx_qdq import with_float_weights
 from edgekit.quantization.search import MIN_GAIN, RANK_ITEMS, Ranked, SearchBackend, sensitivity_search
@@ -68,23 +71,44 @@ def island_tensors(float_model: Any, nodes: Sequence[str]) -> list[str]:
     return out
 
 
-def interleaved_latency(models: Sequence[Any], feed: Feeds, rounds: int = LATENCY_ROUNDS) -> list[float]:
-    """Median ms of one run of each model on ``feed`` at 1 thread, the models timed in turn, round after round."""
-    sessions = [session(m, threads=1) for m in models]
+def interleaved_ms(calls: Sequence[Callable[[], object]], rounds: int = LATENCY_ROUNDS) -> list[float]:
+    """Median ms of each call (a model bound to its feed, 1 thread), the calls timed in turn, round after round;
+    a sample repeats a call until it lasts about :data:`LATENCY_SAMPLE_S` (tiny models)."""
     repeat = 1
-    for s in sessions:
+    for call in calls:
         t = time.perf_counter()
         for _ in range(2):
-            s.run(None, feed)
+            call()
         repeat = max(repeat, int(LATENCY_SAMPLE_S / max((time.perf_counter() - t) / 2, 1e-7)))
-    samples: list[list[float]] = [[] for _ in sessions]
+    samples: list[list[float]] = [[] for _ in calls]
     for _ in range(rounds):
-        for i, s in enumerate(sessions):
+        for i, call in enumerate(calls):
             t = time.perf_counter()
             for _ in range(repeat):
-                s.run(None, feed)
+                call()
             samples[i].append((time.perf_counter() - t) * 1e3 / repeat)
     return [float(np.median(s)) for s in samples]
+
+
+def interleaved_latency(models: Sequence[Any], feed: Feeds, rounds: int = LATENCY_ROUNDS) -> list[float]:
+    """Median ms of one ONNX Runtime run of each model on ``feed`` at 1 thread, interleaved (:func:`interleaved_ms`)."""
+    sessions = [session(m, threads=1) for m in models]
+    calls: list[Callable[[], object]] = [functools.partial(s.run, None, feed) for s in sessions]
+    return interleaved_ms(calls, rounds)
+
+
+class IslandBackend(Protocol):
+    """What :func:`island_search` needs of a quantizer: build the model with a fix per node (``fixes``: node ->
+    one of :data:`ISLAND_KINDS`), run it on feeds, time models interleaved on one feed (median ms each), and say
+    which kernels run the 16-bit islands."""
+
+    def build(self, fixes: Mapping[str, str]) -> Any: ...
+
+    def run(self, model: Any, feeds: Sequence[Feeds]) -> Sequence[ItemOutputs]: ...
+
+    def latency(self, models: Sequence[Any], feed: Feeds) -> list[float]: ...
+
+    def int16_note(self, model: Any, nodes: Sequence[str]) -> str: ...
 
 
 class OnnxIslands:
@@ -116,17 +140,20 @@ class OnnxIslands:
     def latency(self, models: Sequence[Any], feed: Feeds) -> list[float]:
         return interleaved_latency(models, feed)
 
+    def int16_note(self, model: Any, nodes: Sequence[str]) -> str:
+        return int16_kernel_note(model, nodes)
+
 
 class _FloatOnly:
-    """:class:`OnnxIslands` as a plain :class:`SearchBackend` (``islands=("float",)``)."""
+    """An :class:`IslandBackend` as a plain :class:`SearchBackend` (``islands=("float",)``)."""
 
-    def __init__(self, islands: OnnxIslands) -> None:
+    def __init__(self, islands: IslandBackend) -> None:
         self._islands = islands
 
     def build(self, kept_float: Sequence[str]) -> Any:
         return self._islands.build(dict.fromkeys(kept_float, "float"))
 
-    def run(self, model: Any, feeds: Sequence[Feeds]) -> list[list[np.ndarray]]:
+    def run(self, model: Any, feeds: Sequence[Feeds]) -> Sequence[ItemOutputs]:
         return self._islands.run(model, feeds)
 
     def rank(self, candidates: Sequence[str], judge: Judge) -> list[Ranked] | None:
@@ -144,7 +171,7 @@ class IslandResult:
     decisions: tuple[dict[str, Any], ...] = ()
 
 
-def _trial(backend: OnnxIslands, fixes: Mapping[str, str], judge: Judge) -> tuple[Any, Check] | str:
+def _trial(backend: IslandBackend, fixes: Mapping[str, str], judge: Judge) -> tuple[Any, Check] | str:
     """(model, check) with ``fixes``, or why it could not be built or run."""
     try:
         model = backend.build(fixes)
@@ -157,7 +184,7 @@ def _cos(check: Check) -> str:
     return f"cosine {fmt_cosine(check.cosine)}" if check.has_vector_output else f"agreement score {check.score:.4f}"
 
 
-def _rank(backend: OnnxIslands, candidates: Sequence[str], islands: Sequence[str],
+def _rank(backend: IslandBackend, candidates: Sequence[str], islands: Sequence[str],
           judge: Judge) -> tuple[list[Ranked], dict[str, str]]:
     """Each candidate's best gain over the fixes, each alone, most sensitive first; and which fix gave it."""
     first = _trial(backend, {}, judge)
@@ -175,15 +202,16 @@ def _rank(backend: OnnxIslands, candidates: Sequence[str], islands: Sequence[str
     return sorted(ranked, key=lambda r: -r.score), best
 
 
-def island_search(backend: OnnxIslands, candidates: Sequence[str], judge: Judge, model: Any, check: Check,
+def island_search(backend: IslandBackend, candidates: Sequence[str], judge: Judge, model: Any, check: Check,
                   budget: DecisionBudget, islands: Sequence[str], *, max_nodes: int, notes: list[str],
-                  min_gain: float = MIN_GAIN) -> IslandResult:
+                  min_gain: float = MIN_GAIN, what: str = "weighted node") -> IslandResult:
     """Give the most sensitive ``candidates`` their cheapest fix that reaches the aim, until the aim holds.
 
     ``model`` / ``check``: the quantized model to start from and its check on all tuning items."""
     if tuple(islands) == ("float",):
         plain: SearchBackend = _FloatOnly(backend)
-        res = sensitivity_search(plain, candidates, judge, model, check, budget, max_float=max_nodes, notes=notes)
+        res = sensitivity_search(plain, candidates, judge, model, check, budget, max_float=max_nodes, notes=notes,
+                                 what=what)
         return IslandResult(res.model, dict.fromkeys(res.kept, "float"), res.check)
     if budget.meets(check):
         return IslandResult(model, {}, check)
@@ -195,7 +223,7 @@ def island_search(backend: OnnxIslands, candidates: Sequence[str], judge: Judge,
     t0 = time.perf_counter()
     ranked, best = _rank(backend, candidates, islands, rank_judge)
     top = ", ".join(f"{r.name} {r.score:+.2g} ({best[r.name]})" for r in ranked[:5])
-    notes.append(f"sensitivity search: ranked {len(ranked)} weighted nodes by the best cosine gain of "
+    notes.append(f"sensitivity search: ranked {len(ranked)} {what}s by the best cosine gain of "
                  f"{' / '.join(islands)} alone ({len(rank_judge)} tuning items, real kernels, "
                  f"{time.perf_counter() - t0:.1f} s); top: {top}")
     fixes: dict[str, str] = {}
@@ -216,11 +244,11 @@ def island_search(backend: OnnxIslands, candidates: Sequence[str], judge: Judge,
             current, cur = step[0], step[1]
             decisions.append(step[2])
     if fixes and "int16" in fixes.values():
-        notes.append(int16_kernel_note(current, [n for n, f in fixes.items() if f == "int16"]))
+        notes.append(backend.int16_note(current, [n for n, f in fixes.items() if f == "int16"]))
     return IslandResult(current, fixes, cur, tuple(decisions))
 
 
-def _decide(backend: OnnxIslands, r: Ranked, fixes: Mapping[str, str], judge: Judge, current: Any, cur: Check,
+def _decide(backend: IslandBackend, r: Ranked, fixes: Mapping[str, str], judge: Judge, current: Any, cur: Check,
             budget: DecisionBudget, islands: Sequence[str], min_gain: float,
             notes: list[str]) -> tuple[Any, Check, dict[str, Any]] | None:
     """Try every fix on ``r``, price each, keep the cheapest that reaches the aim (else the best that improves)."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,15 +33,25 @@ import numpy as np
 
 from edgekit.artifacts import atomic_write_bytes
 from edgekit.errors import CalibrationError, ConfigError, QuantizationError, first_line, require
-from edgekit.formats.tflite_graph import float_io, io_types
+from edgekit.formats.tflite_graph import io_types
 from edgekit.quantization.bias_correction import bias_correction_step
 from edgekit.quantization.calibration import CalibrationSplit, Feeds
-from edgekit.quantization.checks import Check, DecisionBudget, Judge
+from edgekit.quantization.checks import DecisionBudget, Judge
+from edgekit.quantization.islands import check_islands, island_search
 from edgekit.quantization.report import QuantReport
 from edgekit.quantization.rounding import weight_rounding_step
-from edgekit.quantization.search import MIN_GAIN, Ranked, SearchResult, budget_note, sensitivity_search
+from edgekit.quantization.search import MIN_GAIN, budget_note
 from edgekit.quantization.tflite_bias import tflite_corrector
 from edgekit.quantization.tflite_rounding import rounded_again, tflite_rounder
+from edgekit.quantization.tflite_search import (
+    STATIC_OPS,
+    TfliteBackend,
+    TfliteIslands,
+    grow_islands,
+    model_bytes,
+    quiet_quantize,
+    run_tflite,
+)
 
 IO_TYPES = ("auto", "int8", "float")
 #: ISA families whose targets run .tflite on a CPU (LiteRT / XNNPACK): io "auto" gives them float I/O; every other
@@ -52,7 +61,6 @@ CPU_FAMILIES = ("vnni", "avx2", "arm64")
 #: (FULLY_CONNECTED / convolutions) static int8, embedding tables int8 weights, every other op float, and the search's
 #: island is dynamic-range int8 (weights int8, activations quantized at run time), not float; "auto" picks by model.
 SCOPES = ("auto", "all", "weighted")
-STATIC_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")  # "weighted": static int8 (XNNPACK QS8 kernels)
 WEIGHTED_OPS = {3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 9: "FULLY_CONNECTED", 67: "TRANSPOSE_CONV",
                 126: "BATCH_MATMUL"}  # builtin operator codes
 
@@ -61,13 +69,19 @@ WEIGHTED_OPS = {3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 9: "FULLY_CONNECTED", 67: 
 class TfliteInt8Options:
     """Full-integer int8: ``io`` is "int8" or "float"; ``max_items`` caps the ranges items used.
 
-    ``sensitivity_search``: keep the most sensitive ops float (at most ``max_float_ops``; with scope "weighted":
-    dynamic-range int8, at most ``max_dynamic_ops``) until the budget holds on the tuning items; ``None`` = with
-    float I/O or scope "weighted" (see the module docstring). ``bias_correction``:
-    re-centre each biased op's output-channel means on fp32's (:mod:`edgekit.quantization.tflite_bias`; ``"auto"``
-    keeps it when the check on the tuning items improves: EfficientNet-Lite0 held-out cosine 0.980 -> 0.993).
+    ``sensitivity_search``: give the most sensitive ops a fix of ``islands`` (at most ``max_float_ops``; with scope
+    "weighted": dynamic-range int8, at most ``max_dynamic_ops``) until the budget holds on the tuning items;
+    ``None`` = with float I/O, scope "weighted", or ``islands`` without "float" (see the module docstring).
+    ``bias_correction``: re-centre each biased op's output-channel means on fp32's
+    (:mod:`edgekit.quantization.tflite_bias`; ``"auto"`` keeps it when the check on the tuning items improves:
+    EfficientNet-Lite0 held-out cosine 0.980 -> 0.993).
     ``weight_rounding``: int8 weights chosen for each op's output (:mod:`edgekit.quantization.tflite_rounding`),
     before bias correction; ``"auto"`` keeps it when the check on the tuning items improves.
+    ``islands`` (scope "all"): the fixes the search tries on a sensitive op, in order, each priced by its measured
+    LiteRT latency (:mod:`edgekit.quantization.islands`): ``"int16"`` (the op runs 16x8: integer-only, for NPUs
+    with A16W8; on XNNPACK CPUs a 16x8 op runs on builtin kernels, slow), ``"float"`` (``no_quantize``);
+    ``("float",)``, the default, is the float-only search, unpriced; ``("int16",)`` keeps a full-integer model
+    integer-only, so the search runs with int8 I/O too.
     ``scope`` (:data:`SCOPES`): full integer, or the weighted ops only with dynamic-range islands (transformers:
     MiniLM 0.64 -> 0.996 held-out cosine at ~3x fp32 on XNNPACK, benchmarks/results/int8_vs_peers.md).
     """
@@ -81,8 +95,10 @@ class TfliteInt8Options:
     max_dynamic_ops: int = 12
     float_outputs: bool | None = None
     weight_rounding: bool | str = "auto"
+    islands: tuple[str, ...] = ("float",)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "islands", check_islands(self.islands, "tflite.int8.islands"))
         if self.io not in IO_TYPES:
             raise QuantizationError("unknown int8 I/O type", where="tflite.int8.io",
                                     expected=" | ".join(IO_TYPES), got=self.io)
@@ -121,7 +137,7 @@ class TfliteInt8Options:
         """Whether the sensitivity search runs for a build of ``scope`` ("all" / "weighted")."""
         if self.sensitivity_search is not None:
             return self.sensitivity_search
-        return self.io == "float" or scope == "weighted"
+        return self.io == "float" or scope == "weighted" or "float" not in self.islands
 
     def scope_for(self, fp32: Path) -> tuple[str, str]:
         """The scope a build of ``fp32`` gets and why (``"auto"``: "weighted" for a model without convolutions)."""
@@ -138,22 +154,6 @@ def _quantizer() -> Any:
     return require("ai_edge_quantizer.quantizer", "tflite", "quantizing .tflite models")
 
 
-def _to_bytes(result: Any) -> bytes:
-    """The quantized model as one flatbuffer with inline buffers."""
-    from ai_edge_litert.tools import flatbuffer_utils as fu
-
-    with tempfile.TemporaryDirectory(prefix="edgekit-aeq-") as tmp:
-        tmp_file = Path(tmp) / "model.tflite"
-        result.export_model(str(tmp_file), overwrite=True)
-        model = fu.read_model(str(tmp_file))  # resolves offset buffers into inline data
-        return bytes(fu.convert_object_to_bytearray(model))
-
-
-def _quiet_quantize(qt: Any, calibration: Any = None) -> Any:
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return qt.quantize(calibration) if calibration is not None else qt.quantize()
-
-
 def convert_fp16(fp32: Path, out_path: Path) -> QuantReport:
     """Weights to float16 (compute stays float32 on CPUs; GPUs may run it in half)."""
     t0 = time.perf_counter()
@@ -167,7 +167,7 @@ def convert_fp16(fp32: Path, out_path: Path) -> QuantReport:
                               algorithm_key=AlgorithmName.FLOAT_CASTING)
     qt = q.Quantizer(str(fp32))
     qt.load_quantization_recipe(rm.get_quantization_recipe())
-    atomic_write_bytes(out_path, _to_bytes(_quiet_quantize(qt)))
+    atomic_write_bytes(out_path, model_bytes(quiet_quantize(qt)))
     return QuantReport({"method": "ai-edge-quantizer float_casting", "weights": "float16"},
                        notes=("fp16 weights (ai-edge-quantizer float casting), float compute",),
                        seconds=time.perf_counter() - t0)
@@ -181,7 +181,7 @@ def quantize_dynamic(fp32: Path, out_path: Path) -> QuantReport:
 
     qt = q.Quantizer(str(fp32))
     qt.load_quantization_recipe(recipe.dynamic_wi8_afp32())
-    atomic_write_bytes(out_path, _to_bytes(_quiet_quantize(qt)))
+    atomic_write_bytes(out_path, model_bytes(quiet_quantize(qt)))
     return QuantReport({"method": "ai-edge-quantizer dynamic_wi8_afp32"},
                        notes=("dynamic-range int8: int8 weights, float activations",), seconds=time.perf_counter() - t0)
 
@@ -241,6 +241,20 @@ def output_ops(fp32: Path, max_depth: int = 8) -> list[str]:
     return found
 
 
+def input_producers(fp32: Path) -> dict[str, list[str]]:
+    """Each weighted op's scope -> the scopes of the ops that make its activation inputs (not constants, not graph
+    inputs): a 16-bit island runs them at 16 bits too, so the tensor it reads is 16-bit from the start."""
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    model = fu.read_model(str(fp32))
+    sg = model.subgraphs[0]
+    scope = {id(op): ";".join((sg.tensors[i].name or b"").decode() for i in op.outputs) for op in sg.operators}
+    producer = {int(t): scope[id(op)] for op in sg.operators for t in op.outputs}
+    code = {id(op): fu.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex]) for op in sg.operators}
+    return {scope[id(op)]: [producer[int(t)] for t in op.inputs if int(t) in producer]
+            for op in sg.operators if code[id(op)] in WEIGHTED_OPS}
+
+
 def weighted_outputs(fp32: Path, only: Sequence[str] | None = None) -> dict[str, list[str]]:
     """Each weighted op's scope (see :func:`weighted_ops`) -> its output tensors' names (names may hold ';')."""
     sg, ops = _operators(fp32)
@@ -250,107 +264,6 @@ def weighted_outputs(fp32: Path, only: Sequence[str] | None = None) -> dict[str,
             names = [(sg.tensors[i].name or b"").decode() for i in op.outputs]
             out[";".join(names)] = names
     return out
-
-
-class TfliteBackend:
-    """The search backend of ai-edge-quantizer: an op kept float gets a ``no_quantize`` recipe entry
-    (matched on its scope); each trial re-quantizes from the same calibration statistics."""
-
-    def __init__(self, qt: Any, stats: Any, io_kind: str, tmp: Path, scope: str = "all",
-                 outputs: Mapping[str, Sequence[str]] | None = None, always_float: Sequence[str] = ()) -> None:
-        self._qt, self._stats, self._io, self._tmp, self._scope = qt, stats, io_kind, tmp, scope
-        self._outputs = outputs or {}  # op scope -> output tensor names (for the range ranking)
-        self._always = list(always_float)  # op scopes float in every build (the output ops)
-        self._n = 0
-
-    def build(self, kept_float: Sequence[str]) -> bytes:
-        """The model with the ops of ``kept_float`` (scopes) as islands: float ("all"), dynamic int8 ("weighted")."""
-        self._qt.load_quantization_recipe(int8_recipe(self._scope, [*self._always, *kept_float]))
-        data = _to_bytes(_quiet_quantize(self._qt, self._stats))
-        return float_io(data) if self._io == "float" and self._scope == "all" else data
-
-    def run(self, model: bytes, feeds: Sequence[Feeds]) -> list[list[np.ndarray]]:
-        self._n += 1  # a new file per trial: LiteRT maps the file it loads
-        return run_tflite(model, feeds, self._tmp / f"trial{self._n}.tflite")
-
-    def rank(self, candidates: Sequence[str], judge: Judge) -> list[Ranked] | None:
-        """Scope "weighted": by the calibrated range of each op's output (max |x|), widest first: a static op
-        requantizes its output per tensor, and outlier channels (a transformer's FFN output: up to ~200 in
-        MiniLM) waste that range; free, where the gain ranking re-quantizes a large model once per candidate
-        (36 FCs of MiniLM: over 6 minutes). Else None: the gain ranking."""
-        if self._scope != "weighted":
-            return None
-
-        def widest(scope_name: str) -> float:
-            found = [max(abs(float(np.min(st["min"]))), abs(float(np.max(st["max"]))))
-                     for t in self._outputs.get(scope_name, ()) if (st := self._stats.get(t)) is not None]
-            return max(found, default=0.0)
-
-        return sorted((Ranked(c, widest(c), False, "calibrated output range (max |x|)") for c in candidates),
-                      key=lambda r: -r.score)
-
-
-def grow_islands(backend: TfliteBackend, candidates: Sequence[str], judge: Judge, model: bytes, check: Check,
-                 budget: DecisionBudget, limit: int, notes: list[str]) -> SearchResult:
-    """Scope "weighted": make the ``k`` widest-range ops dynamic-range int8 islands for ``k`` = 1, 2, 4, ... up to
-    ``limit``, until the check on the tuning items meets the aim; the best tried when none does. A handful of
-    builds (MiniLM: each re-quantizes 86 MB), where the one-op-at-a-time search took over 5 minutes; an island costs
-    no speed on XNNPACK (dynamic and static FCs ran alike), so taking a few more than the minimum is cheap."""
-    ranked = backend.rank(candidates, judge) or []
-    top = ", ".join(f"{r.name} {r.score:.3g}" for r in ranked[:5])
-    notes.append(f"island search: {len(ranked)} weighted ops ranked by calibrated output range (max |x|); top: {top}")
-    best = SearchResult(model, (), check)
-    k = 1
-    while ranked and k <= min(limit, len(ranked)):
-        names = tuple(r.name for r in ranked[:k])
-        trial = backend.build(names)
-        got = judge.check(trial)
-        notes.append(f"{k} widest as dynamic-range int8: {got.text()}")
-        if budget.improves(got, best.check, 0.0):
-            best = SearchResult(trial, names, got)
-        if budget.meets(got) or k == min(limit, len(ranked)):
-            break
-        k = min(2 * k, limit, len(ranked))
-    if best.kept:
-        notes.append(f"kept {len(best.kept)} ops as dynamic-range int8 islands: {', '.join(best.kept)}")
-    return best
-
-
-def int8_recipe(scope: str, islands: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """ai-edge-quantizer's recipe for an int8 build of ``scope`` with ``islands`` (op scopes, matched on their
-    output tensor names): kept float ("all"), or dynamic-range int8 ("weighted"). Later entries win."""
-    from ai_edge_quantizer import qtyping, recipe
-    from ai_edge_quantizer.recipe_manager import RecipeManager
-
-    def exact(scope_name: str) -> str:
-        return "^" + re.escape(scope_name) + ";"
-
-    if scope == "all":
-        return [*recipe.static_wi8_ai8(), *({"regex": exact(name), "operation": "*", "algorithm_key": "no_quantize",
-                                             "op_config": {}} for name in islands)]
-    ops = qtyping.TFLOperationName
-    rm = RecipeManager()
-    for op in STATIC_OPS:
-        rm.add_static_config(regex=".*", operation_name=getattr(ops, op), activation_num_bits=8, weight_num_bits=8)
-    rm.add_dynamic_config(regex=".*", operation_name=ops.EMBEDDING_LOOKUP, num_bits=8)  # the tables: size only
-    for name in islands:  # the island's own op kind matches its scope; the other kinds match nothing
-        for op in STATIC_OPS:
-            rm.add_dynamic_config(regex=exact(name), operation_name=getattr(ops, op), num_bits=8)
-    entries: list[dict[str, Any]] = rm.get_quantization_recipe()
-    return entries
-
-
-def run_tflite(model: bytes | Path, feeds: Sequence[Feeds], path: Path | None = None) -> list[list[np.ndarray]]:
-    """Every output per feed with the real LiteRT kernels (int8 I/O quantized / dequantized)."""
-    from edgekit.runtimes.base import RuntimeOptions
-    from edgekit.runtimes.litert import LiteRTRuntime
-
-    if isinstance(model, bytes):
-        assert path is not None
-        path.write_bytes(model)
-        model = path
-    sess = LiteRTRuntime().load(model, RuntimeOptions(threads=1))
-    return [[np.asarray(o, dtype=np.float32) for o in sess.run(f)] for f in feeds]
 
 
 def _model_inputs(feeds: Feeds, adapt: Callable[[Feeds], Feeds], dtypes: Mapping[str, Any], where: str) -> Feeds:
@@ -449,11 +362,15 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
                                      notes)
                 model, kept, result = found.model, found.kept, found.check
             elif searched:
-                found = sensitivity_search(backend, [o for o in weighted_ops(fp32) if o not in float_outs], judge,
-                                           model, result, budget,
-                                           max_float=limit, notes=notes, what="weighted op")
-                model, kept, result = found.model, found.kept, found.check
-                if (fixed or rounded) and kept:  # the search re-quantized without them: apply them again
+                islands = TfliteIslands(backend, model, input_producers(fp32))
+                found16 = island_search(islands, [o for o in weighted_ops(fp32) if o not in float_outs], judge, model,
+                                        result, budget, options.islands, max_nodes=limit, notes=notes,
+                                        what="weighted op")
+                model, result = found16.model, found16.check
+                kept = tuple(n for n, f in found16.fixes.items() if f == "float")
+                settings["islands_16bit"] = [n for n, f in found16.fixes.items() if f == "int16"]
+                settings["island_decisions"] = list(found16.decisions)
+                if (fixed or rounded) and found16.fixes:  # the search re-quantized without them: apply them again
                     again = rounded_again(model, fp32_bytes, rounded, correct if fixed else None, samples, where)
                     if budget.improves(got := judge.check(again), result, MIN_GAIN):
                         model, result = again, got
@@ -461,8 +378,9 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
                                      f"{result.cosine:.4f}")
             elif not budget.meets(result):
                 notes.append("sensitivity search off: full-integer int8 with int8 I/O promises integer-only ops to "
-                             "NPUs / MCUs, and an op kept float would break it (tflite.int8.sensitivity_search="
-                             "True allows it; float I/O turns it on)")
+                             "NPUs / MCUs, and an op kept float would break it (tflite.int8.islands=['int16'] "
+                             "searches with 16-bit islands only, which keep it; tflite.int8.sensitivity_search="
+                             "True allows float; float I/O turns it on)")
             note = budget_note(budget, result)
             if note:
                 notes.append(note)

@@ -68,7 +68,7 @@ def _quantize(d: dict[str, Any], out: Path, mode: bool | str, rounding: bool | s
 
 def _held_out_cosine(d: dict[str, Any], model: Path) -> float:
     from edgekit.layout import to_layout
-    from edgekit.quantization.tflite import run_tflite
+    from edgekit.quantization.tflite_search import run_tflite
 
     src, ds, fp32 = d["source"], d["dataset"], d["fp32"]
     feeds = [to_layout(f, fp32.layout) for f in ds.batches("eval", src.io, src.preprocess, limit=200)]

@@ -20,7 +20,8 @@ import pytest
 from edgekit.errors import ConfigError
 from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.checks import DecisionBudget
-from edgekit.quantization.tflite import TfliteInt8Options, quantize_full_int8, run_tflite, weighted_ops
+from edgekit.quantization.tflite import TfliteInt8Options, quantize_full_int8, weighted_ops
+from edgekit.quantization.tflite_search import run_tflite
 from edgekit.results import AccuracyBudget
 
 pytest.importorskip("ai_edge_litert")

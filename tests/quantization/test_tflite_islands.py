@@ -1,0 +1,128 @@
+"""16-bit islands in TFLite full int8 (ai-edge-quantizer 16x8 ops), with the real litert-torch conversion,
+ai-edge-quantizer and LiteRT kernels.
+
+Planted: ``x -> fc1 -> h -> fc2 -> relu -> fc3 -> y``, where two channels of ``h`` sit near 800 (fc1's bias) and fc2
+all but ignores them. An int8 ``h`` spreads 256 levels over [.., 800] (a step of ~6) and rounds the channels that matter
+away; keeping fc2 float does not help (it reads the same int8 ``h``, dequantized); a 16-bit island on fc2 (fc2 and
+fc1, the op that makes ``h``, at 16x8) does. With int8 I/O the model must stay integer-only, so the island is the
+only fix allowed, and the search runs by default. Decisions on the tuning items; held-out items (digits 1000+) are
+never seen by the quantizer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgekit.errors import ConfigError
+from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
+from edgekit.quantization.checks import DecisionBudget
+from edgekit.quantization.tflite import TfliteInt8Options, input_producers, quantize_full_int8, weighted_ops
+from edgekit.quantization.tflite_search import run_tflite
+from edgekit.results import AccuracyBudget
+
+pytest.importorskip("ai_edge_litert")
+pytest.importorskip("litert_torch")
+BUDGET = DecisionBudget(AccuracyBudget(min_cosine=0.99))
+
+
+@pytest.fixture(scope="module")
+def pixels() -> np.ndarray:
+    from sklearn.datasets import load_digits
+
+    return ((load_digits().data.astype(np.float32) / 16.0 - 0.5) / 0.5).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def outlier_h(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import litert_torch
+    import torch
+    from torch import nn
+
+    class Planted(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2, self.fc3 = nn.Linear(64, 32), nn.Linear(32, 16), nn.Linear(16, 10)
+
+        def forward(self, x: Any) -> Any:
+            return self.fc3(torch.relu(self.fc2(self.fc1(x))))
+
+    torch.manual_seed(0)
+    module = Planted().eval()
+    with torch.no_grad():
+        module.fc1.weight.mul_(4.0)  # h's ordinary channels: std ~2, far below int8's step over [.., 800]
+        module.fc1.bias[:2] = 800.0  # two outlier channels of h
+        module.fc2.weight[:, :2] = 1e-4  # that fc2 all but ignores
+        module.fc2.bias.zero_()  # the output is all h's ordinary channels (a bias would hide their loss)
+    path = tmp_path_factory.mktemp("islands16") / "planted.tflite"
+    litert_torch.convert(module, (torch.zeros(1, 64),)).export(str(path))
+    return path
+
+
+def _split(x: np.ndarray) -> CalibrationSplit:
+    return split_calibration(lambda: ({"x": v[None]} for v in x), TuningOptions())
+
+
+def _cosine(ref: list[list[np.ndarray]], got: list[list[np.ndarray]]) -> float:
+    a = np.concatenate([r[0].reshape(1, -1) for r in ref])
+    b = np.concatenate([g[0].reshape(1, -1) for g in got])
+    return float(np.mean((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)))
+
+
+def _tensor_types(path: Path) -> set[str]:
+    import ai_edge_litert.interpreter as tfl
+
+    it = tfl.Interpreter(model_path=str(path))
+    return {np.dtype(t["dtype"]).name for t in it.get_tensor_details()}
+
+
+def test_int8_io_gets_a_16_bit_island_on_fc2_and_stays_integer_only(outlier_h: Path, pixels: np.ndarray,
+                                                                   tmp_path: Path) -> None:
+    held = [{"x": v[None]} for v in pixels[1000:1200]]
+    ref = run_tflite(outlier_h, held)
+    plain, searched = tmp_path / "plain.tflite", tmp_path / "searched.tflite"
+    fixes_off = TfliteInt8Options(scope="all", io="int8", weight_rounding=False, bias_correction=False)
+    off = quantize_full_int8(outlier_h, plain, _split(pixels[:200]), lambda f: f, fixes_off, BUDGET)
+    options = TfliteInt8Options(scope="all", io="int8", weight_rounding=False, bias_correction=False,
+                                islands=("int16",))
+    assert options.search("all") and not fixes_off.search("all")  # int16-only islands keep the promise: on
+    rep = quantize_full_int8(outlier_h, searched, _split(pixels[:200]), lambda f: f, options, BUDGET)
+    fc1, fc2, fc3 = weighted_ops(outlier_h)
+    assert input_producers(outlier_h) == {fc1: [], fc2: [fc1], fc3: [fc2]}  # relu: fused into fc2
+    assert "sensitivity search off" in " ".join(off.notes)
+    assert rep.settings["islands_16bit"] == [fc2] and rep.kept_float == ()
+    [decision] = rep.settings["island_decisions"]
+    assert decision["fix"] == "int16" and decision["score_after"] > decision["score_before"] + 0.05
+    assert decision["latency_ms_before"] > 0 and np.isfinite(decision["latency_cost"])
+    assert any("16x8 ops; LiteRT runs" in n for n in rep.notes)
+    before, after = _cosine(ref, run_tflite(plain, held)), _cosine(ref, run_tflite(searched, held))
+    assert before < 0.95 and after > 0.98, (before, after)  # held out
+    assert not {"float32", "float16"} & _tensor_types(searched)  # integer-only: int8, int16 and their biases
+    assert {"int8", "int16"} <= _tensor_types(searched)
+
+
+def test_with_both_fixes_each_is_priced_and_the_choice_follows_the_rule(outlier_h: Path, pixels: np.ndarray,
+                                                                         tmp_path: Path) -> None:
+    """Float I/O, islands ("int16", "float"): float on fc2 does not help (it reads the int8 h either way), so the
+    16-bit island wins; the record keeps what float would have given and cost, measured."""
+    options = TfliteInt8Options(scope="all", io="float", weight_rounding=False, bias_correction=False,
+                                islands=("int16", "float"), float_outputs=False)
+    rep = quantize_full_int8(outlier_h, tmp_path / "both.tflite", _split(pixels[:200]), lambda f: f, options,
+                             BUDGET)
+    fc2 = weighted_ops(outlier_h)[1]
+    decision = rep.settings["island_decisions"][0]  # the most sensitive first; later decisions may follow
+    assert decision["node"] == fc2 and decision["fix"] == "int16"
+    alt = decision["alternatives"]["float"]
+    assert not alt["meets_aim"] and alt["cosine"] < decision["cosine_after"] - 0.05
+    assert np.isfinite(alt["latency_cost"]) and np.isfinite(decision["latency_cost"])
+
+
+def test_islands_option_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"tflite\.int8\.islands"):
+        TfliteInt8Options(islands=("int4",))
+    with pytest.raises(ConfigError, match=r"tflite\.int8\.islands"):
+        TfliteInt8Options(islands=())
+    assert TfliteInt8Options().islands == ("float",) and not TfliteInt8Options(io="int8").search("all")
