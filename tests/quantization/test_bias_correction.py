@@ -18,9 +18,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx_helpers import mean_cosine, run_rows
+from quant_helpers import split_rows
 
 from edgekit.errors import ConfigError
-from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.checks import DecisionBudget
 from edgekit.quantization.onnx import StaticInt8Options, quantize_static
 from edgekit.quantization.onnx_qdq import float_graph_outputs
@@ -57,19 +57,15 @@ def drifting(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _split(x: np.ndarray) -> CalibrationSplit:
-    return split_calibration(lambda: ({"x": v[None]} for v in x), TuningOptions())
-
-
 def test_bias_correction_recovers_the_drifting_layer_in_int8(drifting: Path, pixels: np.ndarray,
                                                               tmp_path: Path) -> None:
     # weight rounding off: this drift is a rounding bias, which the optimized rounding alone removes (0.99966 ->
     # 0.99982 on the tuning items with it on); the test is about bias correction
     options = {"keep_input_layers_float": False, "sensitivity_search": False, "weight_rounding": False}
     plain, fixed = tmp_path / "plain.onnx", tmp_path / "fixed.onnx"
-    quantize_static(drifting, plain, _split(pixels[:200]), StaticInt8Options(**options, bias_correction=False),
+    quantize_static(drifting, plain, split_rows(pixels[:200]), StaticInt8Options(**options, bias_correction=False),
                     "vnni", BUDGET)
-    rep = quantize_static(drifting, fixed, _split(pixels[:200]), StaticInt8Options(**options), "vnni", BUDGET)
+    rep = quantize_static(drifting, fixed, split_rows(pixels[:200]), StaticInt8Options(**options), "vnni", BUDGET)
     record = rep.settings["bias_correction"]
     assert record["applied"] and record["layers"] == 1 and record["items"] == 16
     assert record["tuning_cosine_with"] > record["tuning_cosine_without"] + 0.01
@@ -90,7 +86,7 @@ def test_the_search_keeps_the_correction_when_it_rebuilds(drifting: Path, pixels
     corrected float model, so the corrected biases are in the artifact."""
     out = tmp_path / "strict.onnx"
     strict = DecisionBudget(AccuracyBudget(min_cosine=0.99999))
-    rep = quantize_static(drifting, out, _split(pixels[:200]), StaticInt8Options(keep_input_layers_float=False),
+    rep = quantize_static(drifting, out, split_rows(pixels[:200]), StaticInt8Options(keep_input_layers_float=False),
                           "vnni", strict)
     assert rep.settings["bias_correction"]["applied"]
     held = pixels[1000:1400]
@@ -110,7 +106,7 @@ def test_a_correction_that_does_not_help_is_not_kept(tmp_path: Path, pixels: np.
     model.ir_version = 8
     path = tmp_path / "exact.onnx"
     onnx.save(model, str(path))
-    rep = quantize_static(path, tmp_path / "q.onnx", _split(pixels[:200]),
+    rep = quantize_static(path, tmp_path / "q.onnx", split_rows(pixels[:200]),
                           StaticInt8Options(keep_input_layers_float=False), "vnni", BUDGET)
     assert rep.settings["bias_correction"]["applied"] is False
     assert any("bias correction" in n and "not kept" in n for n in rep.notes)
@@ -119,12 +115,13 @@ def test_a_correction_that_does_not_help_is_not_kept(tmp_path: Path, pixels: np.
 def test_graph_outputs_leave_int8_in_float_except_after_matmul(drifting: Path, pixels: np.ndarray,
                                                               tmp_path: Path) -> None:
     out = tmp_path / "q.onnx"
-    quantize_static(drifting, out, _split(pixels[:200]), StaticInt8Options(sensitivity_search=False), "vnni", BUDGET)
+    quantize_static(drifting, out, split_rows(pixels[:200]), StaticInt8Options(sensitivity_search=False), "vnni",
+                    BUDGET)
     model = onnx.load(str(out))
     maker = next(n for n in model.graph.node if "y" in n.output)
     assert maker.op_type == "Gemm"  # no QuantizeLinear/DequantizeLinear in front of the output
     # ort-default reproduces plain quantize_static: its output keeps the pair
-    quantize_static(drifting, tmp_path / "d.onnx", _split(pixels[:200]), StaticInt8Options(preset="ort-default"),
+    quantize_static(drifting, tmp_path / "d.onnx", split_rows(pixels[:200]), StaticInt8Options(preset="ort-default"),
                     "vnni", BUDGET)
     assert next(n for n in onnx.load(str(tmp_path / "d.onnx")).graph.node if "y" in n.output).op_type \
         == "DequantizeLinear"

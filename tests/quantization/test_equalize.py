@@ -11,10 +11,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from quant_helpers import split_rows
 
 from edgekit.errors import ConfigError
 from edgekit.metrics import row_cosine
-from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.equalize import TOLERANCE, equalize, equalized_model, find_pairs, max_relative_difference
 from edgekit.quantization.onnx import StaticInt8Options, quantize_static
 
@@ -74,10 +74,6 @@ def _run(model: Path | onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return np.asarray(sess.run(None, {"input": x})[0])
 
 
-def _split(x: np.ndarray) -> CalibrationSplit:
-    return split_calibration(lambda: ({"input": v[None]} for v in x), TuningOptions())
-
-
 def test_planted_case_equalization_fixes_int8_on_held_out_items(planted: Path, digits: np.ndarray,
                                                                  tmp_path: Path) -> None:
     calib, held_out = digits[:200], digits[1000:1400]  # decisions see only calib's tuning items
@@ -88,7 +84,7 @@ def test_planted_case_equalization_fixes_int8_on_held_out_items(planted: Path, d
         out = tmp_path / f"q-{mode}.onnx"
         # weight rounding off: it fixes part of the planted per-tensor problem too (plain 0.996 -> 0.9993)
         options = StaticInt8Options(sensitivity_search=False, equalize=mode, weight_rounding=False)
-        reports[mode] = quantize_static(planted, out, _split(calib), options, isa_preset="vnni")
+        reports[mode] = quantize_static(planted, out, split_rows(calib, "input"), options, isa_preset="vnni")
         got = _run(out, held_out)
         cosines[mode] = float(row_cosine(ref, got).mean())
     eq = reports["auto"].settings["equalization"]
@@ -141,11 +137,11 @@ def test_a_model_without_conv_pairs_is_left_unchanged_with_a_note(digits: np.nda
     model = onnx.load(str(path))
     assert equalized_model(model, [], lambda m, f: [], notes) is None
     assert notes == ["cross-layer equalization: no conv pair to equalize; model left unchanged"]
-    rep = quantize_static(path, tmp_path / "q.onnx", _split(digits[:100]),
+    rep = quantize_static(path, tmp_path / "q.onnx", split_rows(digits[:100], "input"),
                           StaticInt8Options(sensitivity_search=False, equalize=True), isa_preset="vnni")
     assert rep.settings["equalization"]["applied"] is False
     assert "cross-layer equalization: no conv pair to equalize; model left unchanged" in rep.notes
-    auto = quantize_static(path, tmp_path / "q2.onnx", _split(digits[:100]),
+    auto = quantize_static(path, tmp_path / "q2.onnx", split_rows(digits[:100], "input"),
                            StaticInt8Options(sensitivity_search=False, equalize="auto"), isa_preset="vnni")
     assert auto.settings["equalization"] == {"applied": False, "reason": "no depthwise convolution"}
 

@@ -24,9 +24,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx_helpers import mean_cosine, outlier_model, run_rows
+from quant_helpers import split_rows
 
 from edgekit.errors import ConfigError
-from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.checks import DecisionBudget
 from edgekit.quantization.islands import check_islands, island_tensors
 from edgekit.quantization.onnx import StaticInt8Options, quantize_static
@@ -35,13 +35,6 @@ from edgekit.results import AccuracyBudget
 Feeds = dict[str, np.ndarray]
 BUDGET = DecisionBudget(AccuracyBudget(min_cosine=0.99))  # the default budget: aim 0.9925 on the tuning items
 _16BIT = (TensorProto.UINT16, TensorProto.INT16)
-
-
-@pytest.fixture(scope="module")
-def pixels() -> np.ndarray:
-    from sklearn.datasets import load_digits
-
-    return (load_digits().data.astype(np.float32) / 16.0 - 0.5) / 0.5  # (n, 64) in [-1, 1]
 
 
 def _save(path: Path, nodes: list[Any], weights: dict[str, np.ndarray]) -> Path:
@@ -75,10 +68,6 @@ def wide_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ], {"w1": w1, "w2": w2, "lo": np.array(0.0), "hi": np.array(6.0)})
 
 
-def _split(x: np.ndarray) -> CalibrationSplit:
-    return split_calibration(lambda: ({"x": v[None]} for v in x), TuningOptions())
-
-
 def _held_out_cosine(fp32: Path, quantized: Path, x: np.ndarray) -> float:
     return mean_cosine(run_rows(fp32, x), run_rows(quantized, x))
 
@@ -94,7 +83,7 @@ def test_the_search_gives_the_outlier_activation_a_16_bit_island_not_float(
         outliers: Path, pixels: np.ndarray, tmp_path: Path) -> None:
     out = tmp_path / "int8.onnx"
     options = StaticInt8Options(keep_input_layers_float=False, islands=("int16", "float"), smooth=False)
-    rep = quantize_static(outliers, out, _split(pixels[:200]), options, "vnni", BUDGET)
+    rep = quantize_static(outliers, out, split_rows(pixels[:200]), options, "vnni", BUDGET)
     # chosen: a 16-bit island on fc2 (its input h); no node kept float
     assert rep.settings["islands"] == ["int16", "float"]
     assert rep.settings["islands_16bit"] == ["fc2"] and rep.kept_float == ()
@@ -115,7 +104,7 @@ def test_the_search_gives_the_outlier_activation_a_16_bit_island_not_float(
     assert next(o.version for o in onnx.load(str(out)).opset_import if o.domain == "") == 21
     # held out: digits the search never saw
     plain = tmp_path / "plain.onnx"
-    quantize_static(outliers, plain, _split(pixels[:200]),
+    quantize_static(outliers, plain, split_rows(pixels[:200]),
                     StaticInt8Options(keep_input_layers_float=False, sensitivity_search=False, smooth=False), "vnni",
                     BUDGET)
     held = pixels[1000:1300]
@@ -126,7 +115,7 @@ def test_the_search_gives_the_outlier_activation_a_16_bit_island_not_float(
 def test_float_only_islands_reproduce_the_float_search(outliers: Path, pixels: np.ndarray, tmp_path: Path) -> None:
     out = tmp_path / "int8.onnx"
     options = StaticInt8Options(keep_input_layers_float=False, islands=("float",), smooth=False)
-    rep = quantize_static(outliers, out, _split(pixels[:200]), options, "vnni", BUDGET)
+    rep = quantize_static(outliers, out, split_rows(pixels[:200]), options, "vnni", BUDGET)
     ranked = next(n for n in rep.notes if n.startswith("sensitivity search: ranked"))
     assert "by the cosine gain of keeping each alone in float" in ranked  # the float-only search's own notes
     assert rep.settings["islands_16bit"] == [] and rep.settings["island_decisions"] == []
@@ -140,7 +129,7 @@ def test_a_weight_problem_is_kept_float_with_the_16_bit_island_priced(
     out = tmp_path / "int8.onnx"
     options = StaticInt8Options(keep_input_layers_float=False, per_channel=False, islands=("int16", "float"),
                                 smooth=False)
-    rep = quantize_static(wide_weights, out, _split(pixels[:200]), options, "vnni", BUDGET)
+    rep = quantize_static(wide_weights, out, split_rows(pixels[:200]), options, "vnni", BUDGET)
     assert rep.kept_float == ("fc1",) and rep.settings["islands_16bit"] == []
     [decision] = rep.settings["island_decisions"]
     assert decision["fix"] == "float" and decision["meets_aim"] and not decision["alternatives"]["int16"]["meets_aim"]

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from quant_helpers import split_rows
 
 from edgekit.errors import ConfigError
 from edgekit.metrics import row_cosine
-from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.onnx import StaticInt8Options, quantize_static
 from edgekit.quantization.ranges import BINS, best_range
 
@@ -69,10 +69,6 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _split(x: np.ndarray) -> CalibrationSplit:
-    return split_calibration(lambda: ({"input": v[None]} for v in x), TuningOptions())
-
-
 def _run(path: Path, x: np.ndarray) -> np.ndarray:
     return np.asarray(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0])
 
@@ -89,7 +85,7 @@ def test_range_choice_beats_min_max_when_one_calibration_frame_is_saturated(mode
     for choice in (False, True):
         opts = StaticInt8Options(range_choice=choice, sensitivity_search=False, bias_correction=False)
         out = tmp_path / f"int8-{choice}.onnx"
-        rep = quantize_static(model, out, _split(cal), opts, "vnni")
+        rep = quantize_static(model, out, split_rows(cal, "input"), opts, "vnni")
         q = _run(out, held)
         got[choice] = float(np.linalg.norm(q - ref) / np.linalg.norm(ref))  # relative error over held-out items
         assert float(np.mean(row_cosine(ref, q))) > 0.999
@@ -113,7 +109,7 @@ def test_a_relative_output_folder_keeps_the_pre_processing(model: Path, digits: 
     shutil.copy(model, tmp_path / "fp32.onnx")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "out").mkdir()
-    rep = quantize_static(Path("fp32.onnx"), Path("out/int8.onnx"), _split(digits[:40]),
+    rep = quantize_static(Path("fp32.onnx"), Path("out/int8.onnx"), split_rows(digits[:40], "input"),
                           StaticInt8Options(sensitivity_search=False, bias_correction=False), "vnni")
     assert not any(n.startswith("pre-processing skipped") for n in rep.notes), rep.notes
     assert (tmp_path / "out" / "int8.onnx").is_file() and not list((tmp_path / "out").glob("edgekit-quant-*"))

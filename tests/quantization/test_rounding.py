@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from quant_helpers import split_rows
 
 from edgekit.errors import ConfigError
-from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.onnx import StaticInt8Options, quantize_static
 from edgekit.quantization.rounding import Layer, _optimized, _output_error, _windows
 
@@ -90,10 +90,6 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _split(x: np.ndarray) -> CalibrationSplit:
-    return split_calibration(lambda: ({"input": v[None]} for v in x), TuningOptions())
-
-
 def _run(path: Path, x: np.ndarray) -> np.ndarray:
     return np.asarray(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0])
 
@@ -108,13 +104,13 @@ def test_weight_rounding_beats_nearest_rounding_on_held_out_items(model: Path, d
     for choice in (False, True):
         opts = StaticInt8Options(weight_rounding=choice, sensitivity_search=False, bias_correction=False)
         out = tmp_path / f"int8-{choice}.onnx"
-        rep = quantize_static(model, out, _split(cal), opts, "vnni")
+        rep = quantize_static(model, out, split_rows(cal, "input"), opts, "vnni")
         got[choice] = float(np.linalg.norm(_run(out, held) - ref) / np.linalg.norm(ref))
         assert rep.settings["weight_rounding"]["applied"] is choice
     assert got[True] < 0.75 * got[False], got  # measured: 0.0073 -> 0.0040 (machine A)
     assert any(n.startswith("weight rounding: 3 of 3 layers") for n in rep.notes), rep.notes
     assert rep.settings["weight_rounding"]["median_error_cut"] > 0.2
-    auto = quantize_static(model, tmp_path / "auto.onnx", _split(cal),
+    auto = quantize_static(model, tmp_path / "auto.onnx", split_rows(cal, "input"),
                            StaticInt8Options(sensitivity_search=False, bias_correction=False), "vnni")
     record = auto.settings["weight_rounding"]
     assert "applied" in record and record["layers"] == 3, record

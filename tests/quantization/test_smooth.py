@@ -16,9 +16,9 @@ import onnx
 import pytest
 from onnx import helper
 from onnx_helpers import mean_cosine, outlier_model, run_rows
+from quant_helpers import split_rows
 
 from edgekit.errors import ConfigError
-from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.checks import DecisionBudget
 from edgekit.quantization.onnx import StaticInt8Options, quantize_static
 from edgekit.quantization.smooth import has_smoothable_matmuls, smooth
@@ -28,19 +28,8 @@ BUDGET = DecisionBudget(AccuracyBudget(min_cosine=0.99))
 
 
 @pytest.fixture(scope="module")
-def pixels() -> np.ndarray:
-    from sklearn.datasets import load_digits
-
-    return ((load_digits().data.astype(np.float32) / 16.0 - 0.5) / 0.5).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
 def outliers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return outlier_model(tmp_path_factory.mktemp("smooth") / "outliers.onnx")
-
-
-def _split(x: np.ndarray) -> CalibrationSplit:
-    return split_calibration(lambda: ({"x": v[None]} for v in x), TuningOptions())
 
 
 def test_smoothing_keeps_the_outlier_layer_in_int8(outliers: Path, pixels: np.ndarray, tmp_path: Path) -> None:
@@ -48,9 +37,9 @@ def test_smoothing_keeps_the_outlier_layer_in_int8(outliers: Path, pixels: np.nd
     ref = run_rows(outliers, held)
     common = {"keep_input_layers_float": False, "sensitivity_search": False, "bias_correction": False}
     plain, smoothed = tmp_path / "plain.onnx", tmp_path / "smoothed.onnx"
-    off = quantize_static(outliers, plain, _split(pixels[:200]), StaticInt8Options(**common, smooth=False), "vnni",
+    off = quantize_static(outliers, plain, split_rows(pixels[:200]), StaticInt8Options(**common, smooth=False), "vnni",
                           BUDGET)
-    rep = quantize_static(outliers, smoothed, _split(pixels[:200]), StaticInt8Options(**common), "vnni", BUDGET)
+    rep = quantize_static(outliers, smoothed, split_rows(pixels[:200]), StaticInt8Options(**common), "vnni", BUDGET)
     assert off.settings["smoothing"] == {"applied": False, "reason": "smooth=False"}
     record = rep.settings["smoothing"]
     # pre-processing fuses fc1 and the Add into one Gemm: h's 1 / s goes into its columns, no Mul

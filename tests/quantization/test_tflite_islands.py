@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from quant_helpers import mean_item_cosine, split_rows
 
 from edgekit.errors import ConfigError
-from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.checks import DecisionBudget
 from edgekit.quantization.tflite import TfliteInt8Options, input_producers, quantize_full_int8, weighted_ops
 from edgekit.quantization.tflite_search import run_tflite
@@ -27,13 +27,6 @@ from edgekit.results import AccuracyBudget
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("litert_torch")
 BUDGET = DecisionBudget(AccuracyBudget(min_cosine=0.99))
-
-
-@pytest.fixture(scope="module")
-def pixels() -> np.ndarray:
-    from sklearn.datasets import load_digits
-
-    return ((load_digits().data.astype(np.float32) / 16.0 - 0.5) / 0.5).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +55,6 @@ def outlier_h(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _split(x: np.ndarray) -> CalibrationSplit:
-    return split_calibration(lambda: ({"x": v[None]} for v in x), TuningOptions())
-
-
-def _cosine(ref: list[list[np.ndarray]], got: list[list[np.ndarray]]) -> float:
-    a = np.concatenate([r[0].reshape(1, -1) for r in ref])
-    b = np.concatenate([g[0].reshape(1, -1) for g in got])
-    return float(np.mean((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)))
-
-
 def _tensor_types(path: Path) -> set[str]:
     import ai_edge_litert.interpreter as tfl
 
@@ -85,11 +68,11 @@ def test_int8_io_gets_a_16_bit_island_on_fc2_and_stays_integer_only(outlier_h: P
     ref = run_tflite(outlier_h, held)
     plain, searched = tmp_path / "plain.tflite", tmp_path / "searched.tflite"
     fixes_off = TfliteInt8Options(scope="all", io="int8", weight_rounding=False, bias_correction=False)
-    off = quantize_full_int8(outlier_h, plain, _split(pixels[:200]), lambda f: f, fixes_off, BUDGET)
+    off = quantize_full_int8(outlier_h, plain, split_rows(pixels[:200]), lambda f: f, fixes_off, BUDGET)
     options = TfliteInt8Options(scope="all", io="int8", weight_rounding=False, bias_correction=False,
                                 islands=("int16",))
     assert options.search("all") and not fixes_off.search("all")  # int16-only islands keep the promise: on
-    rep = quantize_full_int8(outlier_h, searched, _split(pixels[:200]), lambda f: f, options, BUDGET)
+    rep = quantize_full_int8(outlier_h, searched, split_rows(pixels[:200]), lambda f: f, options, BUDGET)
     fc1, fc2, fc3 = weighted_ops(outlier_h)
     assert input_producers(outlier_h) == {fc1: [], fc2: [fc1], fc3: [fc2]}  # relu: fused into fc2
     assert "sensitivity search off" in " ".join(off.notes)
@@ -98,7 +81,7 @@ def test_int8_io_gets_a_16_bit_island_on_fc2_and_stays_integer_only(outlier_h: P
     assert decision["fix"] == "int16" and decision["score_after"] > decision["score_before"] + 0.05
     assert decision["latency_ms_before"] > 0 and np.isfinite(decision["latency_cost"])
     assert any("16x8 ops; LiteRT runs" in n for n in rep.notes)
-    before, after = _cosine(ref, run_tflite(plain, held)), _cosine(ref, run_tflite(searched, held))
+    before, after = mean_item_cosine(ref, run_tflite(plain, held)), mean_item_cosine(ref, run_tflite(searched, held))
     assert before < 0.95 and after > 0.98, (before, after)  # held out
     assert not {"float32", "float16"} & _tensor_types(searched)  # integer-only: int8, int16 and their biases
     assert {"int8", "int16"} <= _tensor_types(searched)
@@ -110,7 +93,7 @@ def test_with_both_fixes_each_is_priced_and_the_choice_follows_the_rule(outlier_
     16-bit island wins; the record keeps what float would have given and cost, measured."""
     options = TfliteInt8Options(scope="all", io="float", weight_rounding=False, bias_correction=False,
                                 islands=("int16", "float"), float_outputs=False)
-    rep = quantize_full_int8(outlier_h, tmp_path / "both.tflite", _split(pixels[:200]), lambda f: f, options,
+    rep = quantize_full_int8(outlier_h, tmp_path / "both.tflite", split_rows(pixels[:200]), lambda f: f, options,
                              BUDGET)
     fc2 = weighted_ops(outlier_h)[1]
     decision = rep.settings["island_decisions"][0]  # the most sensitive first; later decisions may follow

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from quant_helpers import mean_item_cosine, split_rows
 
 from edgekit.errors import ConfigError
-from edgekit.quantization.calibration import CalibrationSplit, TuningOptions, split_calibration
 from edgekit.quantization.checks import DecisionBudget
 from edgekit.quantization.tflite import TfliteInt8Options, quantize_full_int8, weighted_ops
 from edgekit.quantization.tflite_search import run_tflite
@@ -27,13 +27,6 @@ from edgekit.results import AccuracyBudget
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("litert_torch")
 BUDGET = DecisionBudget(AccuracyBudget(min_cosine=0.99))
-
-
-@pytest.fixture(scope="module")
-def pixels() -> np.ndarray:
-    from sklearn.datasets import load_digits
-
-    return ((load_digits().data.astype(np.float32) / 16.0 - 0.5) / 0.5).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -59,30 +52,20 @@ def outlier_fc(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _split(x: np.ndarray) -> CalibrationSplit:
-    return split_calibration(lambda: ({"x": v[None]} for v in x), TuningOptions())
-
-
-def _cosine(ref: list[list[np.ndarray]], got: list[list[np.ndarray]]) -> float:
-    a = np.concatenate([r[0].reshape(1, -1) for r in ref])
-    b = np.concatenate([g[0].reshape(1, -1) for g in got])
-    return float(np.mean((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)))
-
-
 def test_the_search_makes_the_outlier_fc_a_dynamic_island_not_float(outlier_fc: Path, pixels: np.ndarray,
                                                                      tmp_path: Path) -> None:
     held = [{"x": v[None]} for v in pixels[1000:1200]]
     ref = run_tflite(outlier_fc, held)
     plain, searched = tmp_path / "plain.tflite", tmp_path / "searched.tflite"
-    off = quantize_full_int8(outlier_fc, plain, _split(pixels[:200]), lambda f: f,
+    off = quantize_full_int8(outlier_fc, plain, split_rows(pixels[:200]), lambda f: f,
                              TfliteInt8Options(scope="weighted", sensitivity_search=False), BUDGET)
-    rep = quantize_full_int8(outlier_fc, searched, _split(pixels[:200]), lambda f: f,
+    rep = quantize_full_int8(outlier_fc, searched, split_rows(pixels[:200]), lambda f: f,
                              TfliteInt8Options(scope="weighted"), BUDGET)
     fc2 = weighted_ops(outlier_fc)[1]
     assert off.settings["scope"] == rep.settings["scope"] == "weighted" and off.kept_float == ()
     assert rep.kept_float == () and rep.settings["dynamic_int8_ops"] == [fc2]  # fc2 only; fc1 stays static
     assert f"kept 1 ops as dynamic-range int8 islands: {fc2}" in rep.notes
-    before, after = _cosine(ref, run_tflite(plain, held)), _cosine(ref, run_tflite(searched, held))
+    before, after = mean_item_cosine(ref, run_tflite(plain, held)), mean_item_cosine(ref, run_tflite(searched, held))
     assert before < 0.95 and after > 0.99, (before, after)  # held out
     # the island is int8 weights, not float: the file stays about a quarter of the fp32 one
     assert searched.stat().st_size < 0.5 * outlier_fc.stat().st_size
