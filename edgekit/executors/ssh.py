@@ -44,7 +44,7 @@ from edgekit.registry import RUNTIMES
 #: with the built-in runtimes' modules (:func:`runtime_modules`).
 AGENT_MODULES = ("__init__.py", "agent.py", "bench.py", "environment.py", "errors.py", "feeds.py", "types.py",
                  "results.py", "artifacts.py", "registry.py", "runtimes/__init__.py", "runtimes/base.py", "noise.py",
-                 "comparison.py", "exit_codes.py", "machine_load.py",
+                 "comparison.py", "exit_codes.py", "machine_load.py", "interrupts.py",
                  "toolchains/__init__.py")  # the registry asks it whether a toolchain runtime is usable (never there)
 
 
