@@ -447,13 +447,25 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _machine_key(mach: dict[str, Any]) -> tuple[Any, list[str]]:
+    return mach.get("cpu"), simd_flags(str(mach.get("cpu_flags", "")))
+
+
+def _check_same_machine(path: Path) -> None:
+    """``--update`` needs the results file measured on this machine (CPU name and SIMD flags): checked before
+    anything is measured, so a refused update costs nothing."""
+    if not path.exists():
+        raise SystemExit(f"--update: {path} does not exist; run the whole benchmark first")
+    old = json.loads(path.read_text(encoding="utf-8"))["machine"]
+    if _machine_key(old) != _machine_key(machine()):
+        raise SystemExit(f"--update: {path} was measured on another machine ({_machine_key(old)}; this one: "
+                         f"{_machine_key(machine())}); run the whole benchmark here instead")
+
+
 def _updated(path: Path, new: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """The results in ``path`` with the (model, runtime) cells of ``new`` put in; each update is listed under
-    ``updates`` (command, date, cells). Refused on another machine: its cells would not compare."""
+    """The results in ``path`` with the (model, runtime) cells of ``new`` put in (same machine: see
+    :func:`_check_same_machine`); each update is listed under ``updates`` (command, date, cells)."""
     old = json.loads(path.read_text(encoding="utf-8"))
-    if (old["machine"].get("cpu_model"), old["simd_flags"]) != (new["machine"].get("cpu_model"), new["simd_flags"]):
-        raise SystemExit(f"--update: {path} was measured on another machine ({old['machine'].get('cpu_model')}, "
-                         f"{old['simd_flags']}); run the whole benchmark here instead")
     for key, model in new["models"].items():
         if key not in old["models"] or "runtimes" not in old["models"][key] or "runtimes" not in model:
             old["models"][key] = model
@@ -483,6 +495,9 @@ def main(argv: list[str] | None = None) -> int:
     args.n_heldout = 30 if args.quick else 120
     args.rounds = args.rounds or (4 if args.quick else 30)
     args.per_round, args.warmup = (5, 5) if args.quick else (10, 20)
+    stem = f"{NAME}.quick" if args.quick else NAME
+    if args.update:
+        _check_same_machine(RESULTS / f"{stem}.json")
     started = time.perf_counter()
     models: dict[str, Any] = {}
     for key in args.models:
@@ -499,7 +514,6 @@ def main(argv: list[str] | None = None) -> int:
            "goal": {"top1_agreement": GOAL_TOP1, "cosine_mean": GOAL_COSINE, "speedup": GOAL_SPEEDUP,
                     "text_cosine_mean": GOAL_TEXT_COSINE},
            "command": command.strip(), "seconds": time.perf_counter() - started, "models": models}
-    stem = f"{NAME}.quick" if args.quick else NAME
     if args.update:
         res = _updated(RESULTS / f"{stem}.json", res, args)
     RESULTS.mkdir(parents=True, exist_ok=True)
