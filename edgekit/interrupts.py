@@ -56,7 +56,7 @@ def restore_handlers(previous: Any) -> None:
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back for the block (main thread) and deliver them when it ends.
+    """Hold SIGINT and SIGTERM back for the block (main thread) and deliver them when it ends (each at most once).
 
     For imports of native extensions (TensorFlow, jax, torch): a Ctrl-C inside their initialisation made the import
     fail with "ImportError: initialization failed" (read as "not installed"), was swallowed, or left the process to
@@ -65,13 +65,22 @@ def signals_deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
+    held = (signal.SIGINT, signal.SIGTERM)
+    handlers = {sig: signal.getsignal(sig) for sig in held}
+    caught: list[int] = []
+    # Blocked in this thread, so the kernel never interrupts the import's own system calls; but a signal sent to
+    # the process reaches any other thread that has it unblocked (thread pools of ORT, OpenVINO, torch), and Python
+    # then runs the handler in this thread at the next bytecode: a handler that only records it covers that case.
+    for sig in held:
+        if callable(handlers[sig]):
+            signal.signal(sig, lambda signum, _frame: caught.append(signum))
     before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         yield
     finally:
-        for sig in held:
-            handler = signal.getsignal(sig)
-            if handler is not None:
-                signal.signal(sig, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for sig in held:  # registered again even if unchanged: an extension may replace the C-level handler
+            if handlers[sig] is not None:
+                signal.signal(sig, handlers[sig])
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a signal still pending in this thread arrives here
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
