@@ -83,7 +83,8 @@ class TfliteInt8Options:
     ``("float",)``, the default, is the float-only search, unpriced; ``("int16",)`` keeps a full-integer model
     integer-only, so the search runs with int8 I/O too.
     ``scope`` (:data:`SCOPES`): full integer, or the weighted ops only with dynamic-range islands (transformers:
-    MiniLM 0.64 -> 0.993 held-out cosine of the pooled embeddings at ~3x fp32 on XNNPACK, benchmarks/results/int8_vs_peers.md).
+    MiniLM 0.64 -> 0.993 held-out cosine of the pooled embeddings at ~3x fp32 on XNNPACK,
+    benchmarks/results/int8_vs_peers.md).
     """
 
     io: str = "auto"
