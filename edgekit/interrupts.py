@@ -78,9 +78,11 @@ def signals_deferred() -> Iterator[None]:
     try:
         yield
     finally:
-        for sig in held:  # registered again even if unchanged: an extension may replace the C-level handler
-            if handlers[sig] is not None:
-                signal.signal(sig, handlers[sig])
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a signal still pending in this thread arrives here
+        try:
+            for sig in held:  # registered again even if unchanged: an extension may replace the C-level handler
+                if handlers[sig] is not None:
+                    signal.signal(sig, handlers[sig])  # may itself raise KeyboardInterrupt: a signal just arrived
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a signal still pending in this thread arrives here
         for signum in dict.fromkeys(caught):
             signal.raise_signal(signum)
