@@ -160,8 +160,6 @@ def run_tflite(model: bytes | Path, feeds: Sequence[Feeds], path: Path | None = 
     return [[np.asarray(o, dtype=np.float32) for o in sess.run(f)] for f in feeds]
 
 
-
-
 class TfliteIslands:
     """:class:`TfliteBackend` (scope "all") as an :class:`~edgekit.quantization.islands.IslandBackend`: fixes
     ``"int16"`` and ``"float"`` (``no_quantize``); the last few builds are kept.
