@@ -245,15 +245,11 @@ def output_ops(fp32: Path, max_depth: int = 8) -> list[str]:
 def input_producers(fp32: Path) -> dict[str, list[str]]:
     """Each weighted op's scope -> the scopes of the ops that make its activation inputs (not constants, not graph
     inputs): a 16-bit island runs them at 16 bits too, so the tensor it reads is 16-bit from the start."""
-    from ai_edge_litert.tools import flatbuffer_utils as fu
-
-    model = fu.read_model(str(fp32))
-    sg = model.subgraphs[0]
-    scope = {id(op): ";".join((sg.tensors[i].name or b"").decode() for i in op.outputs) for op in sg.operators}
-    producer = {int(t): scope[id(op)] for op in sg.operators for t in op.outputs}
-    code = {id(op): fu.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex]) for op in sg.operators}
+    sg, ops = _operators(fp32)
+    scope = {id(op): ";".join((sg.tensors[i].name or b"").decode() for i in op.outputs) for _, op in ops}
+    producer = {int(t): scope[id(op)] for _, op in ops for t in op.outputs}
     return {scope[id(op)]: [producer[int(t)] for t in op.inputs if int(t) in producer]
-            for op in sg.operators if code[id(op)] in WEIGHTED_OPS}
+            for code, op in ops if code in WEIGHTED_OPS}
 
 
 def weighted_outputs(fp32: Path, only: Sequence[str] | None = None) -> dict[str, list[str]]:
