@@ -64,7 +64,7 @@ class VelaEstimate:
                 "cpu_op_messages": list(self.cpu_op_messages)}
 
 
-def _vela_command() -> list[str]:
+def vela_command() -> list[str]:
     exe = shutil.which("vela") or str(Path(sys.executable).with_name("vela"))
     if not Path(exe).exists():
         raise MissingDependencyError("ethos-u-vela is not installed", where=RUNTIME_NAME,
@@ -102,7 +102,7 @@ def estimate(path: Path, accelerator: str, *, system_config: str | None = None,
         raise ConfigError("unknown Ethos-U accelerator", where="[estimate].accelerator",
                           expected=", ".join(ACCELERATORS), got=accelerator)
     check_int8(path)
-    cmd = [*_vela_command(), str(Path(path).resolve()), "--accelerator-config", accelerator]
+    cmd = [*vela_command(), str(Path(path).resolve()), "--accelerator-config", accelerator]
     if system_config:
         cmd += ["--system-config", system_config]
     if memory_mode:

@@ -15,7 +15,9 @@ Where the sensitivity search (:mod:`edgekit.quantization.search`) would keep a n
 * ``"float"``: the node reads its float weights again, its activations stay int8 (what the search always did).
 
 Each trial is judged on every tuning item and priced: the whole model's median latency on one tuning item at
-1 thread, interleaved with the model before the decision (:func:`interleaved_latency`). Of the fixes that reach
+1 thread, interleaved with the model before the decision (:func:`interleaved_latency`); a TFLite build meant for
+an Ethos-U NPU may be priced by Vela's estimate instead (``TfliteInt8Options.price_on``; :attr:`IslandBackend.pricing`
+says which, in every decision). Of the fixes that reach
 the aim the cheapest is kept (the earlier one in ``islands`` unless a later one is cheaper by more than
 :data:`LATENCY_TOLERANCE`); when none reaches it, the fix with the best score that improves the model. The
 ranking takes each node's best gain over the fixes. ``islands=("float",)`` is the plain
@@ -46,6 +48,7 @@ ISLAND_KINDS = ("int16", "float")
 LATENCY_ROUNDS = 11  # interleaved timed samples of each candidate per decision (median)
 LATENCY_SAMPLE_S = 0.002  # a sample repeats the run until it lasts about this long (tiny models)
 LATENCY_TOLERANCE = 0.02  # a later fix must be cheaper by this share of the model's latency to be preferred
+MEASURED = f"median of {LATENCY_ROUNDS} interleaved runs on one tuning item, 1 thread"
 _WORDS = {"int16": "at 16-bit activations", "float": "in float"}
 _INTEGER_OPS = ("QLinear", "Integer", "QGemm", "QAttention", "DynamicQuantize")
 
@@ -100,7 +103,9 @@ def interleaved_latency(models: Sequence[Any], feed: Feeds, rounds: int = LATENC
 class IslandBackend(Protocol):
     """What :func:`island_search` needs of a quantizer: build the model with a fix per node (``fixes``: node ->
     one of :data:`ISLAND_KINDS`), run it on feeds, time models interleaved on one feed (median ms each), and say
-    which kernels run the 16-bit islands."""
+    which kernels run the 16-bit islands. ``pricing``: how :meth:`latency` prices, as the notes say it."""
+
+    pricing: str
 
     def build(self, fixes: Mapping[str, str]) -> Any: ...
 
@@ -116,6 +121,8 @@ class OnnxIslands:
 
     ``quantize16(tensors)``: the quantized model (same ranges, op types and exclusions as ``base``) with
     ``tensors`` in 16 bits; the last few builds are kept (the greedy steps reuse the ranking's)."""
+
+    pricing = MEASURED
 
     def __init__(self, base: Any, quantize16: Callable[[Sequence[str]], Any], float_model: Any,
                  weights: Mapping[str, list[tuple[int, Any]]], where: str) -> None:
@@ -284,9 +291,10 @@ def _decide(backend: IslandBackend, r: Ranked, fixes: Mapping[str, str], judge: 
     accuracy = f"{_cos(cur)} -> {fmt_cosine(got.cosine) if got.has_vector_output else f'{got.score:.4f}'}"
     notes.append(f"kept {r.name} {_WORDS[chosen]}: sensitivity {r.score:+.2g}; {accuracy} on {got.items} tuning "
                  f"items, {100 * cost[chosen]:+.0f}% latency ({ms[0]:.3g} -> {ms[1 + list(tried).index(chosen)]:.3g} "
-                 f"ms, median of {LATENCY_ROUNDS} interleaved runs on one tuning item, 1 thread)"
+                 f"ms, {backend.pricing})"
                  + (f"; {others}" if others else ""))
-    record = {"node": r.name, "fix": chosen, "score_before": cur.score, "score_after": got.score,
+    record = {"node": r.name, "fix": chosen, "priced_by": backend.pricing, "score_before": cur.score,
+              "score_after": got.score,
               "cosine_before": cur.cosine, "cosine_after": got.cosine, "latency_ms_before": ms[0],
               "latency_cost": cost[chosen], "meets_aim": chosen in reach,
               "alternatives": {f: {"cosine": c.cosine, "score": c.score, "latency_cost": cost[f],

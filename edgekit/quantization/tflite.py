@@ -82,6 +82,9 @@ class TfliteInt8Options:
     with A16W8; on XNNPACK CPUs a 16x8 op runs on builtin kernels, slow), ``"float"`` (``no_quantize``);
     ``("float",)``, the default, is the float-only search, unpriced; ``("int16",)`` keeps a full-integer model
     integer-only, so the search runs with int8 I/O too.
+    ``price_on``: what the island search prices each fix by: ``"litert"`` (this machine's LiteRT kernels, timed) or an
+    Arm Ethos-U accelerator (``"ethos-u55-128"`` ...: Vela's estimated latency of each trial compiled for it; needs
+    ``edgekit[ethos-u]``; islands int16 only, since Vela does not estimate the CPU ops a float island becomes).
     ``scope`` (:data:`SCOPES`): full integer, or the weighted ops only with dynamic-range islands (transformers:
     MiniLM 0.64 -> 0.993 held-out cosine of the pooled embeddings at ~3x fp32 on XNNPACK,
     benchmarks/results/int8_vs_peers.md).
@@ -97,9 +100,20 @@ class TfliteInt8Options:
     float_outputs: bool | None = None
     weight_rounding: bool | str = "auto"
     islands: tuple[str, ...] = ("float",)
+    price_on: str = "litert"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "islands", check_islands(self.islands, "tflite.int8.islands"))
+        from edgekit.estimators.vela import ACCELERATORS
+
+        if self.price_on not in ("litert", *ACCELERATORS):
+            raise ConfigError("unknown value", where="tflite.int8.price_on",
+                              expected="litert | " + " | ".join(ACCELERATORS), got=self.price_on)
+        if self.price_on != "litert" and "float" in self.islands:
+            raise ConfigError("a float island cannot be priced on an Ethos-U NPU: it runs on the CPU, which Vela "
+                              "does not estimate", where="tflite.int8.islands", got=list(self.islands),
+                              expected="['int16'] with tflite.int8.price_on=" + repr(self.price_on),
+                              hint="islands=['int16'] keeps the model integer-only for the NPU")
         if self.io not in IO_TYPES:
             raise QuantizationError("unknown int8 I/O type", where="tflite.int8.io",
                                     expected=" | ".join(IO_TYPES), got=self.io)
@@ -284,6 +298,10 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
 
     if options.io == "auto":  # the TFLite adapter resolves it from the target; called directly: no target known
         options = replace(options, io=options.io_for("generic")[0])
+    if options.price_on != "litert":  # before calibrating: a missing Vela is known now, with its extra
+        from edgekit.estimators.vela import vela_command
+
+        vela_command()
     key, dtypes = signature_inputs(fp32)
     where = str(out_path)
     t0 = time.perf_counter()
@@ -359,7 +377,7 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
                                      notes)
                 model, kept, result = found.model, found.kept, found.check
             elif searched:
-                islands = TfliteIslands(backend, model, input_producers(fp32))
+                islands = TfliteIslands(backend, model, input_producers(fp32), options.price_on)
                 found16 = island_search(islands, [o for o in weighted_ops(fp32) if o not in float_outs], judge, model,
                                         result, budget, options.islands, max_nodes=limit, notes=notes,
                                         what="weighted op")
@@ -367,6 +385,7 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
                 kept = tuple(n for n, f in found16.fixes.items() if f == "float")
                 settings["islands_16bit"] = [n for n, f in found16.fixes.items() if f == "int16"]
                 settings["island_decisions"] = list(found16.decisions)
+                settings["islands_priced_on"] = options.price_on
                 if (fixed or rounded) and found16.fixes:  # the search re-quantized without them: apply them again
                     again = rounded_again(model, fp32_bytes, rounded, correct if fixed else None, samples, where)
                     if budget.improves(got := judge.check(again), result, MIN_GAIN):

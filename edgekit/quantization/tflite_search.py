@@ -7,7 +7,11 @@ calibration statistics with a recipe entry per island, and runs on the real Lite
 - :class:`TfliteIslands`: the priced :class:`~edgekit.quantization.islands.IslandBackend` of scope "all" (fixes
   ``"int16"``: the op runs 16x8, 16-bit activations and int8 weights, between two requantizing QUANTIZE ops, the
   rest of the model stays int8: integer-only, what NPUs with A16W8 support run; ``"float"``: ``no_quantize``).
-  Every trial is timed with the model before it on LiteRT (XNNPACK where it takes the ops), interleaved, 1 thread.
+  Every trial is timed with the model before it on LiteRT (XNNPACK where it takes the ops), interleaved, 1 thread;
+  or, for a build meant for an Arm Ethos-U NPU (``TfliteInt8Options.price_on``), priced by Vela's estimated
+  latency of each model compiled for that accelerator (:func:`edgekit.estimators.vela.estimate`): there a 16x8 op
+  runs on the NPU at a few percent more (MobileNetV2, one island: +4-7% on ethos-u55-128 / ethos-u65-256), where on
+  XNNPACK it costs +240% of the model.
   Measured on EfficientNet-Lite0 / MobileNetV2 at 1 thread (benchmarks/results/int8_vs_peers.md, "aeq-a16w8"):
   XNNPACK has no 16x8 kernels, so a 16x8 op runs on LiteRT's builtin kernels and splits the XNNPACK partition;
   whole-model 16x8 ran at 0.03-0.04x fp32 speed, so on a CPU target the pricing picks float wherever float reaches
@@ -30,7 +34,7 @@ from edgekit.errors import QuantizationError
 from edgekit.formats.tflite_graph import float_io, io_types
 from edgekit.quantization.calibration import Feeds
 from edgekit.quantization.checks import Check, DecisionBudget, Judge
-from edgekit.quantization.islands import interleaved_ms
+from edgekit.quantization.islands import MEASURED, interleaved_ms
 from edgekit.quantization.search import Ranked, SearchResult
 
 STATIC_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")  # "weighted": static int8 (XNNPACK QS8 kernels)
@@ -51,7 +55,6 @@ def quiet_quantize(qt: Any, calibration: Any = None) -> Any:
     """``qt.quantize`` with its progress bars and size report kept off the terminal."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         return qt.quantize(calibration) if calibration is not None else qt.quantize()
-
 
 
 class TfliteBackend:
@@ -149,6 +152,12 @@ def int8_recipe(scope: str, islands: Sequence[str] = (), wide: Sequence[str] = (
 
 def run_tflite(model: bytes | Path, feeds: Sequence[Feeds], path: Path | None = None) -> list[list[np.ndarray]]:
     """Every output per feed with the real LiteRT kernels (int8 I/O quantized / dequantized)."""
+    sess = load_tflite(model, path)
+    return [[np.asarray(o, dtype=np.float32) for o in sess.run(f)] for f in feeds]
+
+
+def load_tflite(model: bytes | Path, path: Path | None = None) -> Any:
+    """A LiteRT session of ``model`` at 1 thread; bytes are written to ``path`` first (LiteRT maps the file)."""
     from edgekit.runtimes.base import RuntimeOptions
     from edgekit.runtimes.litert import LiteRTRuntime
 
@@ -156,8 +165,7 @@ def run_tflite(model: bytes | Path, feeds: Sequence[Feeds], path: Path | None = 
         assert path is not None
         path.write_bytes(model)
         model = path
-    sess = LiteRTRuntime().load(model, RuntimeOptions(threads=1))
-    return [[np.asarray(o, dtype=np.float32) for o in sess.run(f)] for f in feeds]
+    return LiteRTRuntime().load(model, RuntimeOptions(threads=1))
 
 
 class TfliteIslands:
@@ -167,11 +175,18 @@ class TfliteIslands:
     A 16-bit island on op X runs X **and the ops that make its activation inputs** (``producers``) 16x8: the
     quantizer stores a tensor at its producer's precision and requantizes it for a consumer that wants another,
     so X alone at 16 bits would read an int8 tensor widened to int16 (nothing gained; the producer's other
-    consumers read it requantized to int8, as before)."""
+    consumers read it requantized to int8, as before).
 
-    def __init__(self, backend: TfliteBackend, base: bytes, producers: Mapping[str, Sequence[str]]) -> None:
+    ``price_on``: "litert" (each trial timed on LiteRT with the model before it, interleaved, 1 thread) or an Ethos-U
+    accelerator (:data:`edgekit.estimators.vela.ACCELERATORS`): Vela's estimated latency of each trial compiled
+    for it (an estimate of the NPU's cycles; Vela does not estimate ops it leaves to the CPU)."""
+
+    def __init__(self, backend: TfliteBackend, base: bytes, producers: Mapping[str, Sequence[str]],
+                 price_on: str = "litert") -> None:
         self._backend = backend
         self._producers = producers
+        self._price_on = price_on
+        self.pricing = MEASURED if price_on == "litert" else f"Vela's estimate for {price_on}"
         self._cache: dict[tuple[frozenset[str], frozenset[str]], bytes] = {(frozenset(), frozenset()): base}
         self._n = 0
 
@@ -191,25 +206,35 @@ class TfliteIslands:
     def run(self, model: bytes, feeds: Sequence[Feeds]) -> list[list[np.ndarray]]:
         return self._backend.run(model, feeds)
 
-    def _sessions(self, models: Sequence[bytes]) -> list[Any]:
-        from edgekit.runtimes.base import RuntimeOptions
-        from edgekit.runtimes.litert import LiteRTRuntime
-
+    def _paths(self, models: Sequence[bytes]) -> list[Path]:
         out = []
         for m in models:
             self._n += 1
-            path = self._backend.tmp / f"timed{self._n}.tflite"
-            path.write_bytes(m)
-            out.append(LiteRTRuntime().load(path, RuntimeOptions(threads=1)))
+            out.append(self._backend.tmp / f"timed{self._n}.tflite")
+            out[-1].write_bytes(m)
         return out
 
     def latency(self, models: Sequence[bytes], feed: Feeds) -> list[float]:
-        """Median ms of each model on ``feed`` with LiteRT at 1 thread, interleaved."""
-        return interleaved_ms([s.bind(feed) for s in self._sessions(models)])
+        """Median ms of each model on ``feed`` with LiteRT at 1 thread, interleaved; or Vela's estimated ms of
+        each on the ``price_on`` accelerator."""
+        if self._price_on != "litert":
+            from edgekit.estimators.vela import estimate
+
+            return [estimate(p, self._price_on).latency_ms for p in self._paths(models)]
+        return interleaved_ms([load_tflite(p).bind(feed) for p in self._paths(models)])
 
     def int16_note(self, model: bytes, nodes: Sequence[str]) -> str:
-        """Which kernels LiteRT runs the model's ops on, read from the interpreter: XNNPACK has no 16x8 kernels."""
-        (sess,) = self._sessions([model])
+        """Where the model's ops run: Vela's NPU / CPU placement on the ``price_on`` accelerator, or LiteRT's kernels
+        read from the interpreter (XNNPACK has no 16x8 kernels)."""
+        (path,) = self._paths([model])
+        if self._price_on != "litert":
+            from edgekit.estimators.vela import estimate
+
+            est = estimate(path, self._price_on)
+            return (f"16-bit islands ({len(nodes)}: {', '.join(nodes)}): 16x8 ops; Vela places {est.npu_ops} ops on "
+                    f"the {self._price_on} NPU and {est.cpu_ops} on the CPU (estimated {est.latency_ms:.3g} ms); "
+                    "the latency costs above are Vela's estimates")
+        sess = load_tflite(path)
         info = sess.info()
         builtin = info.get("ops_on_builtin_kernels") or {}
         where = ", ".join(f"{n} {op}" for op, n in sorted(builtin.items())) or "none"

@@ -23,7 +23,7 @@ def test_vela_past_its_time_out_is_a_failed_row(tmp_path: Path, monkeypatch: pyt
     model.write_bytes(b"\0" * 64)
     art = Artifact(model, Format.TFLITE, Precision.INT8, IOSpec(()), "0" * 64)
     # a "vela" that never finishes: the real subprocess machinery, a command that sleeps
-    monkeypatch.setattr(vela, "_vela_command", lambda: [sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setattr(vela, "vela_command", lambda: [sys.executable, "-c", "import time; time.sleep(60)"])
     monkeypatch.setattr(vela, "check_int8", lambda path: None)
     target = load_target("ethos-u55-128")
     target = replace(target, extra={**target.extra, "estimate": {**target.extra["estimate"], "timeout_s": 1}})

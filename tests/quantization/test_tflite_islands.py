@@ -103,9 +103,37 @@ def test_with_both_fixes_each_is_priced_and_the_choice_follows_the_rule(outlier_
     assert np.isfinite(alt["latency_cost"]) and np.isfinite(decision["latency_cost"])
 
 
+def test_on_an_ethos_u_npu_the_16_bit_island_is_priced_by_vela(outlier_h: Path, pixels: np.ndarray,
+                                                              tmp_path: Path) -> None:
+    """price_on an Ethos-U accelerator: the same island, its cost Vela's estimate of the model compiled for that NPU
+    (the real ethos-u-vela compiler): a few percent there, where LiteRT's XNNPACK has no 16x8 kernels."""
+    pytest.importorskip("ethosu.vela")
+    from edgekit.estimators.vela import estimate
+
+    options = TfliteInt8Options(scope="all", io="int8", weight_rounding=False, bias_correction=False,
+                                islands=("int16",), price_on="ethos-u55-128")
+    out = tmp_path / "npu.tflite"
+    rep = quantize_full_int8(outlier_h, out, split_rows(pixels[:200]), lambda f: f, options, BUDGET)
+    fc2 = weighted_ops(outlier_h)[1]
+    [decision] = rep.settings["island_decisions"]
+    assert decision["node"] == fc2 and decision["fix"] == "int16"
+    assert rep.settings["islands_priced_on"] == options.price_on
+    assert decision["priced_by"] == "Vela's estimate for ethos-u55-128"
+    est = estimate(out, "ethos-u55-128")
+    assert est.cpu_ops == 0 and est.latency_ms == pytest.approx(decision["latency_ms_before"] * (1 + decision[
+        "latency_cost"]), rel=1e-6)  # the price recorded is Vela's estimate of the model written
+    assert any("Vela places" in n and "on the ethos-u55-128 NPU" in n for n in rep.notes)
+    held = [{"x": v[None]} for v in pixels[1000:1200]]
+    assert mean_item_cosine(run_tflite(outlier_h, held), run_tflite(out, held)) > 0.98
+
+
 def test_islands_option_is_checked() -> None:
     with pytest.raises(ConfigError, match=r"tflite\.int8\.islands"):
         TfliteInt8Options(islands=("int4",))
     with pytest.raises(ConfigError, match=r"tflite\.int8\.islands"):
         TfliteInt8Options(islands=())
     assert TfliteInt8Options().islands == ("float",) and not TfliteInt8Options(io="int8").search("all")
+    with pytest.raises(ConfigError, match=r"tflite\.int8\.price_on.*ethos-u55-128"):
+        TfliteInt8Options(islands=("int16",), price_on="u55")
+    with pytest.raises(ConfigError, match=r"tflite\.int8\.islands: a float island cannot be priced on an Ethos-U"):
+        TfliteInt8Options(islands=("int16", "float"), price_on="ethos-u65-256")
