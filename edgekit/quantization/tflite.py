@@ -386,7 +386,7 @@ def quantize_full_int8(fp32: Path, out_path: Path, data: CalibrationSplit, adapt
                 settings["islands_16bit"] = [n for n, f in found16.fixes.items() if f == "int16"]
                 settings["island_decisions"] = list(found16.decisions)
                 settings["islands_priced_on"] = options.price_on
-                if (fixed or rounded) and found16.fixes:  # the search re-quantized without them: apply them again
+                if (fixed or rounded) and found16.fixes:  # trials carried them (carry_constants); measured again
                     again = rounded_again(model, fp32_bytes, rounded, correct if fixed else None, samples, where)
                     if budget.improves(got := judge.check(again), result, MIN_GAIN):
                         model, result = again, got

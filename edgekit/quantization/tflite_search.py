@@ -168,6 +168,38 @@ def load_tflite(model: bytes | Path, path: Path | None = None) -> Any:
     return LiteRTRuntime().load(model, RuntimeOptions(threads=1))
 
 
+def carry_constants(model: bytes, donor: bytes) -> tuple[bytes, int]:
+    """``model`` with each integer constant (int8 weights, int32 biases) that ``donor`` has under the same name, type,
+    shape and quantization parameters taken from ``donor``: a search trial re-quantized from the calibration
+    statistics gets the weight rounding and bias correction the model it is compared with was given (a trial
+    without them lost to it by the cosine they bought, whatever the island did). An op the trial changed (float
+    weights, a 16x8 op's int64 bias) keeps its own. Returns (model, constants carried)."""
+    from ai_edge_litert import schema_py_generated as s
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    def consts(m: Any) -> dict[bytes, Any]:
+        return {t.name: t for t in m.subgraphs[0].tensors if t.type in (s.TensorType.INT8, s.TensorType.INT32)
+                and m.buffers[t.buffer].data is not None and len(m.buffers[t.buffer].data)}
+
+    def same_quant(a: Any, b: Any) -> bool:
+        qa, qb = a.quantization, b.quantization
+        return qa is not None and qb is not None and np.array_equal(np.asarray(qa.scale), np.asarray(qb.scale)) \
+            and np.array_equal(np.asarray(qa.zeroPoint), np.asarray(qb.zeroPoint))
+
+    target, source = fu.convert_bytearray_to_object(bytearray(model)), fu.convert_bytearray_to_object(bytearray(donor))
+    theirs = consts(source)
+    carried = 0
+    for name, t in consts(target).items():
+        d = theirs.get(name)
+        if d is None or d.type != t.type or list(d.shape) != list(t.shape) or not same_quant(t, d):
+            continue
+        data = source.buffers[d.buffer].data
+        if not np.array_equal(target.buffers[t.buffer].data, data):
+            target.buffers[t.buffer].data = np.array(data, copy=True)
+            carried += 1
+    return bytes(fu.convert_object_to_bytearray(target)), carried
+
+
 class TfliteIslands:
     """:class:`TfliteBackend` (scope "all") as an :class:`~edgekit.quantization.islands.IslandBackend`: fixes
     ``"int16"`` and ``"float"`` (``no_quantize``); the last few builds are kept.
@@ -175,7 +207,8 @@ class TfliteIslands:
     A 16-bit island on op X runs X **and the ops that make its activation inputs** (``producers``) 16x8: the
     quantizer stores a tensor at its producer's precision and requantizes it for a consumer that wants another,
     so X alone at 16 bits would read an int8 tensor widened to int16 (nothing gained; the producer's other
-    consumers read it requantized to int8, as before).
+    consumers read it requantized to int8, as before). Every build carries ``base``'s integer constants where its
+    op is unchanged (:func:`carry_constants`): ``base``'s weight rounding and bias correction stay in every trial.
 
     ``price_on``: "litert" (each trial timed on LiteRT with the model before it, interleaved, 1 thread) or an Ethos-U
     accelerator (:data:`edgekit.estimators.vela.ACCELERATORS`): Vela's estimated latency of each trial compiled
@@ -187,6 +220,7 @@ class TfliteIslands:
         self._producers = producers
         self._price_on = price_on
         self.pricing = MEASURED if price_on == "litert" else f"Vela's estimate for {price_on}"
+        self._base = base
         self._cache: dict[tuple[frozenset[str], frozenset[str]], bytes] = {(frozenset(), frozenset()): base}
         self._n = 0
 
@@ -196,7 +230,7 @@ class TfliteIslands:
         if key not in self._cache:
             if len(self._cache) > 6:
                 del self._cache[next(k for k in self._cache if k != (frozenset(), frozenset()))]
-            built = self._backend.build(sorted(key[0]), sorted(key[1]))
+            built = carry_constants(self._backend.build(sorted(key[0]), sorted(key[1])), self._base)[0]
             if io_types(built) != io_types(self._cache[(frozenset(), frozenset())]):
                 raise QuantizationError(f"a 16-bit island there makes the model's I/O {io_types(built)} (a graph "
                                         "output at 16 bits); the I/O asked for stays")

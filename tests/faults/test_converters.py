@@ -83,7 +83,8 @@ def test_tflite_from_onnx_with_a_relative_out_is_built_on_a_private_copy(workdir
     out = workdir / "runs" / "rel"
     assert (out / "report.md").is_file() and (out / "artifacts" / "model.fp32.tflite").is_file()
     report = (out / "report.md").read_text()
-    measured = [ln for ln in report.splitlines() if ln.startswith("| model.fp32.") and "| measured |" in ln]
+    # "| measured" and not "| measured |": on a busy machine the status reads "measured ⚠ timed under noise: ..."
+    measured = [ln for ln in report.splitlines() if ln.startswith("| model.fp32.") and "| measured" in ln]
     assert any("onnxruntime" in ln for ln in measured) and any("| litert |" in ln for ln in measured), report
     assert json.loads((out / "report.json").read_text())
     assert _sha(workdir / "conv.onnx") == before
@@ -101,7 +102,7 @@ def test_tflite_alone_from_an_onnx_source_builds_full_integer_int8(workdir: Path
     assert "FAILED" not in proc.stderr, proc.stderr[-3000:]
     report = (out / "report.md").read_text()
     for name in ("model.fp32.tflite", "model.int8.tflite"):
-        assert any(ln.startswith(f"| {name} |") and "| measured |" in ln for ln in report.splitlines()), report
+        assert any(ln.startswith(f"| {name} |") and "| measured" in ln for ln in report.splitlines()), report
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(str(out / "artifacts" / "model.fp32.tflite"))
