@@ -182,7 +182,9 @@ def test_an_interrupted_run_releases_its_places(farm: Farm, tiny_model: tuple[st
 def test_a_second_run_waits_for_the_place_the_first_holds_then_runs(farm: Farm, tiny_model: tuple[str, Path],
                                                                     tmp_path: Path) -> None:
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-    first = _spawn(_args(farm, tiny_model[0], tmp_path / "first", "--farm-place", "pi-b", "--min-seconds", "4"),
+    # the first holds pi-b while it times for 15 s: the second must reach the queue before that ends (with 4 s, a
+    # loaded machine started the second too slowly and it found pi-b free)
+    first = _spawn(_args(farm, tiny_model[0], tmp_path / "first", "--farm-place", "pi-b", "--min-seconds", "15"),
                    first_log)
     try:
         _wait_for(first_log, first, "farm: raspberry-pi-5: acquired pi-b", timeout=120)
