@@ -144,6 +144,15 @@ def ort_default(fp32: Path, out: Path, calibration: Callable[[], Iterator[Feeds]
     return time.perf_counter() - t
 
 
+def save_results(name: str, res: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> None:
+    """Write ``benchmarks/results/<name>.json`` and ``<name>.md`` (atomically) and print the markdown."""
+    text = markdown(res)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(RESULTS / f"{name}.json", res)
+    atomic_write_text(RESULTS / f"{name}.md", text)
+    print(text)
+
+
 def machine() -> dict[str, Any]:
     import onnx
     import onnxruntime
@@ -310,10 +319,7 @@ def main() -> None:
            "n_eval": len(evals), "machine": machine(), "latency_rounds": LATENCY_ROUNDS,
            "wall_seconds": round(time.perf_counter() - t_start, 1),
            "command": "python benchmarks/int8_accuracy_vs_defaults.py", "variants": variants}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RESULTS / f"{NAME}.json", res)
-    atomic_write_text(RESULTS / f"{NAME}.md", markdown(res))
-    print(markdown(res))
+    save_results(NAME, res, markdown)
 
 
 if __name__ == "__main__":

@@ -26,16 +26,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from int8_accuracy_vs_defaults import agreement, export_effnet, interleaved, logits, machine, photos, with_latency
+from int8_accuracy_vs_defaults import (
+    agreement,
+    export_effnet,
+    interleaved,
+    logits,
+    machine,
+    photos,
+    save_results,
+    with_latency,
+)
 
-from edgekit.artifacts import atomic_write_json, atomic_write_text
 from edgekit.quantization.calibration import TuningOptions
 from edgekit.quantization.checks import DecisionBudget
 from edgekit.quantization.onnx import StaticInt8Options, quantize_static
 from edgekit.results import AccuracyBudget
 from edgekit.targets import load_target
 
-RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "int8_cle"
 ROUNDS = 60
 WARMUP = 5
@@ -113,10 +120,7 @@ def main() -> None:
            "budget": decision.as_dict(), "latency_rounds": ROUNDS, "warmup": WARMUP,
            "wall_seconds": round(time.perf_counter() - t0, 1), "command": "python benchmarks/int8_cle.py",
            "variants": variants}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RESULTS / f"{NAME}.json", res)
-    atomic_write_text(RESULTS / f"{NAME}.md", markdown(res))
-    print(markdown(res))
+    save_results(NAME, res, markdown)
 
 
 if __name__ == "__main__":

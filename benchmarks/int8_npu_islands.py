@@ -30,12 +30,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _peers import crop_boxes, crop_feeds, heldout_photos, outputs, session
-from int8_accuracy_vs_defaults import machine
+from int8_accuracy_vs_defaults import machine, save_results
 from int8_vs_peers import MODELS, image_agreement, log
 
-from edgekit.artifacts import atomic_write_json, atomic_write_text
-
-RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "int8_npu_islands"
 PRICE_ON = "ethos-u55-128"
 ACCELERATORS = ("ethos-u55-128", "ethos-u65-256")
@@ -124,10 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {"machine": machine(), "vela_version": version("ethos-u-vela"), "price_on": PRICE_ON,
                            "models": {k: run_model(k, args.heldout) for k in args.models.split(",")}}
     res["minutes"] = (time.perf_counter() - t0) / 60
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_json(RESULTS / f"{NAME}.json", res)
-    atomic_write_text(RESULTS / f"{NAME}.md", markdown(res))
-    print(markdown(res))
+    save_results(NAME, res, markdown)
     return 0
 
 

@@ -26,12 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 from _peers import crop_boxes, crop_feeds, heldout_photos
-from int8_accuracy_vs_defaults import machine
+from int8_accuracy_vs_defaults import machine, save_results
 from int8_vs_peers import MODELS, image_agreement
 
-from edgekit.artifacts import atomic_write_json, atomic_write_text
-
-RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "int8_range_choice"
 
 
@@ -101,10 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     res: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                            "models": {k: run_model(k) for k in args.models}}
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_json(RESULTS / f"{NAME}.json", res)
-    atomic_write_text(RESULTS / f"{NAME}.md", markdown(res))
-    print(markdown(res))
+    save_results(NAME, res, markdown)
     return 0
 
 
