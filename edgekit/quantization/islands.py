@@ -17,12 +17,11 @@ Where the sensitivity search (:mod:`edgekit.quantization.search`) would keep a n
 Each trial is judged on every tuning item and priced: the whole model's median latency on one tuning item at
 1 thread, interleaved with the model before the decision (:func:`interleaved_latency`); a TFLite build meant for
 an Ethos-U NPU may be priced by Vela's estimate instead (``TfliteInt8Options.price_on``; :attr:`IslandBackend.pricing`
-says which, in every decision). Of the fixes that reach
-the aim the cheapest is kept (the earlier one in ``islands`` unless a later one is cheaper by more than
-:data:`LATENCY_TOLERANCE`); when none reaches it, the fix with the best score that improves the model. The
-ranking takes each node's best gain over the fixes. ``islands=("float",)`` is the plain
-:func:`~edgekit.quantization.search.sensitivity_search`, unpriced. Only tuning items are used: never the items
-that set the ranges, never held-out items.
+says which, in every decision). Of the fixes that reach the aim the cheapest is kept (the earlier one in
+``islands`` unless a later one is cheaper by more than :data:`LATENCY_TOLERANCE`); when none reaches it, the fix
+with the best score that improves the model. The ranking takes each node's best gain over the fixes.
+``islands=("float",)`` is the plain :func:`~edgekit.quantization.search.sensitivity_search`, unpriced. Only tuning
+items are used: never the items that set the ranges, never held-out items.
 """
 
 from __future__ import annotations
@@ -294,9 +293,8 @@ def _decide(backend: IslandBackend, r: Ranked, fixes: Mapping[str, str], judge: 
                  f"ms, {backend.pricing})"
                  + (f"; {others}" if others else ""))
     record = {"node": r.name, "fix": chosen, "priced_by": backend.pricing, "score_before": cur.score,
-              "score_after": got.score,
-              "cosine_before": cur.cosine, "cosine_after": got.cosine, "latency_ms_before": ms[0],
-              "latency_cost": cost[chosen], "meets_aim": chosen in reach,
+              "score_after": got.score, "cosine_before": cur.cosine, "cosine_after": got.cosine,
+              "latency_ms_before": ms[0], "latency_cost": cost[chosen], "meets_aim": chosen in reach,
               "alternatives": {f: {"cosine": c.cosine, "score": c.score, "latency_cost": cost[f],
                                    "meets_aim": f in reach} for f, (_, c) in tried.items() if f != chosen}}
     return model, got, record

@@ -231,7 +231,7 @@ class TfliteIslands:
             if len(self._cache) > 6:
                 del self._cache[next(k for k in self._cache if k != (frozenset(), frozenset()))]
             built = carry_constants(self._backend.build(sorted(key[0]), sorted(key[1])), self._base)[0]
-            if io_types(built) != io_types(self._cache[(frozenset(), frozenset())]):
+            if io_types(built) != io_types(self._base):
                 raise QuantizationError(f"a 16-bit island there makes the model's I/O {io_types(built)} (a graph "
                                         "output at 16 bits); the I/O asked for stays")
             self._cache[key] = built
@@ -239,6 +239,11 @@ class TfliteIslands:
 
     def run(self, model: bytes, feeds: Sequence[Feeds]) -> list[list[np.ndarray]]:
         return self._backend.run(model, feeds)
+
+    def _vela(self, path: Path) -> Any:
+        from edgekit.estimators.vela import estimate
+
+        return estimate(path, self._price_on)
 
     def _paths(self, models: Sequence[bytes]) -> list[Path]:
         out = []
@@ -252,9 +257,7 @@ class TfliteIslands:
         """Median ms of each model on ``feed`` with LiteRT at 1 thread, interleaved; or Vela's estimated ms of
         each on the ``price_on`` accelerator."""
         if self._price_on != "litert":
-            from edgekit.estimators.vela import estimate
-
-            return [estimate(p, self._price_on).latency_ms for p in self._paths(models)]
+            return [self._vela(p).latency_ms for p in self._paths(models)]
         return interleaved_ms([load_tflite(p).bind(feed) for p in self._paths(models)])
 
     def int16_note(self, model: bytes, nodes: Sequence[str]) -> str:
@@ -262,9 +265,7 @@ class TfliteIslands:
         read from the interpreter (XNNPACK has no 16x8 kernels)."""
         (path,) = self._paths([model])
         if self._price_on != "litert":
-            from edgekit.estimators.vela import estimate
-
-            est = estimate(path, self._price_on)
+            est = self._vela(path)
             return (f"16-bit islands ({len(nodes)}: {', '.join(nodes)}): 16x8 ops; Vela places {est.npu_ops} ops on "
                     f"the {self._price_on} NPU and {est.cpu_ops} on the CPU (estimated {est.latency_ms:.3g} ms); "
                     "the latency costs above are Vela's estimates")
