@@ -10,8 +10,8 @@ calibration statistics with a recipe entry per island, and runs on the real Lite
   Every trial is timed with the model before it on LiteRT (XNNPACK where it takes the ops), interleaved, 1 thread;
   or, for a build meant for an Arm Ethos-U NPU (``TfliteInt8Options.price_on``), priced by Vela's estimated
   latency of each model compiled for that accelerator (:func:`edgekit.estimators.vela.estimate`): there a 16x8 op
-  runs on the NPU at a few percent more (MobileNetV2, one island: +4-7% on ethos-u55-128 / ethos-u65-256), where on
-  XNNPACK it costs +240% of the model.
+  runs on the NPU for +1% to +18% of the estimate per island (EfficientNet-Lite0/1 on ethos-u55-128,
+  benchmarks/results/int8_npu_islands.md), where on XNNPACK it costs +240% of the model.
   Measured on EfficientNet-Lite0 / MobileNetV2 at 1 thread (benchmarks/results/int8_vs_peers.md, "aeq-a16w8"):
   XNNPACK has no 16x8 kernels, so a 16x8 op runs on LiteRT's builtin kernels and splits the XNNPACK partition;
   whole-model 16x8 ran at 0.03-0.04x fp32 speed, so on a CPU target the pricing picks float wherever float reaches
